@@ -1,0 +1,32 @@
+# Two commands for a newcomer: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test bench stress clean
+
+# torch first, pinned to the CPU build that installs offline; an unpinned torch pulls a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/pgrecs demo
+
+test: install
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python -m benchmarks.run all
+
+stress: install
+	$(BIN)/pytest -q -m stress tests/stress
+
+clean:
+	-$(BIN)/pgrecs db stop
+	rm -rf .pgrecs dbt_project/target dbt_project/logs

