@@ -5,7 +5,7 @@ Revises: 0002_semantic
 Create Date: 2026-11-25
 """
 
-from alembic import op  # noqa: F401
+from alembic import op
 
 revision = "0003_signals"
 down_revision = "0002_semantic"
@@ -14,8 +14,47 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.execute(
+        """
+        -- One neighbour-list shape for every item-to-item signal, so scoring reads any of them.
+        create table pgrecs.item_neighbors (
+            tenant_id text not null default 'default' references pgrecs.tenants,
+            signal text not null check (signal in ('semantic', 'cooccurrence', 'ease')),
+            item_id bigint not null references pgrecs.items on delete cascade,
+            neighbor_item_id bigint not null references pgrecs.items on delete cascade,
+            score real not null,
+            rank smallint not null check (rank >= 1),
+            computed_at timestamptz not null default now(),
+            primary key (tenant_id, signal, item_id, neighbor_item_id)
+        );
+        create index item_neighbors_ranked on pgrecs.item_neighbors (tenant_id, signal, item_id, rank)
+            include (neighbor_item_id, score);
+        create index item_neighbors_reverse on pgrecs.item_neighbors (neighbor_item_id);
+        comment on table pgrecs.item_neighbors is
+            'Top-N neighbours per item and signal (semantic from embeddings, cooccurrence and ease from events).';
+
+        -- Per-item signals published by `pgrecs refresh` from the dbt marts.
+        create table pgrecs.item_signals (
+            tenant_id text not null default 'default' references pgrecs.tenants,
+            item_id bigint primary key references pgrecs.items on delete cascade,
+            popularity real not null default 0,
+            trending real not null default 0,
+            category_popularity_rank integer,
+            quality_score real,
+            quality_flags text[] not null default '{}',
+            refreshed_at timestamptz not null default now()
+        );
+        create index item_signals_popularity on pgrecs.item_signals (tenant_id, popularity desc);
+        comment on table pgrecs.item_signals is
+            'Time-decayed popularity, trending score and metadata quality per item, published from the dbt marts.';
+        """
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.execute(
+        """
+        drop table if exists pgrecs.item_signals;
+        drop table if exists pgrecs.item_neighbors;
+        """
+    )
