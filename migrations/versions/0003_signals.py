@@ -47,6 +47,21 @@ def upgrade() -> None:
         create index item_signals_popularity on pgrecs.item_signals (tenant_id, popularity desc);
         comment on table pgrecs.item_signals is
             'Time-decayed popularity, trending score and metadata quality per item, published from the dbt marts.';
+
+        -- Where the last `pgrecs refresh` left off, per tenant: the incremental co-occurrence
+        -- refresh redoes only the lists touched by events after last_event_id.
+        create table pgrecs.refresh_state (
+            tenant_id text primary key references pgrecs.tenants,
+            last_event_id bigint not null,
+            last_full_at timestamptz,
+            last_refresh_at timestamptz not null default now(),
+            last_mode text not null check (last_mode in ('full', 'incremental')),
+            items_recomputed integer not null default 0,
+            ease_items integer,
+            ease_note text
+        );
+        comment on table pgrecs.refresh_state is
+            'Per tenant, the last event folded into the published signals and how the last refresh ran.';
         """
     )
 
@@ -54,6 +69,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
+        drop table if exists pgrecs.refresh_state;
         drop table if exists pgrecs.item_signals;
         drop table if exists pgrecs.item_neighbors;
         """

@@ -1,0 +1,161 @@
+"""API keys: `X-API-Key` on every request but health and the API description; scopes per endpoint.
+
+A key is `pgr_` + 43 url-safe characters (256 random bits). Postgres stores only its sha256
+(pgrecs.api_keys), with the tenant and scopes. The API's database role cannot read that table: it
+asks the SECURITY DEFINER function pgrecs.api_key_lookup(sha256), which returns the active key's
+tenant and scopes, and the same statement sets pgrecs.tenant for the rest of the request, so
+row-level security scopes every later query to the key's tenant.
+
+Scopes: read (recommendations, similar items, search), write (events, items), admin (keys,
+placements, metrics). A route may declare its scope with @require_scope; otherwise it is found
+from its blueprint and method below, and any route not listed needs admin (fail closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+
+import psycopg
+from apiflask import abort
+from flask import current_app, g, request
+
+from app.errors import PgrecsError
+
+HEADER = "X-API-Key"
+PREFIX = "pgr_"
+SCOPES = ("read", "write", "admin")
+SCHEME_NAME = "ApiKeyAuth"
+SECURITY_SCHEME = {"type": "apiKey", "in": "header", "name": HEADER,
+                   "description": "An API key from `pgrecs keys create --tenant T --scopes read,write`."}
+
+# Reachable without a key: liveness/readiness for orchestrators, and the API description itself.
+PUBLIC_ENDPOINTS = {"health.healthz", "health.readyz", "openapi.spec", "openapi.docs", "openapi.swagger_ui_static",
+                    "openapi.redoc", "static"}
+
+# blueprint -> scope by method (None: any method); "*" is the method wildcard.
+BLUEPRINT_SCOPES: dict[str, dict[str, str]] = {
+    "items": {"GET": "read", "HEAD": "read", "*": "write"},
+    "search": {"*": "read"},
+    "recommendations": {"*": "read"},  # POST /recommendations reads too
+    "events": {"GET": "read", "HEAD": "read", "*": "write"},
+}
+
+
+def new_key() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def key_sha256(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def require_scope(scope: str) -> Callable:
+    """Declare the scope a view needs (overrides the blueprint default)."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    def decorate(view):
+        view._pgrecs_scope = scope
+        return view
+
+    return decorate
+
+
+def scope_for(endpoint: str | None, method: str) -> str | None:
+    """The scope a request needs; None for an unrouted request (404/405 come after the key check)."""
+    if endpoint is None:
+        return None
+    view = current_app.view_functions.get(endpoint)
+    declared = getattr(view, "_pgrecs_scope", None)
+    if declared:
+        return declared
+    blueprint = endpoint.rsplit(".", 1)[0] if "." in endpoint else ""
+    by_method = BLUEPRINT_SCOPES.get(blueprint)
+    if by_method is None:
+        return "admin"
+    return by_method.get(method, by_method.get("*", "admin"))
+
+
+def _problem(status: int, message: str):
+    abort(status, message=message)
+
+
+def authenticate() -> None:
+    """before_request: resolve the key to (key id, tenant, scopes) and set the tenant; 401/403 otherwise."""
+    if request.endpoint in PUBLIC_ENDPOINTS or request.method == "OPTIONS":
+        return
+    key = request.headers.get(HEADER, "")
+    if not key:
+        _problem(401, f"missing {HEADER} header")
+    if len(key) > 200 or not key.isascii() or not key.startswith(PREFIX):
+        _problem(401, "invalid API key")
+    from app.api.database import get_conn
+
+    conn = get_conn()
+    row = conn.execute(
+        "select k.key_id, k.tenant_id, k.scopes, set_config('pgrecs.tenant', k.tenant_id, false)"
+        " from pgrecs.api_key_lookup(%s) as k",
+        (key_sha256(key),),
+    ).fetchone()
+    conn.commit()
+    if row is None:
+        _problem(401, "invalid or revoked API key")
+    g.api_key_id, g.tenant, g.scopes = row[0], row[1], frozenset(row[2])
+    needed = scope_for(request.endpoint, request.method)
+    if needed is not None and needed not in g.scopes:
+        _problem(403, f"this API key lacks the {needed!r} scope")
+
+
+def init_app(app) -> None:
+    app.config["SECURITY_SCHEMES"] = {**(app.config.get("SECURITY_SCHEMES") or {}), SCHEME_NAME: SECURITY_SCHEME}
+    app.before_request(authenticate)
+
+
+# ---------------------------------------------------------------------------------------------
+# Key management (used by `pgrecs keys`); runs as the operator's role, not the API role.
+# ---------------------------------------------------------------------------------------------
+
+def parse_scopes(text: str) -> list[str]:
+    scopes = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown or not scopes:
+        raise PgrecsError(f"scopes must be a comma-separated subset of {','.join(SCOPES)} (got {text!r})")
+    return sorted(set(scopes), key=SCOPES.index)
+
+
+def create_key(conn: psycopg.Connection, tenant: str, scopes: list[str], name: str = "") -> tuple[int, str]:
+    """Store a new key's hash (adding the tenant when new); returns (key id, key), the key shown once."""
+    try:
+        with conn.transaction():
+            conn.execute("insert into pgrecs.tenants (tenant_id, name) values (%s, %s) on conflict do nothing",
+                         (tenant, tenant))
+    except psycopg.errors.CheckViolation:
+        raise PgrecsError(f"invalid tenant id {tenant!r}: lowercase letters, digits, '_' and '-', at most 63") from None
+    if len(name) > 200:
+        raise PgrecsError("key name must be at most 200 characters")
+    key = new_key()
+    key_id = conn.execute(
+        "insert into pgrecs.api_keys (tenant_id, name, key_prefix, key_sha256, scopes)"
+        " values (%s, %s, %s, %s, %s) returning key_id",
+        (tenant, name, key[: len(PREFIX) + 6], key_sha256(key), scopes),
+    ).fetchone()[0]
+    return key_id, key
+
+
+def list_keys(conn: psycopg.Connection, tenant: str | None = None) -> list[tuple]:
+    return conn.execute(
+        "select key_id, tenant_id, name, key_prefix, scopes, created_at, revoked_at from pgrecs.api_keys"
+        " where %(tenant)s::text is null or tenant_id = %(tenant)s order by key_id",
+        {"tenant": tenant},
+    ).fetchall()
+
+
+def revoke_key(conn: psycopg.Connection, key_id: int) -> bool:
+    """Revoke a key (idempotent); False when no such key exists."""
+    row = conn.execute(
+        "update pgrecs.api_keys set revoked_at = coalesce(revoked_at, now()) where key_id = %s returning key_id",
+        (key_id,),
+    ).fetchone()
+    return row is not None

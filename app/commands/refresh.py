@@ -1,0 +1,171 @@
+"""`pgrecs refresh` (dbt build + EASE + publish) and `pgrecs audit` (catalog metadata report)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import click
+
+from app.cli import url_from
+from app.errors import PgrecsError
+
+
+def _parse_vars(pairs: tuple[str, ...]) -> dict:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise PgrecsError(f"--var expects key=value, got {pair!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _progress_printer():
+    def show(node, index, total):
+        status = node.status.upper()
+        where = f"[{index}/{total}] " if total else ""
+        click.echo(f"  {where}{status:<5} {node.kind} {node.name} ({node.seconds:.1f}s)", err=True)
+    return show
+
+
+@click.command()
+@click.option("--full/--incremental", default=None,
+              help="Recompute everything, or only what new events touched (default: incremental once a full refresh has run).")
+@click.option("--ease/--no-ease", "ease", default=None,
+              help="Recompute the EASE signal (default: on full refreshes only).")
+@click.option("--ease-lambda", type=float, default=300.0, show_default=True, help="EASE L2 regularisation.")
+@click.option("--ease-max-items", type=int, default=20_000, show_default=True,
+              help="Skip EASE for a tenant with more items with interactions than this.")
+@click.option("--top-n", type=int, default=50, show_default=True, help="Neighbours kept per item and signal.")
+@click.option("--var", "dbt_vars", multiple=True, metavar="KEY=VALUE",
+              help="A dbt var, e.g. --var popularity_half_life_days=7 --var 'event_weights={purchase: 10}'.")
+@click.option("--test/--no-test", "run_tests", default=True, show_default=True,
+              help="Run the dbt data tests and unit tests (dbt build) or only the models (dbt run).")
+@click.option("--quiet", is_flag=True, help="No per-model progress lines.")
+@click.pass_context
+def refresh(ctx, full, ease, ease_lambda, ease_max_items, top_n, dbt_vars, run_tests, quiet):
+    """Rebuild the dbt marts and publish co-occurrence, EASE, popularity and quality signals."""
+    from app.signals.refresh import refresh as run_refresh
+
+    url = url_from(ctx)
+    report = run_refresh(url, full=full, ease=ease, ease_lambda=ease_lambda, ease_max_items=ease_max_items,
+                         top_n=top_n, variables=_parse_vars(dbt_vars), run_tests=run_tests,
+                         progress=None if quiet else _progress_printer())
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    for t in report.tenants:
+        click.echo(
+            f"{report.mode} refresh, tenant {t['tenant_id']}: {t['cooccurrence_items']} co-occurrence lists "
+            f"recomputed ({t['cooccurrence_rows']} rows), {t['ease_rows']} EASE rows, {t['signal_rows']} item signals")
+    click.echo(f"done in {report.seconds:.1f}s (dbt {report.dbt_seconds:.1f}s: {report.models} models, "
+               f"{report.tests} tests; EASE {report.ease_seconds:.1f}s; publish {report.publish_seconds:.1f}s)")
+
+
+SUMMARY_LABELS = [
+    ("items", "items"),
+    ("no_title", "no title"),
+    ("no_description", "no description"),
+    ("short_description", "description < 50 characters"),
+    ("no_brand", "no brand"),
+    ("no_category", "no category"),
+    ("no_price", "no price"),
+    ("no_image", "no image"),
+    ("duplicate_title_items", "items sharing their exact title"),
+    ("duplicate_title_groups", "distinct duplicated titles"),
+    ("near_duplicate_title_items", "near-duplicate titles (trigram)"),
+    ("mostly_markup", "mostly markup"),
+    ("mostly_non_letters", "mostly non-letters"),
+    ("boilerplate", "boilerplate phrases"),
+    ("repeated_description", "description shared by 3+ items"),
+    ("mojibake", "mojibake repaired"),
+    ("not_embeddable", "too poor to embed"),
+    ("brands", "brands"),
+    ("brands_with_spelling_variants", "brands with several spellings"),
+    ("mean_description_length", "mean description length"),
+    ("mean_quality_score", "mean quality score"),
+    ("p10_quality_score", "10th percentile quality score"),
+]
+
+
+def audit_data(url: str, tenant: str, worst: int) -> tuple[dict | None, list[dict]]:
+    from app.db import connect
+
+    with connect(url, tenant=tenant) as conn:
+        cur = conn.execute("select * from recs_marts.fct_catalog_audit_summary where tenant_id = %s", (tenant,))
+        row = cur.fetchone()
+        summary = dict(zip([c.name for c in cur.description], row)) if row else None
+        cur = conn.execute(
+            "select external_id, title, quality_score, array_to_string(quality_flags, ', ') as flags"
+            " from recs_marts.fct_item_audit where tenant_id = %s"
+            " order by quality_score, item_id limit %s", (tenant, worst))
+        items = [dict(zip([c.name for c in cur.description], r)) for r in cur.fetchall()]
+    return summary, items
+
+
+def _share(summary: dict, key: str) -> str:
+    value = summary[key]
+    if key in ("items", "brands") or isinstance(value, float) or "mean" in key or "p10" in key:
+        return f"{value}"
+    return f"{value} ({100.0 * value / summary['items']:.1f}%)" if summary["items"] else str(value)
+
+
+def render_markdown(title: str, summary: dict, items: list[dict]) -> str:
+    lines = [f"# {title}", "", "| measure | value |", "| --- | --- |"]
+    lines += [f"| {label} | {_share(summary, key)} |" for key, label in SUMMARY_LABELS]
+    lines += ["", f"## {len(items)} lowest-quality items", "", "| external id | title | score | flags |",
+              "| --- | --- | --- | --- |"]
+    for it in items:
+        title_text = (it["title"] or "").replace("|", "\\|")[:80]
+        lines.append(f"| {it['external_id']} | {title_text} | {it['quality_score']} | {it['flags']} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_html(title: str, summary: dict, items: list[dict]) -> str:
+    e = html.escape
+    rows = "".join(f"<tr><td>{e(label)}</td><td>{e(_share(summary, key))}</td></tr>" for key, label in SUMMARY_LABELS)
+    worst = "".join(
+        f"<tr><td>{e(str(it['external_id']))}</td><td>{e((it['title'] or '')[:80])}</td>"
+        f"<td>{it['quality_score']}</td><td>{e(it['flags'])}</td></tr>" for it in items)
+    return (f"<!doctype html><meta charset=utf-8><title>{e(title)}</title><h1>{e(title)}</h1>"
+            f"<table><tr><th>measure</th><th>value</th></tr>{rows}</table>"
+            f"<h2>{len(items)} lowest-quality items</h2><table><tr><th>external id</th><th>title</th>"
+            f"<th>score</th><th>flags</th></tr>{worst}</table>\n")
+
+
+@click.command()
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report to FILE (.html for HTML, anything else Markdown).")
+@click.option("--worst", type=click.IntRange(0, 10_000), default=20, show_default=True,
+              help="How many lowest-quality items to list.")
+@click.option("--build/--no-build", default=True, show_default=True,
+              help="Rebuild the audit models with dbt first.")
+@click.pass_context
+def audit(ctx, out, worst, build):
+    """Catalog metadata audit: summary and worst items (printed, and written with --out)."""
+    from app import dbt
+    from app.cli import tenant_from
+
+    url = url_from(ctx)
+    tenant = tenant_from(ctx)
+    if build:
+        dbt.run(url, "build", select="+fct_catalog_audit_summary")
+    try:
+        summary, items = audit_data(url, tenant, worst)
+    except Exception as exc:
+        if exc.__class__.__name__ == "UndefinedTable":
+            raise PgrecsError("the audit marts do not exist yet: run `pgrecs audit` without --no-build") from exc
+        raise
+    if summary is None:
+        raise PgrecsError(f"tenant {tenant} has no items to audit")
+    title = f"Catalog audit ({tenant})"
+    text = render_markdown(title, summary, items)
+    click.echo(text)
+    if out:
+        out.write_text(render_html(title, summary, items) if out.suffix.lower() in (".html", ".htm") else text)
+        click.echo(f"wrote {out}", err=True)
+
+
+COMMANDS = [refresh, audit]

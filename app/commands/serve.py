@@ -1,0 +1,43 @@
+"""`pgrecs serve`: the HTTP API under gunicorn (the Flask development server where gunicorn is missing)."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli import tenant_from, url_from
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="gunicorn worker processes (each loads the query model once, on its first /search).")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), help="Threads per worker.")
+@click.pass_context
+def serve(ctx, host, port, workers, threads):
+    """Serve the HTTP API (items, similar items, search, health)."""
+    from app.api import create_app
+
+    config = {"DATABASE_URL": url_from(ctx), "TENANT": tenant_from(ctx)}
+    try:
+        from gunicorn.app.base import BaseApplication
+    except ImportError:
+        click.echo("gunicorn not available; using the Flask development server", err=True)
+        create_app(config).run(host=host, port=port, threaded=True)
+        return
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("accesslog", "-")
+
+        def load(self):
+            return create_app(config)
+
+    click.echo(f"serving on http://{host}:{port} ({workers} workers x {threads} threads)", err=True)
+    Server().run()
+
+
+COMMANDS = [serve]

@@ -1,0 +1,299 @@
+"""The embedding queue worker behind `pgrecs embed`.
+
+Each batch is one transaction: claim up to `batch_size` queue rows of this tenant and model with
+`FOR UPDATE SKIP LOCKED` (so several workers share the queue), delete them, and then per item:
+
+* inactive -> leave the semantic neighbour lists (embedding kept for a later reactivation);
+* composed text with a problem (pgrecs.item_text_problem) -> pgrecs.not_embeddable, never embedded;
+* same text hash as the stored embedding -> nothing to embed (no model call);
+* otherwise -> encode, upsert the embedding with the text hash and the truncated flag.
+
+For the default model the item's semantic neighbour list is then written (and it enters its
+neighbours' lists). A crash rolls the batch back, so its queue rows come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import time
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+from pgvector import HalfVector
+
+from app.db import connect
+from app.embeddings.models import ModelSpec, get_encoder, load_spec
+
+log = logging.getLogger(__name__)
+CHANNEL = "pgrecs_embed"
+DEFAULT_NEIGHBORS = 50
+ENCODE_BATCH = 16
+
+
+@dataclass
+class EmbedStats:
+    queued: int = 0
+    claimed: int = 0
+    embedded: int = 0
+    unchanged: int = 0
+    not_embeddable: int = 0
+    inactive: int = 0
+    truncated: int = 0
+    model_calls: int = 0
+    seconds: float = 0.0
+    reasons: dict = field(default_factory=dict)
+
+    def add(self, other: "EmbedStats") -> None:
+        for key in ("claimed", "embedded", "unchanged", "not_embeddable", "inactive", "truncated", "model_calls"):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+        for reason, count in other.reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + count
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _tenant(conn) -> str:
+    return conn.execute("select coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default')").fetchone()[0]
+
+
+def queue_depth(conn, model_id: int) -> int:
+    return conn.execute(
+        "select count(*) from pgrecs.embedding_queue where tenant_id = %s and model_id = %s",
+        (_tenant(conn), model_id)).fetchone()[0]
+
+
+def enqueue_stale(conn, spec: ModelSpec) -> int:
+    """Queue the tenant's active items with no up-to-date embedding or verdict for this model."""
+    return conn.execute("select pgrecs.enqueue_stale_embeddings(%s::smallint)", (spec.model_id,)).fetchone()[0]
+
+
+def process_batch(conn, spec: ModelSpec, batch_size: int = 64, neighbors: int = DEFAULT_NEIGHBORS) -> EmbedStats:
+    """Claim and process one batch in one transaction; retried on deadlock. Returns what happened."""
+    for attempt in range(5):
+        try:
+            with conn.transaction():
+                return _process_batch(conn, spec, batch_size, neighbors)
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            log.info("batch deadlocked with another worker; retrying (%d)", attempt + 1)
+            time.sleep(0.05 * (attempt + 1))
+    with conn.transaction():
+        return _process_batch(conn, spec, batch_size, neighbors)
+
+
+def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int) -> EmbedStats:
+    stats = EmbedStats()
+    tenant = _tenant(conn)
+    claimed = [r[0] for r in conn.execute(
+        """
+        with claimed as (
+            select item_id
+            from pgrecs.embedding_queue
+            where tenant_id = %(tenant)s and model_id = %(model)s
+            order by enqueued_at, item_id
+            limit %(limit)s
+            for update skip locked
+        )
+        delete from pgrecs.embedding_queue as q
+        using claimed as c
+        where q.item_id = c.item_id and q.model_id = %(model)s
+        returning q.item_id
+        """,
+        {"tenant": tenant, "model": spec.model_id, "limit": batch_size}).fetchall()]
+    stats.claimed = len(claimed)
+    if not claimed:
+        return stats
+
+    rows = conn.execute(
+        """
+        select i.item_id, i.active, t.txt, pgrecs.item_text_problem(t.txt), pgrecs.item_text_sha256(t.txt),
+            e.text_sha256,
+            (select count(*) from pgrecs.item_neighbors as nb
+             where nb.tenant_id = i.tenant_id and nb.signal = 'semantic' and nb.item_id = i.item_id)
+        from pgrecs.items as i
+        cross join lateral (
+            select pgrecs.compose_item_text(i.title, i.description, i.brand, i.category_path, i.attributes) as txt
+        ) as t
+        left join pgrecs.item_embeddings as e on e.item_id = i.item_id and e.model_id = %s
+        where i.item_id = any(%s) and i.tenant_id = %s
+        order by i.item_id
+        """,
+        (spec.model_id, claimed, tenant)).fetchall()
+
+    to_embed: list[tuple[int, str, bytes]] = []
+    to_remove: list[int] = []
+    to_refresh: list[int] = []
+    poor: list[tuple[int, str, bytes]] = []
+    for item_id, active, text, problem, sha, stored_sha, neighbor_count in rows:
+        sha = bytes(sha)
+        if not active:
+            stats.inactive += 1
+            to_remove.append(item_id)
+        elif problem is not None:
+            stats.not_embeddable += 1
+            stats.reasons[problem] = stats.reasons.get(problem, 0) + 1
+            poor.append((item_id, problem, sha))
+            to_remove.append(item_id)
+        elif stored_sha is not None and bytes(stored_sha) == sha:
+            stats.unchanged += 1
+            if neighbor_count < neighbors:
+                to_refresh.append(item_id)  # reactivated, or lost a neighbour to a delete
+        else:
+            to_embed.append((item_id, text, sha))
+
+    if poor:
+        with conn.cursor() as cur:
+            cur.executemany(
+                """
+                insert into pgrecs.not_embeddable (tenant_id, item_id, model_id, reason, text_sha256)
+                values (%s, %s, %s, %s, %s)
+                on conflict (item_id, model_id) do update
+                    set reason = excluded.reason, text_sha256 = excluded.text_sha256, recorded_at = now()
+                """,
+                [(tenant, item_id, spec.model_id, reason, sha) for item_id, reason, sha in poor])
+        conn.execute("delete from pgrecs.item_embeddings where model_id = %s and item_id = any(%s)",
+                     (spec.model_id, [p[0] for p in poor]))
+
+    if to_embed:
+        encoder = get_encoder(spec.source)
+        texts = [text for _, text, _ in to_embed]
+        flags = encoder.truncated(texts)
+        # encode() sorts the claimed texts by length; small model batches then pad little
+        # (batches of 64 mixed lengths pad most of them to the 256-token limit: about 2x slower)
+        vectors = encoder.encode(texts, batch_size=ENCODE_BATCH)
+        stats.model_calls += 1
+        stats.embedded = len(to_embed)
+        stats.truncated = sum(flags)
+        with conn.cursor() as cur:
+            cur.executemany(
+                """
+                insert into pgrecs.item_embeddings (tenant_id, item_id, model_id, embedding, text_sha256, truncated)
+                values (%s, %s, %s, %s, %s, %s)
+                on conflict (item_id, model_id) do update
+                    set embedding = excluded.embedding, text_sha256 = excluded.text_sha256,
+                        truncated = excluded.truncated, embedded_at = now()
+                """,
+                [(tenant, item_id, spec.model_id, HalfVector(vector), sha, flag)
+                 for (item_id, _, sha), vector, flag in zip(to_embed, vectors, flags)])
+        conn.execute("delete from pgrecs.not_embeddable where model_id = %s and item_id = any(%s)",
+                     (spec.model_id, [e[0] for e in to_embed]))
+
+    if spec.is_default and neighbors > 0:
+        if to_remove:
+            conn.execute("select pgrecs.remove_semantic_neighbors(%s, %s)", (to_remove, neighbors))
+        refresh = [e[0] for e in to_embed] + to_refresh
+        if refresh:
+            conn.execute("select pgrecs.refresh_semantic_neighbors(%s, %s)", (refresh, neighbors))
+    return stats
+
+
+def drain(url: str | None, tenant: str, model: str | None = None, *, batch_size: int = 64,
+          neighbors: int = DEFAULT_NEIGHBORS, progress: bool = True, enqueue: bool = True) -> EmbedStats:
+    """Queue stale items (when enqueue) and process the queue until it is empty."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    total = EmbedStats()
+    with connect(url, tenant=tenant) as conn:
+        spec = load_spec(conn, model)
+        if enqueue:
+            total.queued = enqueue_stale(conn, spec)
+            conn.commit()
+        depth = queue_depth(conn, spec.model_id)
+        conn.commit()
+        if depth:
+            get_encoder(spec.source)  # fail fast on a missing model, before claiming anything
+        with tqdm(total=depth, unit="item", desc=f"embed {spec.name}", disable=not progress or depth == 0) as bar:
+            while True:
+                stats = process_batch(conn, spec, batch_size, neighbors)
+                if stats.claimed == 0:
+                    break
+                total.add(stats)
+                bar.update(stats.claimed)
+    total.seconds = time.perf_counter() - started
+    return total
+
+
+def watch(url: str | None, tenant: str, model: str | None = None, *, batch_size: int = 64,
+          neighbors: int = DEFAULT_NEIGHBORS, idle_seconds: float = 5.0, stop_after: float | None = None,
+          on_batch=None, stop_event=None) -> EmbedStats:
+    """Stay up: drain, then wait for NOTIFY pgrecs_embed (or idle_seconds at most) and drain again.
+
+    Ends after stop_after seconds, or when stop_event (a threading.Event) is set.
+    """
+    total = EmbedStats()
+    deadline = None if stop_after is None else time.monotonic() + stop_after
+    with connect(url, tenant=tenant, autocommit=True) as listener, connect(url, tenant=tenant) as conn:
+        listener.execute(f"listen {CHANNEL}")
+        spec = load_spec(conn, model)
+        conn.commit()
+        get_encoder(spec.source)
+        total.queued = enqueue_stale(conn, spec)
+        conn.commit()
+        while (deadline is None or time.monotonic() < deadline) and not (stop_event and stop_event.is_set()):
+            while True:
+                stats = process_batch(conn, spec, batch_size, neighbors)
+                if stats.claimed == 0:
+                    break
+                total.add(stats)
+                if on_batch is not None:
+                    on_batch(stats)
+            wait = idle_seconds if deadline is None else max(0.0, min(idle_seconds, deadline - time.monotonic()))
+            if stop_event is not None:
+                wait = min(wait, 0.5)
+            # wake on the first notification; drain the rest so one burst costs one wake-up
+            ready, _, _ = select.select([listener.fileno()], [], [], wait)
+            if ready:
+                for _ in listener.notifies(timeout=0):
+                    pass
+    return total
+
+
+def _worker_main(url, tenant, model, batch_size, neighbors, threads):  # pragma: no cover - child process
+    import torch
+
+    torch.set_num_threads(threads)
+    drain(url, tenant, model, batch_size=batch_size, neighbors=neighbors, progress=False, enqueue=False)
+
+
+def drain_parallel(url: str, tenant: str, model: str | None, *, workers: int, batch_size: int = 64,
+                   neighbors: int = DEFAULT_NEIGHBORS, progress: bool = True) -> EmbedStats:
+    """Several worker processes drain one queue (SKIP LOCKED); the parent shows the progress."""
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    total = EmbedStats()
+    with connect(url, tenant=tenant) as conn:
+        spec = load_spec(conn, model)
+        total.queued = enqueue_stale(conn, spec)
+        conn.commit()
+        depth = queue_depth(conn, spec.model_id)
+        conn.commit()
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        ctx = multiprocessing.get_context("spawn")
+        procs = [ctx.Process(target=_worker_main, args=(url, tenant, model, batch_size, neighbors, threads))
+                 for _ in range(workers)]
+        for proc in procs:
+            proc.start()
+        with tqdm(total=depth, unit="item", desc=f"embed {spec.name} x{workers}", disable=not progress) as bar:
+            done = 0
+            while any(p.is_alive() for p in procs):
+                time.sleep(0.5)
+                left = queue_depth(conn, spec.model_id)
+                conn.commit()
+                bar.update(max(0, depth - left - done))
+                done = max(done, depth - left)
+        for proc in procs:
+            proc.join()
+        total.claimed = depth
+        failed = [p.exitcode for p in procs if p.exitcode]
+        if failed:
+            from app.errors import PgrecsError
+
+            raise PgrecsError(f"{len(failed)} embed worker(s) failed (exit codes {failed}); re-run to resume")
+    total.seconds = time.perf_counter() - started
+    return total

@@ -1,0 +1,292 @@
+"""recs.recommend_for_item / recs.recommend_for_user latency at catalog scale, and HTTP throughput.
+
+Synthetic but shaped like a shop: BENCH_ITEMS items (default 100,000) in 200 clusters (category,
+brand pool, embedding centroid), BENCH_EVENTS events (default 1,000,000) with power-law item and
+user popularity inside each user's home cluster, BENCH_NEIGHBORS neighbours per item and signal
+(default 50; semantic, cooccurrence, ease written straight into pgrecs.item_neighbors, as the
+pipelines would), popularity from the events, 384-d halfvec embeddings for MMR.
+
+SQL: p50/p99 of one call each (k=10, seeded placements pdp_similar and home_for_you, MMR and
+caps on) over BENCH_QUERIES random anchors / users with history, prepared statements, one
+connection. HTTP (BENCH_HTTP=0 skips): gunicorn on 127.0.0.1 with 2 workers x 4 threads, a
+threaded keep-alive client for BENCH_HTTP_SECONDS per endpoint; requests/s and errors.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+
+from benchmarks.run import bench_server, fresh_database
+
+ROOT = Path(__file__).resolve().parent.parent
+N_ITEMS = int(os.environ.get("BENCH_ITEMS", 100_000))
+N_EVENTS = int(os.environ.get("BENCH_EVENTS", 1_000_000))
+N_NEIGHBORS = int(os.environ.get("BENCH_NEIGHBORS", 50))
+N_QUERIES = int(os.environ.get("BENCH_QUERIES", 300))
+N_USERS = max(N_EVENTS // 20, 100)
+CLUSTERS = 200
+DIM = 384
+HTTP = os.environ.get("BENCH_HTTP", "1") != "0"
+HTTP_SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", 15))
+LOG = Path(os.environ.get("PGRECS_BENCH_DIR", "/tmp/pgrecs_bench")) / "bench_recommend_gunicorn.log"
+
+
+def _populate(conn: psycopg.Connection) -> dict:
+    timings = {}
+    t0 = time.perf_counter()
+    per = max(N_ITEMS // CLUSTERS, 1)
+    conn.execute(
+        """
+        insert into pgrecs.items (external_id, title, brand, category_path, price, stock, margin, active)
+        select 'sku-' || g, 'Item ' || g, 'brand-' || ((g / %(per)s) * 7 + g %% 5),
+               array['dept-' || ((g / %(per)s) %% 20), 'cat-' || (g / %(per)s)],
+               round((5 + random() * 200)::numeric, 2),
+               case when random() < 0.05 then 0 else 1 + (random() * 50)::int end,
+               round(random()::numeric * 0.5, 2), random() > 0.02
+        from generate_series(0, %(n)s - 1) g
+        """,
+        {"n": N_ITEMS, "per": per},
+    )
+    conn.execute(
+        "insert into pgrecs.users (external_id) select 'user-' || g from generate_series(0, %s - 1) g", (N_USERS,))
+    first_item = conn.execute("select min(item_id) from pgrecs.items").fetchone()[0]
+    first_user = conn.execute("select min(user_id) from pgrecs.users").fetchone()[0]
+    # users draw power-law popular items inside their home cluster (10% anywhere)
+    conn.execute(
+        """
+        insert into pgrecs.events (user_id, item_id, event_type, occurred_at, dedup_key)
+        select %(u0)s + u, %(i0)s + least(%(n)s - 1,
+                   case when random() < 0.1 then (power(random(), 3) * %(n)s)::int
+                        else (u %% %(clusters)s) * %(per)s + (power(random(), 3) * %(per)s)::int end),
+               (array['view','view','view','view','view','view','view','click','add_to_cart','purchase'])[1 + (random() * 9)::int],
+               now() - random() * interval '90 days', gen_random_uuid()
+        from (select (power(random(), 2) * %(users)s)::int %% %(users)s as u from generate_series(1, %(e)s)) s
+        """,
+        {"u0": first_user, "i0": first_item, "n": N_ITEMS, "clusters": CLUSTERS, "per": per,
+         "users": N_USERS, "e": N_EVENTS},
+    )
+    timings["items_users_events_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    conn.execute(
+        """
+        insert into pgrecs.item_signals (item_id, popularity, trending, quality_score)
+        select i.item_id, coalesce(e.pop, 0), coalesce(e.recent, 0), 0.5 + random() * 0.5
+        from pgrecs.items i
+        left join (
+            select item_id, sum(exp(-extract(epoch from now() - occurred_at) / 86400 / 14)) as pop,
+                   count(*) filter (where occurred_at > now() - interval '3 days') as recent
+            from pgrecs.events group by item_id
+        ) e using (item_id)
+        """
+    )
+    # neighbour lists: same cluster, decreasing scores; indexes rebuilt after the bulk insert
+    conn.execute("drop index pgrecs.item_neighbors_ranked; drop index pgrecs.item_neighbors_reverse;"
+                 " alter table pgrecs.item_neighbors drop constraint item_neighbors_pkey")
+    for shift, signal in enumerate(("semantic", "cooccurrence", "ease")):
+        conn.execute(
+            """
+            insert into pgrecs.item_neighbors (signal, item_id, neighbor_item_id, score, rank)
+            select %(signal)s, %(i0)s + g, %(i0)s + c * %(per)s + (o + j * (2 + %(shift)s) + 1) %% %(per)s,
+                   1 - j * 0.015 - random() * 0.01, j + 1
+            from generate_series(0, %(n)s - 1) g,
+                 lateral (select g / %(per)s as c, g %% %(per)s as o) x,
+                 generate_series(0, %(k)s - 1) j
+            where c * %(per)s + (o + j * (2 + %(shift)s) + 1) %% %(per)s < %(n)s
+            """,
+            {"signal": signal, "i0": first_item, "per": per, "n": N_ITEMS, "k": min(N_NEIGHBORS, per - 1),
+             "shift": shift},
+        )
+    conn.execute(
+        """
+        delete from pgrecs.item_neighbors a using pgrecs.item_neighbors b
+        where a.ctid > b.ctid and a.signal = b.signal and a.item_id = b.item_id
+          and a.neighbor_item_id = b.neighbor_item_id;
+        alter table pgrecs.item_neighbors add primary key (tenant_id, signal, item_id, neighbor_item_id);
+        create index item_neighbors_ranked on pgrecs.item_neighbors (tenant_id, signal, item_id, rank)
+            include (neighbor_item_id, score);
+        create index item_neighbors_reverse on pgrecs.item_neighbors (neighbor_item_id);
+        """
+    )
+    timings["neighbors_signals_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model_id = conn.execute(
+        "insert into pgrecs.embedding_models (name, version, dimensions, source) values"
+        " ('bench-384', '1', %s, 'synthetic') returning model_id", (DIM,)).fetchone()[0]
+    conn.execute(
+        """
+        with centroids as (
+            select c, array_agg(random() - 0.5) as v
+            from generate_series(0, %(clusters)s - 1) c, generate_series(1, %(dim)s) d group by c
+        )
+        insert into pgrecs.item_embeddings (item_id, model_id, embedding, text_sha256)
+        select i.item_id, %(model)s,
+               (select array_agg(x + (random() - 0.5) * 0.6)::halfvec from unnest(ce.v) x),
+               '\\x00'
+        from pgrecs.items i
+        join centroids ce on ce.c = least((i.item_id - %(i0)s) / %(per)s, %(clusters)s - 1)
+        """,
+        {"clusters": CLUSTERS, "dim": DIM, "model": model_id, "i0": first_item, "per": per},
+    )
+    conn.execute("update pgrecs.placements set model_id = %s", (model_id,))
+    timings["embeddings_s"] = time.perf_counter() - t0
+    conn.commit()
+    conn.execute("vacuum analyze") if conn.autocommit else None
+    return timings
+
+
+def _latencies(conn: psycopg.Connection, sql: str, args: list) -> dict:
+    times = []
+    rows = 0
+    for a in args[:20]:  # warm the plan cache and buffers
+        conn.execute(sql, (a,), prepare=True).fetchall()
+    for a in args:
+        t0 = time.perf_counter()
+        rows += len(conn.execute(sql, (a,), prepare=True).fetchall())
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {
+        "p50_ms": round(statistics.median(times), 2),
+        "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))], 2),
+        "max_ms": round(times[-1], 2),
+        "mean_rows": round(rows / len(args), 2),
+        "queries": len(args),
+    }
+
+
+def _http(url: str, key: str, paths: list[str], seconds: float, threads: int = 8) -> dict:
+    port = 18000 + os.getpid() % 1000
+    env = dict(os.environ, DATABASE_URL=url, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4", "-b", f"127.0.0.1:{port}",
+         "--graceful-timeout", "5", "--log-level", "warning", "app.api:create_app()"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(LOG, "ab"),
+    )
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                c.request("GET", "/healthz")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.3)
+        counts = {"ok": 0, "errors": 0, "first_error": None}
+        lock = threading.Lock()
+        stop = time.time() + seconds
+
+        def worker(seed: int) -> None:
+            rnd = random.Random(seed)
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            ok = err = 0
+            while time.time() < stop:
+                try:
+                    c.request("GET", rnd.choice(paths), headers={"X-API-Key": key})
+                    r = c.getresponse()
+                    r.read()
+                    if r.status == 200:
+                        ok += 1
+                    else:
+                        err += 1
+                        counts["first_error"] = counts["first_error"] or f"HTTP {r.status}"
+                except OSError as exc:
+                    err += 1
+                    counts["first_error"] = counts["first_error"] or repr(exc)
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            with lock:
+                counts["ok"] += ok
+                counts["errors"] += err
+
+        started = time.time()
+        pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        elapsed = time.time() - started
+        return {"requests_per_s": round(counts["ok"] / elapsed, 1), "ok": counts["ok"], "errors": counts["errors"],
+                "seconds": round(elapsed, 1), "client_threads": threads,
+                "first_error": counts["first_error"]}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def run() -> dict:
+    result: dict = {"items": N_ITEMS, "events": N_EVENTS, "neighbors_per_item_per_signal": N_NEIGHBORS}
+    with bench_server() as server, fresh_database(server, "bench_recommend") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("set pgrecs.tenant = 'default'")
+            from pgvector.psycopg import register_vector
+            register_vector(conn)
+            conn.autocommit = False
+            result["setup"] = {k: round(v, 1) for k, v in _populate(conn).items()}
+            conn.autocommit = True
+            conn.execute("vacuum analyze")
+            rnd = random.Random(7)
+            item_ids = [r[0] for r in conn.execute(
+                "select item_id from pgrecs.items where active order by random() limit %s", (N_QUERIES,))]
+            users = [r[0] for r in conn.execute(
+                "select user_id from (select distinct user_id from pgrecs.events) u order by random() limit %s",
+                (N_QUERIES,))]
+            result["history_events_per_sampled_user_mean"] = conn.execute(
+                "select round(avg(c), 1)::float from (select count(*) c from pgrecs.events where user_id = any(%s)"
+                " group by user_id) x", (users,)).fetchone()[0]
+            rnd.shuffle(item_ids)
+            result["sql_recommend_for_item"] = _latencies(
+                conn, "select * from recs.recommend_for_item(item => %s::bigint, k => 10, placement => 'pdp_similar')",
+                item_ids)
+            result["sql_recommend_for_user"] = _latencies(
+                conn, "select * from recs.recommend_for_user(user_id => %s::bigint, k => 10, placement => 'home_for_you')",
+                users)
+            result["sql_recommend_for_item_explain"] = _latencies(
+                conn, "select * from recs.recommend_for_item(item => %s::bigint, k => 10, explain => true)",
+                item_ids[:100])
+            print(json.dumps(result), file=sys.stderr, flush=True)  # SQL numbers survive an HTTP failure
+            if HTTP:
+                ext_items = [r[0] for r in conn.execute(
+                    "select external_id from pgrecs.items where item_id = any(%s)", (item_ids,))]
+                ext_users = [r[0] for r in conn.execute(
+                    "select external_id from pgrecs.users where user_id = any(%s)", (users,))]
+                from app.api.auth import create_key
+
+                key = create_key(conn, "default", ["read"], "bench_recommend")[1]
+                result["http_item"] = _http(url, key, [f"/items/{e}/recommendations?k=10" for e in ext_items],
+                                            HTTP_SECONDS)
+                result["http_user"] = _http(url, key, [f"/users/{e}/recommendations?k=10" for e in ext_users],
+                                            HTTP_SECONDS)
+    item_p99 = result["sql_recommend_for_item"]["p99_ms"]
+    user_p99 = result["sql_recommend_for_user"]["p99_ms"]
+    result.update({
+        "metric": "recommend_for_user / recommend_for_item p99 in SQL (k=10)",
+        "value": max(item_p99, user_p99),
+        "unit": "ms",
+        "target": "<= 30 ms",
+        "met": max(item_p99, user_p99) <= 30,
+        "note": f"item p50 {result['sql_recommend_for_item']['p50_ms']} / p99 {item_p99} ms; "
+                f"user p50 {result['sql_recommend_for_user']['p50_ms']} / p99 {user_p99} ms",
+    })
+    if HTTP:
+        result["note"] += (f"; HTTP item {result['http_item']['requests_per_s']} req/s "
+                           f"({result['http_item']['errors']} errors), user {result['http_user']['requests_per_s']} "
+                           f"req/s ({result['http_user']['errors']} errors)")
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))

@@ -1,0 +1,604 @@
+-- Semantic layer: embedding queue triggers, HNSW index management, semantic neighbour lists,
+-- and the public retrieval functions recs.similar_items / recs.search_by_vector.
+--
+-- Idempotent (create or replace), re-applied on every `pgrecs migrate`. Tables and the default
+-- model's index live in migrations/versions/0002_semantic.py.
+--
+-- Tenant: every function reads current_setting('pgrecs.tenant', true); null or '' means 'default'.
+
+-------------------------------------------------------------------------------------------------
+-- Small helpers
+-------------------------------------------------------------------------------------------------
+
+create or replace function pgrecs.item_text_sha256(composed text)
+returns bytea
+language sql
+immutable parallel safe
+as $$
+    select sha256(convert_to(coalesce(composed, ''), 'UTF8'))
+$$;
+comment on function pgrecs.item_text_sha256(text) is
+    'sha256 of a composed item text (UTF-8); stored with each embedding so unchanged text is never re-embedded.';
+
+create or replace function pgrecs.resolve_model(model text default null)
+returns pgrecs.embedding_models
+language plpgsql
+stable
+as $$
+declare
+    m pgrecs.embedding_models;
+begin
+    if model is null then
+        select * into m from pgrecs.embedding_models where is_default;
+        if not found then
+            raise exception 'no default embedding model is registered' using errcode = 'P0002';
+        end if;
+    else
+        select * into m from pgrecs.embedding_models where name = model;
+        if not found then
+            raise exception 'unknown embedding model: %', model using errcode = 'P0002';
+        end if;
+    end if;
+    return m;
+end
+$$;
+comment on function pgrecs.resolve_model(text) is
+    'The embedding_models row for a model name (the default model when null); raises P0002 when unknown.';
+
+create or replace function pgrecs.ensure_model_index(model_id smallint)
+returns text
+language plpgsql
+volatile
+as $$
+declare
+    m pgrecs.embedding_models;
+    index_name text;
+begin
+    select * into m from pgrecs.embedding_models e where e.model_id = ensure_model_index.model_id;
+    if not found then
+        raise exception 'unknown embedding model id: %', model_id using errcode = 'P0002';
+    end if;
+    index_name := 'item_embeddings_hnsw_m' || m.model_id;
+    -- integers from the models table only; identifiers quoted with %I
+    execute format(
+        'create index if not exists %I on pgrecs.item_embeddings using hnsw '
+        '((embedding::halfvec(%s)) halfvec_cosine_ops) with (m = %s, ef_construction = %s) '
+        'where model_id = %s',
+        index_name, m.dimensions, m.hnsw_m, m.hnsw_ef_construction, m.model_id);
+    return index_name;
+end
+$$;
+comment on function pgrecs.ensure_model_index(smallint) is
+    'Create (if missing) the HNSW cosine expression index of one model: (embedding::halfvec(dims)) where model_id = id.';
+
+-------------------------------------------------------------------------------------------------
+-- Freshness: triggers on pgrecs.items queue (item, model) pairs and NOTIFY pgrecs_embed
+-------------------------------------------------------------------------------------------------
+
+create or replace function pgrecs.items_queue_inserted()
+returns trigger
+language plpgsql
+volatile
+as $$
+begin
+    insert into pgrecs.embedding_queue (tenant_id, item_id, model_id)
+    select n.tenant_id, n.item_id, m.model_id
+    from new_rows as n
+    cross join pgrecs.embedding_models as m
+    where n.active
+    on conflict on constraint embedding_queue_pkey do nothing;
+    if found then
+        perform pg_notify('pgrecs_embed', '');
+    end if;
+    return null;
+end
+$$;
+comment on function pgrecs.items_queue_inserted() is
+    'Trigger: queue new active items for every registered model and notify the embed watcher.';
+
+create or replace function pgrecs.items_queue_updated()
+returns trigger
+language plpgsql
+volatile
+as $$
+begin
+    insert into pgrecs.embedding_queue (tenant_id, item_id, model_id)
+    select n.tenant_id, n.item_id, m.model_id
+    from new_rows as n
+    join old_rows as o on o.item_id = n.item_id
+    cross join pgrecs.embedding_models as m
+    where n.active is distinct from o.active
+        or (
+            (n.title, n.description, n.brand, n.category_path, n.attributes)
+                is distinct from (o.title, o.description, o.brand, o.category_path, o.attributes)
+            and pgrecs.compose_item_text(n.title, n.description, n.brand, n.category_path, n.attributes)
+                is distinct from pgrecs.compose_item_text(o.title, o.description, o.brand, o.category_path, o.attributes)
+        )
+    on conflict on constraint embedding_queue_pkey do nothing;
+    if found then
+        perform pg_notify('pgrecs_embed', '');
+    end if;
+    return null;
+end
+$$;
+comment on function pgrecs.items_queue_updated() is
+    'Trigger: queue updated items whose composed embedding text or active flag changed, and notify the embed watcher.';
+
+create or replace function pgrecs.items_queue_neighbor_refill()
+returns trigger
+language plpgsql
+volatile
+as $$
+begin
+    -- The FK cascade removes the deleted item from every neighbour list; queue the items that
+    -- listed it so the worker refills their lists to N.
+    insert into pgrecs.embedding_queue (tenant_id, item_id, model_id)
+    select n.tenant_id, n.item_id, m.model_id
+    from pgrecs.item_neighbors as n
+    cross join pgrecs.embedding_models as m
+    where n.signal = 'semantic'
+        and n.neighbor_item_id = old.item_id
+        and n.item_id <> old.item_id
+        and m.is_default
+    on conflict on constraint embedding_queue_pkey do nothing;
+    return old;
+end
+$$;
+comment on function pgrecs.items_queue_neighbor_refill() is
+    'Trigger: before an item is deleted, queue the items whose semantic neighbour list contains it.';
+
+create or replace trigger items_queue_embeddings_insert
+    after insert on pgrecs.items
+    referencing new table as new_rows
+    for each statement execute function pgrecs.items_queue_inserted();
+
+create or replace trigger items_queue_embeddings_update
+    after update on pgrecs.items
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function pgrecs.items_queue_updated();
+
+create or replace trigger items_queue_neighbor_refill
+    before delete on pgrecs.items
+    for each row execute function pgrecs.items_queue_neighbor_refill();
+
+create or replace function pgrecs.enqueue_stale_embeddings(model_id smallint)
+returns integer
+language plpgsql
+volatile
+as $$
+declare
+    queued integer;
+    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+begin
+    -- active items of this tenant whose current composed text has neither an embedding nor a
+    -- not-embeddable verdict with the same hash
+    insert into pgrecs.embedding_queue (tenant_id, item_id, model_id)
+    select i.tenant_id, i.item_id, enqueue_stale_embeddings.model_id
+    from pgrecs.items as i
+    cross join lateral (
+        select pgrecs.item_text_sha256(
+            pgrecs.compose_item_text(i.title, i.description, i.brand, i.category_path, i.attributes)) as sha
+    ) as t
+    where i.tenant_id = tenant
+        and i.active
+        and not exists (
+            select from pgrecs.item_embeddings as e
+            where e.item_id = i.item_id and e.model_id = enqueue_stale_embeddings.model_id and e.text_sha256 = t.sha)
+        and not exists (
+            select from pgrecs.not_embeddable as x
+            where x.item_id = i.item_id and x.model_id = enqueue_stale_embeddings.model_id and x.text_sha256 = t.sha)
+    on conflict on constraint embedding_queue_pkey do nothing;
+    get diagnostics queued = row_count;
+    return queued;
+end
+$$;
+comment on function pgrecs.enqueue_stale_embeddings(smallint) is
+    'Queue every active item of the current tenant without an up-to-date embedding (or verdict) for the model; returns how many.';
+
+-------------------------------------------------------------------------------------------------
+-- Retrieval core
+-------------------------------------------------------------------------------------------------
+
+create or replace function pgrecs.check_similarity_filters(filters jsonb)
+returns jsonb
+language plpgsql
+immutable parallel safe
+as $$
+declare
+    key text;
+begin
+    if filters is null then
+        return '{}'::jsonb;
+    end if;
+    if jsonb_typeof(filters) <> 'object' then
+        raise exception 'filters must be a JSON object' using errcode = '22023';
+    end if;
+    for key in select jsonb_object_keys(filters) loop
+        if key not in ('category', 'price_min', 'price_max', 'in_stock', 'active') then
+            raise exception 'unknown filter: % (allowed: category, price_min, price_max, in_stock, active)', key
+                using errcode = '22023';
+        end if;
+    end loop;
+    if filters ? 'category' and jsonb_typeof(filters -> 'category') not in ('string', 'array') then
+        raise exception 'filter category must be a string ("A > B") or an array of strings' using errcode = '22023';
+    end if;
+    if (filters ? 'price_min' and jsonb_typeof(filters -> 'price_min') <> 'number')
+        or (filters ? 'price_max' and jsonb_typeof(filters -> 'price_max') <> 'number') then
+        raise exception 'filters price_min and price_max must be numbers' using errcode = '22023';
+    end if;
+    if (filters ? 'in_stock' and jsonb_typeof(filters -> 'in_stock') not in ('boolean', 'null'))
+        or (filters ? 'active' and jsonb_typeof(filters -> 'active') not in ('boolean', 'null')) then
+        raise exception 'filters in_stock and active must be booleans' using errcode = '22023';
+    end if;
+    return filters;
+end
+$$;
+comment on function pgrecs.check_similarity_filters(jsonb) is
+    'Validate a similarity filter object (category, price_min, price_max, in_stock, active); raises 22023 on a bad one.';
+
+create or replace function pgrecs.filter_category(filters jsonb)
+returns text[]
+language sql
+immutable parallel safe
+as $$
+    select case jsonb_typeof(filters -> 'category')
+        when 'string' then
+            (select array_agg(btrim(part) order by ord)
+             from unnest(string_to_array(filters ->> 'category', '>')) with ordinality as p(part, ord))
+        when 'array' then
+            (select array_agg(value order by ord)
+             from jsonb_array_elements_text(filters -> 'category') with ordinality as p(value, ord))
+    end
+$$;
+comment on function pgrecs.filter_category(jsonb) is
+    'The category prefix of a filter object as a text array ("Books > Fiction" or ["Books", "Fiction"]); null when absent.';
+
+-- The filter predicate shared by both strategies; $2..$7 are tenant, active, category prefix,
+-- price_min, price_max, in_stock (null = no filter). Kept as text so both plans see the same rule.
+create or replace function pgrecs.similarity_filter_sql()
+returns text
+language sql
+immutable parallel safe
+as $$
+    select 'i.tenant_id = $2
+        and ($3::boolean is null or i.active = $3)
+        and ($4::text[] is null or (i.category_path @> $4 and i.category_path[1:cardinality($4)] = $4))
+        and ($5::numeric is null or i.price >= $5)
+        and ($6::numeric is null or i.price <= $6)
+        and ($7::boolean is null or (coalesce(i.stock, 1) > 0) = $7)'
+$$;
+comment on function pgrecs.similarity_filter_sql() is
+    'SQL text of the similarity filter predicate over pgrecs.items i (parameters $2..$7); internal to semantic_search.';
+
+create or replace function pgrecs.similarity_filter_matches(
+    tenant text,
+    active boolean,
+    category text[],
+    price_min numeric,
+    price_max numeric,
+    in_stock boolean,
+    cap integer
+)
+returns bigint
+language plpgsql
+-- volatile only because PostgreSQL refuses EXPLAIN in non-volatile functions; it reads, never writes
+volatile
+as $$
+declare
+    plan jsonb;
+    matching bigint;
+begin
+    -- 1. the planner's estimate for a superset of the filter (category containment, no prefix
+    --    check): above the cap means HNSW without counting anything
+    execute 'explain (format json) select from pgrecs.items i where i.tenant_id = $1
+             and ($2::boolean is null or i.active = $2) and ($3::text[] is null or i.category_path @> $3)
+             and ($4::numeric is null or i.price >= $4) and ($5::numeric is null or i.price <= $5)
+             and ($6::boolean is null or (coalesce(i.stock, 1) > 0) = $6)'
+    into plan
+    using tenant, active, category, price_min, price_max, in_stock;
+    if (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric > cap then
+        return cap + 1;
+    end if;
+    -- 2. otherwise count, stopping at cap + 1
+    execute format('select count(*) from (select from pgrecs.items i where %s limit %s) s',
+                   pgrecs.similarity_filter_sql(), cap + 1)
+    into matching
+    using null::halfvec, tenant, active, category, price_min, price_max, in_stock;
+    return matching;
+end
+$$;
+comment on function pgrecs.similarity_filter_matches(text, boolean, text[], numeric, numeric, boolean, integer) is
+    'How many items match a similarity filter, up to cap + 1: planner estimate first (cap + 1 when it is far above cap), else a bounded count.';
+
+create or replace function pgrecs.similarity_strategy(
+    filters jsonb default '{}',
+    model text default null
+)
+returns text
+language plpgsql
+stable
+as $$
+declare
+    m pgrecs.embedding_models := pgrecs.resolve_model(model);
+    f jsonb := pgrecs.check_similarity_filters(filters);
+    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+    matching bigint;
+begin
+    -- bounded count: stop as soon as the filter is known to match more than the exact-scan limit
+    matching := pgrecs.similarity_filter_matches(
+        tenant, coalesce((f ->> 'active')::boolean, true), pgrecs.filter_category(f),
+        (f ->> 'price_min')::numeric, (f ->> 'price_max')::numeric, (f ->> 'in_stock')::boolean,
+        m.exact_scan_max_rows);
+    return case when matching <= m.exact_scan_max_rows then 'exact' else 'hnsw' end;
+end
+$$;
+comment on function pgrecs.similarity_strategy(jsonb, text) is
+    'exact when the filter matches at most embedding_models.exact_scan_max_rows items of the tenant (estimated, then counted up to the cap), else hnsw.';
+
+create or replace function pgrecs.semantic_search(
+    query halfvec,
+    k integer,
+    filters jsonb,
+    model_id smallint,
+    exclude_item_id bigint default null
+)
+returns table (item_id bigint, external_id text, score real, rank integer)
+language plpgsql
+stable
+-- restored on exit, so set_config below never leaks into the caller's transaction
+set hnsw.iterative_scan = 'relaxed_order'
+set hnsw.ef_search = 100
+set enable_sort = on
+set enable_bitmapscan = on
+as $$
+declare
+    m pgrecs.embedding_models;
+    f jsonb := pgrecs.check_similarity_filters(filters);
+    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+    v_active boolean := coalesce((f ->> 'active')::boolean, true);
+    v_category text[] := pgrecs.filter_category(f);
+    v_price_min numeric := (f ->> 'price_min')::numeric;
+    v_price_max numeric := (f ->> 'price_max')::numeric;
+    v_in_stock boolean := (f ->> 'in_stock')::boolean;
+    matching bigint;
+    predicate text := pgrecs.similarity_filter_sql();
+    distance text;
+    ids bigint[];
+    external_ids text[];
+    scores real[];
+begin
+    if k is null or k < 1 or k > 1000 then
+        raise exception 'k must be between 1 and 1000 (got %)', k using errcode = '22023';
+    end if;
+    select * into m from pgrecs.embedding_models e where e.model_id = semantic_search.model_id;
+    if not found or query is null then
+        return;
+    end if;
+    -- the dimensions and model id are integers from the models table, written as literals so the
+    -- planner matches the partial expression index of this model
+    distance := format('(e.embedding::halfvec(%s) <=> $1::halfvec(%s))', m.dimensions, m.dimensions);
+
+    matching := pgrecs.similarity_filter_matches(
+        tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, m.exact_scan_max_rows);
+
+    if matching > m.exact_scan_max_rows then
+        -- not selective: HNSW with iterative scans (relaxed order, re-sorted here)
+        perform set_config('hnsw.ef_search', greatest(m.hnsw_ef_search, 2 * (k + 1))::text, true);
+        -- the planner underestimates array-prefix filters and would pick GIN + sort over every
+        -- match; for a filter known to be broad, make the HNSW-ordered scan its only good plan
+        perform set_config('enable_sort', 'off', true);
+        perform set_config('enable_bitmapscan', 'off', true);
+        execute format(
+            'select array_agg(s.item_id order by s.dist, s.item_id),
+                    array_agg(s.external_id order by s.dist, s.item_id),
+                    array_agg((1 - s.dist)::real order by s.dist, s.item_id)
+             from (
+                 select i.item_id, i.external_id, %1$s as dist
+                 from pgrecs.item_embeddings e
+                 join pgrecs.items i on i.item_id = e.item_id
+                 where e.model_id = %2$s and e.tenant_id = $2 and %3$s
+                     and ($8::bigint is null or e.item_id <> $8)
+                 order by %1$s
+                 limit $9
+             ) s',
+            distance, m.model_id, predicate)
+        into ids, external_ids, scores
+        using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k;
+        if coalesce(cardinality(ids), 0) >= k then
+            return query
+                select u.item_id, u.external_id, u.score, u.ord::integer
+                from unnest(ids, external_ids, scores) with ordinality as u(item_id, external_id, score, ord);
+            return;
+        end if;
+        -- the iterative scan stopped before k matches (hnsw.max_scan_tuples, or fewer embedded
+        -- matches exist): fall through to the exact answer
+    end if;
+
+    -- selective (or the index gave up): exact scan over the btree/GIN-selected subset. "+ 0"
+    -- keeps the planner off the HNSW index.
+    return query execute format(
+        'select s.item_id, s.external_id, (1 - s.dist)::real, (row_number() over (order by s.dist, s.item_id))::integer
+         from (
+             select i.item_id, i.external_id, %1$s + 0 as dist
+             from pgrecs.items i
+             join pgrecs.item_embeddings e on e.item_id = i.item_id and e.model_id = %2$s
+             where %3$s and ($8::bigint is null or i.item_id <> $8)
+             order by %1$s + 0, i.item_id
+             limit $9
+         ) s
+         order by s.dist, s.item_id',
+        distance, m.model_id, predicate)
+    using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k;
+end
+$$;
+comment on function pgrecs.semantic_search(halfvec, integer, jsonb, smallint, bigint) is
+    'Top-k items of the current tenant nearest to a vector for one model, filtered; exact scan when the filter '
+    'matches few items, HNSW with relaxed-order iterative scans otherwise (falls back to exact when it returns < k). '
+    'Stable: the hnsw.* settings it changes are restored on exit by its SET clauses.';
+
+-------------------------------------------------------------------------------------------------
+-- Public API
+-------------------------------------------------------------------------------------------------
+
+create or replace function recs.search_by_vector(
+    query_embedding halfvec,
+    k integer default 10,
+    filters jsonb default '{}',
+    model text default null
+)
+returns table (item_id bigint, external_id text, score real, rank integer)
+language sql
+stable
+as $$
+    select s.item_id, s.external_id, s.score, s.rank
+    from pgrecs.semantic_search(
+        query_embedding, k, filters, (pgrecs.resolve_model(model)).model_id, null) as s
+$$;
+comment on function recs.search_by_vector(halfvec, integer, jsonb, text) is
+    'The k active items nearest (cosine) to a query embedding for a model (default model when null). '
+    'filters: {"category": "A > B" (prefix of category_path), "price_min": n, "price_max": n, '
+    '"in_stock": bool (stock null counts as in stock), "active": bool (default true)}. '
+    'Returns item_id, external_id, score (cosine similarity) and rank (1 = nearest). '
+    'Example: select * from recs.search_by_vector(query_embedding => $1, k => 10, filters => ''{"price_max": 20}'').';
+
+create or replace function recs.similar_items(
+    item_id bigint,
+    k integer default 10,
+    filters jsonb default '{}',
+    model text default null
+)
+returns table (item_id bigint, external_id text, score real, rank integer)
+language sql
+stable
+as $$
+    select s.item_id, s.external_id, s.score, s.rank
+    from pgrecs.item_embeddings as e
+    cross join lateral pgrecs.semantic_search(e.embedding, k, filters, e.model_id, e.item_id) as s
+    where e.item_id = similar_items.item_id
+        and e.model_id = (pgrecs.resolve_model(model)).model_id
+        and e.tenant_id = coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default')
+$$;
+comment on function recs.similar_items(bigint, integer, jsonb, text) is
+    'The k items most similar to an item by embedding (cosine), excluding the item itself; empty when the item '
+    'is unknown to the tenant or has no embedding for the model. Filters as in recs.search_by_vector. '
+    'Example: select * from recs.similar_items(item_id => 42, k => 10, filters => ''{"category": "Books", "in_stock": true}'').';
+
+-------------------------------------------------------------------------------------------------
+-- Semantic neighbour lists (pgrecs.item_neighbors, signal 'semantic') for hybrid scoring
+-------------------------------------------------------------------------------------------------
+
+create or replace function pgrecs.refresh_semantic_neighbors(
+    item_ids bigint[],
+    n integer default 50,
+    propagate boolean default true
+)
+returns integer
+language plpgsql
+volatile
+as $$
+declare
+    m pgrecs.embedding_models := pgrecs.resolve_model(null);
+    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+    touched bigint[];
+    written integer;
+begin
+    -- 1. the items' own lists, from the default model's embeddings (active neighbours only)
+    delete from pgrecs.item_neighbors as nb
+    where nb.tenant_id = tenant and nb.signal = 'semantic' and nb.item_id = any(item_ids);
+
+    insert into pgrecs.item_neighbors (tenant_id, signal, item_id, neighbor_item_id, score, rank)
+    select tenant, 'semantic', e.item_id, s.item_id, s.score, s.rank
+    from pgrecs.item_embeddings as e
+    join pgrecs.items as i on i.item_id = e.item_id and i.active
+    cross join lateral pgrecs.semantic_search(e.embedding, n, '{}', m.model_id, e.item_id) as s
+    where e.item_id = any(item_ids) and e.model_id = m.model_id and e.tenant_id = tenant;
+    get diagnostics written = row_count;
+
+    if not propagate then
+        return written;
+    end if;
+
+    -- 2. each item also enters the lists of its neighbours when it beats their current N-th
+    with candidates as (
+        select nb.neighbor_item_id as item_id, nb.item_id as neighbor_item_id, nb.score
+        from pgrecs.item_neighbors as nb
+        where nb.tenant_id = tenant and nb.signal = 'semantic' and nb.item_id = any(item_ids)
+            and not (nb.neighbor_item_id = any(item_ids))
+    ),
+    current_lists as (
+        select c.item_id, count(x.neighbor_item_id) as size, min(x.score) as worst
+        from (select distinct item_id from candidates) as c
+        left join pgrecs.item_neighbors as x
+            on x.tenant_id = tenant and x.signal = 'semantic' and x.item_id = c.item_id
+        group by c.item_id
+    ),
+    entered as (
+        insert into pgrecs.item_neighbors as nb (tenant_id, signal, item_id, neighbor_item_id, score, rank)
+        select tenant, 'semantic', c.item_id, c.neighbor_item_id, c.score, 32767
+        from candidates as c
+        join current_lists as l on l.item_id = c.item_id
+        where l.size < n or c.score > l.worst
+        order by c.item_id, c.neighbor_item_id
+        on conflict (tenant_id, signal, item_id, neighbor_item_id)
+            do update set score = excluded.score, computed_at = now()
+        returning nb.item_id
+    )
+    select array_agg(distinct entered.item_id) into touched from entered;
+
+    -- 3. re-rank the lists that changed and keep their top n
+    if touched is not null then
+        with ranked as (
+            select x.item_id, x.neighbor_item_id,
+                row_number() over (partition by x.item_id order by x.score desc, x.neighbor_item_id) as rn
+            from pgrecs.item_neighbors as x
+            where x.tenant_id = tenant and x.signal = 'semantic' and x.item_id = any(touched)
+        ),
+        dropped as (
+            delete from pgrecs.item_neighbors as x
+            using ranked as r
+            where r.rn > n and x.tenant_id = tenant and x.signal = 'semantic'
+                and x.item_id = r.item_id and x.neighbor_item_id = r.neighbor_item_id
+        )
+        update pgrecs.item_neighbors as x
+        set rank = r.rn
+        from ranked as r
+        where r.rn <= n and x.tenant_id = tenant and x.signal = 'semantic'
+            and x.item_id = r.item_id and x.neighbor_item_id = r.neighbor_item_id
+            and x.rank <> r.rn;
+    end if;
+    return written;
+end
+$$;
+comment on function pgrecs.refresh_semantic_neighbors(bigint[], integer, boolean) is
+    'Recompute the semantic top-n neighbour lists of items (default model) and, when propagate, insert each item '
+    'into the lists of its neighbours where it beats their n-th; returns the rows written for the items themselves.';
+
+create or replace function pgrecs.remove_semantic_neighbors(item_ids bigint[], n integer default 50)
+returns integer
+language plpgsql
+volatile
+as $$
+declare
+    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+    affected bigint[];
+    removed integer;
+begin
+    select array_agg(distinct nb.item_id) into affected
+    from pgrecs.item_neighbors as nb
+    where nb.tenant_id = tenant and nb.signal = 'semantic'
+        and nb.neighbor_item_id = any(item_ids) and not (nb.item_id = any(item_ids));
+
+    delete from pgrecs.item_neighbors as nb
+    where nb.tenant_id = tenant and nb.signal = 'semantic'
+        and (nb.item_id = any(item_ids) or nb.neighbor_item_id = any(item_ids));
+    get diagnostics removed = row_count;
+
+    -- refill the lists that lost an entry (their own lists only: nothing new entered the catalog)
+    if affected is not null then
+        perform pgrecs.refresh_semantic_neighbors(affected, n, false);
+    end if;
+    return removed;
+end
+$$;
+comment on function pgrecs.remove_semantic_neighbors(bigint[], integer) is
+    'Take items (inactive, not embeddable) out of the semantic neighbour lists, refilling the lists they left.';

@@ -1,0 +1,104 @@
+-- Publishing the dbt marts into the migration-owned tables that scoring reads.
+-- dbt rebuilds its relations with drop ... cascade, so request-time SQL never reads them; `pgrecs
+-- refresh` calls pgrecs.publish_signals in one transaction after `dbt build` (and EASE).
+
+create or replace function pgrecs.publish_signals(last_event_ids jsonb, full_refresh boolean)
+returns table (tenant_id text, cooccurrence_items integer, cooccurrence_rows integer, ease_rows integer, signal_rows integer)
+language plpgsql
+volatile
+as $$
+#variable_conflict use_column
+-- last_event_ids: {"<tenant>": <max event_id seen before dbt build>, ...}
+-- EASE rows are taken from the temporary table pg_temp.ease_neighbors when the caller created it
+-- (tenant_id, item_id, neighbor_item_id, score, rank); tenants present there get their 'ease'
+-- lists replaced.
+declare
+    has_ease boolean := to_regclass('pg_temp.ease_neighbors') is not null;
+begin
+    create temporary table if not exists publish_counts (
+        tenant_id text primary key, cooccurrence_items integer default 0, cooccurrence_rows integer default 0,
+        ease_rows integer default 0, signal_rows integer default 0
+    ) on commit drop;
+    truncate publish_counts;
+
+    -- co-occurrence: replace the lists of the items this run recomputed
+    with touched as (
+        select t.tenant_id, t.item_id from recs_intermediate.int_items_cooccurrence_touched as t
+    ), removed as (
+        delete from pgrecs.item_neighbors as n
+        using touched
+        where n.signal = 'cooccurrence' and n.tenant_id = touched.tenant_id and n.item_id = touched.item_id
+    )
+    insert into publish_counts (tenant_id, cooccurrence_items)
+    select touched.tenant_id, count(*) from touched group by touched.tenant_id;
+
+    with inserted as (
+        insert into pgrecs.item_neighbors (tenant_id, signal, item_id, neighbor_item_id, score, rank)
+        select f.tenant_id, 'cooccurrence', f.item_id, f.neighbor_item_id, f.score, f.rank
+        from recs_marts.fct_item_cooccurrence as f
+        inner join recs_intermediate.int_items_cooccurrence_touched as t
+            on t.tenant_id = f.tenant_id and t.item_id = f.item_id
+        returning item_neighbors.tenant_id
+    )
+    insert into publish_counts as c (tenant_id, cooccurrence_rows)
+    select inserted.tenant_id, count(*) from inserted group by inserted.tenant_id
+    on conflict on constraint publish_counts_pkey do update set cooccurrence_rows = excluded.cooccurrence_rows;
+
+    if has_ease then
+        delete from pgrecs.item_neighbors as n
+        where n.signal = 'ease' and n.tenant_id in (select distinct e.tenant_id from pg_temp.ease_neighbors as e);
+        with inserted as (
+            insert into pgrecs.item_neighbors (tenant_id, signal, item_id, neighbor_item_id, score, rank)
+            select e.tenant_id, 'ease', e.item_id, e.neighbor_item_id, e.score, e.rank
+            from pg_temp.ease_neighbors as e
+            returning item_neighbors.tenant_id
+        )
+        insert into publish_counts as c (tenant_id, ease_rows)
+        select inserted.tenant_id, count(*) from inserted group by inserted.tenant_id
+        on conflict on constraint publish_counts_pkey do update set ease_rows = excluded.ease_rows;
+    end if;
+
+    -- per-item signals: popularity, trending, category rank and the audit's quality
+    with upserted as (
+        insert into pgrecs.item_signals as s (
+            tenant_id, item_id, popularity, trending, category_popularity_rank, quality_score, quality_flags, refreshed_at
+        )
+        select p.tenant_id, p.item_id,
+            case when abs(p.popularity) < 1e-30 then 0 else p.popularity end,
+            case when abs(p.trending) < 1e-30 then 0 else p.trending end, p.category_popularity_rank,
+            a.quality_score, coalesce(a.quality_flags, '{}'), now()
+        from recs_marts.fct_item_popularity as p
+        left join recs_marts.fct_item_audit as a on a.tenant_id = p.tenant_id and a.item_id = p.item_id
+        on conflict (item_id) do update set
+            tenant_id = excluded.tenant_id,
+            popularity = excluded.popularity,
+            trending = excluded.trending,
+            category_popularity_rank = excluded.category_popularity_rank,
+            quality_score = excluded.quality_score,
+            quality_flags = excluded.quality_flags,
+            refreshed_at = excluded.refreshed_at
+        returning s.tenant_id
+    )
+    insert into publish_counts as c (tenant_id, signal_rows)
+    select upserted.tenant_id, count(*) from upserted group by upserted.tenant_id
+    on conflict on constraint publish_counts_pkey do update set signal_rows = excluded.signal_rows;
+
+    insert into pgrecs.refresh_state as r (tenant_id, last_event_id, last_full_at, last_refresh_at, last_mode, items_recomputed)
+    select ids.key, ids.value::bigint, case when full_refresh then now() end, now(),
+        case when full_refresh then 'full' else 'incremental' end,
+        coalesce((select c.cooccurrence_items from publish_counts as c where c.tenant_id = ids.key), 0)
+    from jsonb_each_text(last_event_ids) as ids
+    where exists (select 1 from pgrecs.tenants as t where t.tenant_id = ids.key)
+    on conflict (tenant_id) do update set
+        last_event_id = excluded.last_event_id,
+        last_full_at = coalesce(excluded.last_full_at, r.last_full_at),
+        last_refresh_at = excluded.last_refresh_at,
+        last_mode = excluded.last_mode,
+        items_recomputed = excluded.items_recomputed;
+
+    return query select c.tenant_id, c.cooccurrence_items, c.cooccurrence_rows, c.ease_rows, c.signal_rows
+        from publish_counts as c order by c.tenant_id;
+end
+$$;
+comment on function pgrecs.publish_signals(jsonb, boolean) is
+    'Copies the dbt marts (co-occurrence lists of the touched items, popularity, trending, audit quality) and pg_temp.ease_neighbors into pgrecs.item_neighbors / pgrecs.item_signals, and records the refresh state. Called by `pgrecs refresh` in one transaction.';

@@ -1,0 +1,775 @@
+-- Hybrid scoring: recs.recommend_for_item, recs.recommend_for_user, recs.recommend.
+--
+-- One ranking core (pgrecs.rank_items) serves all three. It reads only migration-owned tables
+-- (items, events, item_neighbors, item_signals, item_embeddings, placements, business_rules),
+-- never dbt models, so `dbt build` cannot drop these functions. Everything is STABLE: the request
+-- log is written by the API (or by any volatile caller), never from inside a read function.
+--
+-- Steps: anchors -> candidates per signal (neighbour lists of every anchor, popularity, trending,
+-- popular in the anchors' categories) -> filters, exclusions, blocks -> per-signal normalisation
+-- and fusion (weighted or reciprocal rank) -> boosts -> greedy MMR with brand/category caps ->
+-- pins -> explanations.
+
+create or replace function pgrecs.current_tenant()
+returns text
+language sql
+stable parallel safe
+as $$
+    select coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default')
+$$;
+comment on function pgrecs.current_tenant() is
+    'The tenant of this session (GUC pgrecs.tenant), ''default'' when unset.';
+
+create or replace function pgrecs.check_filters(filters jsonb)
+returns jsonb
+language plpgsql
+immutable parallel safe
+as $$
+declare
+    key text;
+begin
+    if filters is null then
+        return '{}'::jsonb;
+    end if;
+    if jsonb_typeof(filters) <> 'object' then
+        raise exception 'filters must be a JSON object' using errcode = '22023';
+    end if;
+    for key in select jsonb_object_keys(filters) loop
+        if key not in ('category', 'brand', 'brands', 'exclude_brands', 'price_min', 'price_max',
+                       'in_stock', 'exclude') then
+            raise exception 'unknown filter: %', key
+                using errcode = '22023',
+                      hint = 'filters: category, brand, brands, exclude_brands, price_min, price_max, in_stock, exclude';
+        end if;
+    end loop;
+    if filters ? 'price_min' and jsonb_typeof(filters -> 'price_min') not in ('number', 'null')
+       or filters ? 'price_max' and jsonb_typeof(filters -> 'price_max') not in ('number', 'null') then
+        raise exception 'price_min and price_max must be numbers' using errcode = '22023';
+    end if;
+    if filters ? 'in_stock' and jsonb_typeof(filters -> 'in_stock') not in ('boolean', 'null') then
+        raise exception 'in_stock must be true or false' using errcode = '22023';
+    end if;
+    if filters ? 'category' and jsonb_typeof(filters -> 'category') not in ('string', 'null')
+       or filters ? 'brand' and jsonb_typeof(filters -> 'brand') not in ('string', 'null') then
+        raise exception 'category and brand must be strings' using errcode = '22023';
+    end if;
+    if filters ? 'brands' and jsonb_typeof(filters -> 'brands') <> 'array'
+       or filters ? 'exclude_brands' and jsonb_typeof(filters -> 'exclude_brands') <> 'array' then
+        raise exception 'brands and exclude_brands must be arrays of strings' using errcode = '22023';
+    end if;
+    if filters ? 'exclude' and (jsonb_typeof(filters -> 'exclude') <> 'array'
+        or exists (select 1 from jsonb_array_elements(filters -> 'exclude') e where jsonb_typeof(e) <> 'number')) then
+        raise exception 'exclude must be an array of item ids' using errcode = '22023';
+    end if;
+    return filters;
+end
+$$;
+comment on function pgrecs.check_filters(jsonb) is
+    'Validates a filters object (known keys, JSON types) and returns it; raises 22023 otherwise.';
+
+create or replace function pgrecs.item_matches_filters(i pgrecs.items, filters jsonb)
+returns boolean
+language sql
+immutable parallel safe
+as $$
+    select i.active
+        and (coalesce((filters ->> 'in_stock')::boolean, false) is false or coalesce(i.stock, 1) > 0)
+        and (filters ->> 'price_min' is null or i.price >= (filters ->> 'price_min')::numeric)
+        and (filters ->> 'price_max' is null or i.price <= (filters ->> 'price_max')::numeric)
+        and (filters ->> 'category' is null or (filters ->> 'category') = any(i.category_path))
+        and (filters ->> 'brand' is null or i.brand = (filters ->> 'brand'))
+        and (filters -> 'brands' is null or coalesce(filters -> 'brands' ? i.brand, false))
+        and (filters -> 'exclude_brands' is null or not coalesce(filters -> 'exclude_brands' ? i.brand, false))
+        and (filters -> 'exclude' is null or not (filters -> 'exclude') @> to_jsonb(i.item_id))
+$$;
+comment on function pgrecs.item_matches_filters(pgrecs.items, jsonb) is
+    'Whether an item passes a filters object: always active; in_stock (null stock counts as in stock), price range, category at any level, brand(s), exclusions.';
+
+create or replace function pgrecs.rule_matches(
+    rule_item_id bigint, rule_brand text, rule_category text, rule_min_margin numeric, i pgrecs.items
+)
+returns boolean
+language sql
+immutable parallel safe
+as $$
+    select (rule_item_id is null or rule_item_id = i.item_id)
+        and (rule_brand is null or rule_brand = i.brand)
+        and (rule_category is null or rule_category = any(i.category_path))
+        and (rule_min_margin is null or i.margin >= rule_min_margin)
+$$;
+comment on function pgrecs.rule_matches(bigint, text, text, numeric, pgrecs.items) is
+    'Whether a business rule''s match columns (item, brand, category at any level, minimum margin) all match an item.';
+
+create or replace function pgrecs.placement_row(placement_name text)
+returns pgrecs.placements
+language plpgsql
+stable parallel safe
+as $$
+declare
+    p pgrecs.placements;
+begin
+    select * into p
+    from pgrecs.placements pl
+    where pl.tenant_id = pgrecs.current_tenant()
+      and pl.placement = placement_name;
+    if not found then
+        raise exception 'unknown placement: %', placement_name using errcode = 'P0002';
+    end if;
+    return p;
+end
+$$;
+comment on function pgrecs.placement_row(text) is
+    'The placement row of the current tenant; raises P0002 (no_data_found) for an unknown placement.';
+
+-- The ranking core. Anchors carry a weight (negative for "less like this") and a label appended
+-- to the reasons that name them (' you viewed', ' (your example)', '').
+create or replace function pgrecs.rank_items(
+    placement_name text,
+    anchor_ids bigint[],
+    anchor_weights real[],
+    anchor_labels text[],
+    exclude_ids bigint[],
+    k integer,
+    filters jsonb,
+    explain boolean
+)
+returns table (item_id bigint, external_id text, score double precision, rank integer,
+               contributions jsonb, reasons text[])
+language plpgsql
+stable parallel safe
+as $$
+#variable_conflict use_column
+declare
+    t text := pgrecs.current_tenant();
+    p pgrecs.placements;
+    f jsonb;
+    w jsonb;
+    v_model smallint;
+    v_pool integer;
+    ids bigint[];
+    scores double precision[];
+    brands text[];
+    cats text[];
+    details jsonb[];
+    boosts jsonb[];
+    n integer;
+    sim double precision[];
+    maxsim double precision[];
+    picked boolean[];
+    sel integer[] := '{}';
+    pre_rank integer[];
+    brand_counts jsonb := '{}';
+    cat_counts jsonb := '{}';
+    maxrel double precision;
+    best integer;
+    best_val double precision;
+    val double precision;
+    i integer;
+    r record;
+    final_ids bigint[];
+    final_pos integer[];
+    final_idx integer[];
+    pins bigint[] := '{}';
+    pin_pos integer[] := '{}';
+    pin_names text[] := '{}';
+    slot integer;
+    lam double precision;
+begin
+    if k is null or k < 1 or k > 100 then
+        raise exception 'k must be between 1 and 100' using errcode = '22023';
+    end if;
+    p := pgrecs.placement_row(placement_name);
+    f := p.default_filters || pgrecs.check_filters(filters);
+    w := p.weights;
+    lam := p.mmr_lambda;
+    v_pool := case when lam < 1 or p.max_per_brand is not null or p.max_per_category is not null
+                   then k * p.mmr_pool_factor else k end;
+    v_model := coalesce(p.model_id, (select m.model_id from pgrecs.embedding_models m where m.is_default));
+    anchor_ids := coalesce(anchor_ids, '{}');
+    exclude_ids := coalesce(exclude_ids, '{}');
+
+    -- 1. candidates, filters, blocks, fusion and boosts, best first, cut to the pool size
+    with
+    anchors as (
+        select a.item_id, a.weight, a.label, ai.title, ai.brand, ai.category_path
+        from unnest(anchor_ids, anchor_weights, anchor_labels) as a (item_id, weight, label)
+        join pgrecs.items ai on ai.item_id = a.item_id
+    ),
+    cfg as (
+        select s.signal,
+               coalesce((w ->> s.signal)::double precision, 0) as weight,
+               coalesce((p.pool_sizes ->> s.signal)::integer, 50) as pool
+        from unnest(array['semantic', 'cooccurrence', 'ease', 'popularity', 'trending',
+                          'category_popularity', 'margin']) as s (signal)
+    ),
+    live_rules as (
+        select br.*
+        from pgrecs.business_rules br
+        where br.tenant_id = t
+          and br.enabled
+          and (br.placement is null or br.placement = p.placement)
+          and (br.starts_at is null or br.starts_at <= now())
+          and (br.ends_at is null or now() < br.ends_at)
+    ),
+    neighbor_hits as (
+        select nb.neighbor_item_id as item_id, c.signal, a.weight * nb.score as s, a.item_id as anchor_id
+        from cfg c
+        cross join anchors a
+        cross join lateral (
+            select nn.neighbor_item_id, nn.score
+            from pgrecs.item_neighbors nn
+            where nn.tenant_id = t
+              and nn.signal = c.signal
+              and nn.item_id = a.item_id
+              and nn.rank <= c.pool
+        ) nb
+        where c.signal in ('semantic', 'cooccurrence', 'ease')
+          and c.weight <> 0
+    ),
+    popular_hits as (
+        select s.item_id
+        from pgrecs.item_signals s
+        join pgrecs.items i on i.item_id = s.item_id
+        where s.tenant_id = t
+          and pgrecs.item_matches_filters(i, f)
+        order by s.popularity desc
+        limit coalesce((select c.pool from cfg c where c.signal = 'popularity' and c.weight <> 0), 0)
+    ),
+    trending_hits as (
+        select s.item_id
+        from pgrecs.item_signals s
+        join pgrecs.items i on i.item_id = s.item_id
+        where s.tenant_id = t
+          and s.trending > 0
+          and pgrecs.item_matches_filters(i, f)
+        order by s.trending desc
+        limit coalesce((select c.pool from cfg c where c.signal = 'trending' and c.weight <> 0), 0)
+    ),
+    category_hits as (
+        select x.item_id
+        from (
+            select distinct a.category_path
+            from anchors a
+            where a.weight > 0 and cardinality(a.category_path) > 0
+            limit 5
+        ) ac
+        cross join lateral (
+            select i.item_id
+            from pgrecs.items i
+            join pgrecs.item_signals s on s.item_id = i.item_id
+            where i.tenant_id = t
+              and i.category_path = ac.category_path
+              and pgrecs.item_matches_filters(i, f)
+            order by s.popularity desc
+            limit coalesce((select c.pool from cfg c where c.signal = 'category_popularity' and c.weight <> 0), 0)
+        ) x
+    ),
+    candidate_ids as (
+        select h.item_id from neighbor_hits h
+        union
+        select h.item_id from popular_hits h
+        union
+        select h.item_id from trending_hits h
+        union
+        select h.item_id from category_hits h
+    ),
+    cand as (
+        select i.item_id, i.brand, i.category_path, i.margin,
+               coalesce(sg.popularity, 0)::double precision as popularity,
+               coalesce(sg.trending, 0)::double precision as trending,
+               case when sg.quality_score < p.quality_threshold then p.quality_penalty else 1 end as quality_factor,
+               exists (select 1 from anchors a where a.weight > 0 and a.category_path = i.category_path
+                       and cardinality(i.category_path) > 0) as in_anchor_category
+        from candidate_ids c
+        join pgrecs.items i on i.item_id = c.item_id
+        left join pgrecs.item_signals sg on sg.item_id = c.item_id
+        where i.tenant_id = t
+          and pgrecs.item_matches_filters(i, f)
+          and not (c.item_id = any(exclude_ids))
+          and not exists (
+              select 1 from live_rules br
+              where br.kind = 'block' and pgrecs.rule_matches(br.item_id, br.brand, br.category, br.min_margin, i)
+          )
+    ),
+    raw as (
+        select h.item_id, h.signal,
+               sum(h.s) * max(case when h.signal = 'semantic' then c.quality_factor else 1 end) as raw,
+               (array_agg(h.anchor_id order by h.s desc))[1] as anchor_id
+        from neighbor_hits h
+        join cand c on c.item_id = h.item_id
+        group by h.item_id, h.signal
+        union all
+        select c.item_id, 'popularity', c.popularity, null from cand c where c.popularity > 0
+        union all
+        select c.item_id, 'trending', c.trending, null from cand c where c.trending > 0
+        union all
+        select c.item_id, 'category_popularity', c.popularity, null
+        from cand c where c.in_anchor_category and c.popularity > 0
+        union all
+        select c.item_id, 'margin', c.margin::double precision, null from cand c where c.margin > 0
+    ),
+    scored as (
+        select r.item_id, r.signal, r.raw, r.anchor_id, c.weight,
+               r.raw / nullif(max(abs(r.raw)) over (partition by r.signal), 0) as normalized,
+               rank() over (partition by r.signal order by r.raw desc) as signal_rank
+        from raw r
+        join cfg c on c.signal = r.signal
+        where c.weight <> 0
+    ),
+    contributed as (
+        select s.*,
+               case when p.fusion = 'rrf'
+                    then case when s.raw > 0 then s.weight / (p.rrf_k + s.signal_rank) else 0 end
+                    else s.weight * coalesce(s.normalized, 0) end as contribution
+        from scored s
+    ),
+    fused as (
+        select cb.item_id,
+               sum(cb.contribution) as base,
+               jsonb_object_agg(cb.signal, jsonb_build_object(
+                   'raw', cb.raw, 'normalized', cb.normalized, 'signal_rank', cb.signal_rank,
+                   'weight', cb.weight, 'contribution', cb.contribution, 'anchor_item_id', cb.anchor_id
+               )) as detail
+        from contributed cb
+        group by cb.item_id
+    ),
+    boosted as (
+        select c.item_id,
+               exp(sum(ln(br.factor))) as factor,
+               jsonb_agg(jsonb_build_object('rule_id', br.rule_id, 'name', br.name, 'factor', br.factor)
+                         order by br.rule_id) as rules
+        from cand c
+        join pgrecs.items i on i.item_id = c.item_id
+        join live_rules br on br.kind = 'boost'
+         and pgrecs.rule_matches(br.item_id, br.brand, br.category, br.min_margin, i)
+        group by c.item_id
+    ),
+    final as (
+        select c.item_id, c.brand, c.category_path[p.category_level] as cat,
+               fu.base * coalesce(b.factor, 1) as score, fu.detail,
+               coalesce(b.rules, '[]'::jsonb) as rules
+        from cand c
+        join fused fu on fu.item_id = c.item_id
+        left join boosted b on b.item_id = c.item_id
+        order by fu.base * coalesce(b.factor, 1) desc, c.item_id
+        limit v_pool
+    )
+    select array_agg(fi.item_id order by fi.score desc, fi.item_id),
+           array_agg(fi.score order by fi.score desc, fi.item_id),
+           array_agg(fi.brand order by fi.score desc, fi.item_id),
+           array_agg(fi.cat order by fi.score desc, fi.item_id),
+           array_agg(fi.detail order by fi.score desc, fi.item_id),
+           array_agg(fi.rules order by fi.score desc, fi.item_id)
+    into ids, scores, brands, cats, details, boosts
+    from final fi;
+
+    n := coalesce(cardinality(ids), 0);
+
+    -- 2. diversity (greedy maximal marginal relevance on embeddings) and caps, in one pass
+    if n > 0 then
+        picked := array_fill(false, array[n]);
+        maxsim := array_fill(0::double precision, array[n]);
+        maxrel := greatest((select max(abs(x)) from unnest(scores) x), 1e-12);
+        if lam < 1 and n > 1 and v_model is not null then
+            sim := array_fill(0::double precision, array[n * n]);
+            for r in
+                select a.i, b.j, 1 - (ea.embedding <=> eb.embedding) as s
+                from unnest(ids) with ordinality as a (id, i)
+                join pgrecs.item_embeddings ea on ea.item_id = a.id and ea.model_id = v_model
+                join unnest(ids) with ordinality as b (id, j) on b.j > a.i
+                join pgrecs.item_embeddings eb on eb.item_id = b.id and eb.model_id = v_model
+            loop
+                sim[(r.i - 1) * n + r.j] := r.s;
+                sim[(r.j - 1) * n + r.i] := r.s;
+            end loop;
+        end if;
+        while cardinality(sel) < k loop
+            best := null;
+            best_val := null;
+            for i in 1 .. n loop
+                continue when picked[i];
+                continue when p.max_per_brand is not null and brands[i] is not null
+                    and coalesce((brand_counts ->> brands[i])::integer, 0) >= p.max_per_brand;
+                continue when p.max_per_category is not null and cats[i] is not null
+                    and coalesce((cat_counts ->> cats[i])::integer, 0) >= p.max_per_category;
+                val := lam * scores[i] / maxrel - (1 - lam) * maxsim[i];
+                if best_val is null or val > best_val then
+                    best := i;
+                    best_val := val;
+                end if;
+            end loop;
+            exit when best is null;
+            picked[best] := true;
+            sel := sel || best;
+            if brands[best] is not null then
+                brand_counts := jsonb_set(brand_counts, array[brands[best]],
+                    to_jsonb(coalesce((brand_counts ->> brands[best])::integer, 0) + 1));
+            end if;
+            if cats[best] is not null then
+                cat_counts := jsonb_set(cat_counts, array[cats[best]],
+                    to_jsonb(coalesce((cat_counts ->> cats[best])::integer, 0) + 1));
+            end if;
+            if sim is not null then
+                for i in 1 .. n loop
+                    maxsim[i] := greatest(maxsim[i], sim[(best - 1) * n + i]);
+                end loop;
+            end if;
+        end loop;
+    end if;
+
+    -- 3. pins: live pin rules whose item passes the filters, is not excluded and not blocked
+    for r in
+        select br.item_id, br.position, br.name
+        from pgrecs.business_rules br
+        join pgrecs.items i on i.item_id = br.item_id
+        where br.tenant_id = t
+          and br.kind = 'pin'
+          and br.enabled
+          and (br.placement is null or br.placement = p.placement)
+          and (br.starts_at is null or br.starts_at <= now())
+          and (br.ends_at is null or now() < br.ends_at)
+          and i.tenant_id = t
+          and pgrecs.item_matches_filters(i, f)
+          and not (i.item_id = any(exclude_ids))
+          and not exists (
+              select 1 from pgrecs.business_rules bb
+              where bb.tenant_id = t and bb.kind = 'block' and bb.enabled
+                and (bb.placement is null or bb.placement = p.placement)
+                and (bb.starts_at is null or bb.starts_at <= now())
+                and (bb.ends_at is null or now() < bb.ends_at)
+                and pgrecs.rule_matches(bb.item_id, bb.brand, bb.category, bb.min_margin, i)
+          )
+        order by br.position, br.rule_id
+    loop
+        continue when r.item_id = any(pins) or r.position > k;
+        slot := r.position;
+        while slot = any(pin_pos) loop
+            slot := slot + 1;
+        end loop;
+        continue when slot > k;
+        pins := pins || r.item_id;
+        pin_pos := pin_pos || slot;
+        pin_names := pin_names || r.name;
+    end loop;
+
+    -- final order: pins at their positions, the MMR order fills the other slots
+    final_ids := '{}';
+    final_pos := '{}';
+    final_idx := '{}';
+    slot := 1;
+    i := 1;
+    while slot <= k loop
+        if slot = any(pin_pos) then
+            final_ids := final_ids || pins[array_position(pin_pos, slot)];
+            final_idx := final_idx || coalesce(array_position(ids, pins[array_position(pin_pos, slot)]), 0);
+            final_pos := final_pos || slot;
+            slot := slot + 1;
+            continue;
+        end if;
+        while i <= cardinality(sel) and ids[sel[i]] = any(pins) loop
+            i := i + 1;
+        end loop;
+        if i > cardinality(sel) then
+            -- list shorter than k: pins beyond its end move up
+            exit when not exists (select 1 from unnest(pin_pos) pp where pp > slot);
+            slot := slot + 1;
+            continue;
+        end if;
+        final_ids := final_ids || ids[sel[i]];
+        final_idx := final_idx || sel[i];
+        final_pos := final_pos || slot;
+        i := i + 1;
+        slot := slot + 1;
+    end loop;
+
+    -- 4. explanations
+    return query
+    with chosen as (
+        select fl.id, fl.idx, row_number() over (order by fl.pos)::integer as pos,
+               array_position(pins, fl.id) as pin_no
+        from unnest(final_ids, final_idx, final_pos) as fl (id, idx, pos)
+    ),
+    anchors as (
+        select a.item_id, a.weight, a.label, ai.external_id, ai.title, ai.brand, ai.category_path
+        from unnest(anchor_ids, anchor_weights, anchor_labels) as a (item_id, weight, label)
+        join pgrecs.items ai on ai.item_id = a.item_id
+    )
+    select ch.id,
+           it.external_id,
+           case when ch.idx > 0 then scores[ch.idx] else 0 end,
+           ch.pos,
+           case when explain then
+               coalesce((select jsonb_object_agg(d.key, d.value || jsonb_build_object(
+                                'anchor_external_id', an.external_id, 'anchor_title', an.title))
+                         from jsonb_each(details[ch.idx]) d
+                         left join anchors an on an.item_id = (d.value ->> 'anchor_item_id')::bigint
+                         where ch.idx > 0), '{}'::jsonb)
+               || jsonb_build_object(
+                   '_fusion', p.fusion,
+                   '_boosts', case when ch.idx > 0 then boosts[ch.idx] else '[]'::jsonb end,
+                   '_pinned', case when ch.pin_no is not null
+                                   then jsonb_build_object('position', ch.pos, 'rule', pin_names[ch.pin_no]) end,
+                   '_mmr', jsonb_build_object('lambda', lam, 'relevance_rank', nullif(ch.idx, 0),
+                                              'relevance', case when ch.idx > 0 then scores[ch.idx] / maxrel end))
+           else
+               coalesce((select jsonb_object_agg(d.key, round((d.value ->> 'contribution')::numeric, 6))
+                         from jsonb_each(details[ch.idx]) d where ch.idx > 0), '{}'::jsonb)
+           end,
+           array(
+               select x.reason
+               from (
+                   select 1 as grp, (d.value ->> 'contribution')::double precision as c,
+                          case d.key
+                              when 'semantic' then format('similar to "%s"%s', an.title, an.label)
+                              when 'cooccurrence' then format('often bought with "%s"%s', an.title, an.label)
+                              when 'ease' then format('people who liked "%s" also liked this', an.title)
+                              when 'popularity' then 'popular right now'
+                              when 'trending' then 'trending'
+                              when 'category_popularity' then format('popular in %s', array_to_string(it.category_path, ' > '))
+                          end as reason
+                   from jsonb_each(case when ch.idx > 0 then details[ch.idx] else '{}'::jsonb end) d
+                   left join anchors an on an.item_id = (d.value ->> 'anchor_item_id')::bigint
+                   where (d.value ->> 'contribution')::double precision > 0
+                   union all
+                   select 2, 0, shared.reason
+                   from (
+                       select case when an.brand = it.brand
+                                   then format('same brand as "%s": %s', an.title, it.brand)
+                                   else format('same category as "%s": %s', an.title, array_to_string(it.category_path, ' > '))
+                              end as reason
+                       from anchors an
+                       where an.weight > 0
+                         and (an.brand = it.brand or (an.category_path = it.category_path and cardinality(it.category_path) > 0))
+                       order by an.weight desc, an.item_id
+                       limit 1
+                   ) shared
+                   union all
+                   select 3, 0, 'boosted: campaign ' || (b.value ->> 'name')
+                   from jsonb_array_elements(case when ch.idx > 0 then boosts[ch.idx] else '[]'::jsonb end) b
+                   where (b.value ->> 'factor')::double precision >= 1
+                   union all
+                   select 3, 0, 'demoted: ' || (b.value ->> 'name')
+                   from jsonb_array_elements(case when ch.idx > 0 then boosts[ch.idx] else '[]'::jsonb end) b
+                   where (b.value ->> 'factor')::double precision < 1
+                   union all
+                   select 4, 0, format('pinned at position %s: %s', ch.pos, pin_names[ch.pin_no])
+                   where ch.pin_no is not null
+               ) x
+               where x.reason is not null
+               order by x.grp, x.c desc
+           )
+    from chosen ch
+    join pgrecs.items it on it.item_id = ch.id
+    order by ch.pos;
+end
+$$;
+comment on function pgrecs.rank_items(text, bigint[], real[], text[], bigint[], integer, jsonb, boolean) is
+    'Ranking core behind recs.recommend*: candidates from the anchors'' neighbour lists and popularity, filters, blocks, fusion, boosts, MMR with caps, pins, explanations.';
+
+-- Public API ------------------------------------------------------------------------------------
+
+create or replace function recs.recommend_for_item(
+    item bigint,
+    k integer default 10,
+    placement text default 'pdp_similar',
+    filters jsonb default '{}',
+    explain boolean default false
+)
+returns table (item_id bigint, external_id text, score double precision, rank integer,
+               contributions jsonb, reasons text[])
+language plpgsql
+stable parallel safe
+as $$
+begin
+    if not exists (select 1 from pgrecs.items i where i.item_id = item and i.tenant_id = pgrecs.current_tenant()) then
+        raise exception 'unknown item: %', item using errcode = 'P0002';
+    end if;
+    return query
+    select * from pgrecs.rank_items(placement, array[item], array[1]::real[], array['']::text[],
+                                    array[item], k, filters, explain);
+end
+$$;
+comment on function recs.recommend_for_item(bigint, integer, text, jsonb, boolean) is
+    'Items to show next to one item (by item_id): semantic, co-occurrence and learned neighbours plus popular items of its category, fused by the placement''s weights, with business rules applied. Returns rank, score, per-signal contributions and readable reasons; explain => true returns the full breakdown.';
+
+create or replace function recs.recommend_for_item(
+    item text,
+    k integer default 10,
+    placement text default 'pdp_similar',
+    filters jsonb default '{}',
+    explain boolean default false
+)
+returns table (item_id bigint, external_id text, score double precision, rank integer,
+               contributions jsonb, reasons text[])
+language plpgsql
+stable parallel safe
+as $$
+declare
+    v_id bigint;
+begin
+    select i.item_id into v_id from pgrecs.items i
+    where i.tenant_id = pgrecs.current_tenant() and i.external_id = item;
+    if v_id is null then
+        raise exception 'unknown item: %', item using errcode = 'P0002';
+    end if;
+    return query select * from recs.recommend_for_item(v_id, k, placement, filters, explain);
+end
+$$;
+comment on function recs.recommend_for_item(text, integer, text, jsonb, boolean) is
+    'recs.recommend_for_item by the item''s external id.';
+
+create or replace function pgrecs.user_history(uid bigint, placement_name text)
+returns table (item_id bigint, weight real, label text, purchased boolean)
+language sql
+stable parallel safe
+as $$
+    with p as (
+        select * from pgrecs.placement_row(placement_name)
+    ),
+    recent as (
+        select e.item_id, e.event_type,
+               coalesce((p.event_weights ->> e.event_type)::double precision, et.default_weight)
+                 -- decay relative to the user's latest event, not now(): a history from years ago
+                 -- keeps its internal order instead of decaying to nothing
+                 * exp(-ln(2) * least(extract(epoch from e.latest_at - e.occurred_at)
+                       / greatest(extract(epoch from p.history_half_life), 1), 700)) as w,
+               coalesce((p.event_weights ->> e.event_type)::double precision, et.default_weight) as type_weight
+        from p
+        cross join lateral (
+            select ev.item_id, ev.event_type, ev.occurred_at,
+                   max(ev.occurred_at) over () as latest_at
+            from pgrecs.events ev
+            where ev.tenant_id = pgrecs.current_tenant()
+              and ev.user_id = uid
+            order by ev.occurred_at desc
+            limit p.history_events
+        ) e
+        join pgrecs.event_types et on et.event_type = e.event_type
+    )
+    select r.item_id,
+           greatest(sum(r.w), 1e-30)::real,
+           case (array_agg(r.event_type order by r.type_weight desc))[1]
+               when 'purchase' then ' you bought'
+               when 'add_to_cart' then ' you added to your cart'
+               when 'rating' then ' you rated'
+               when 'click' then ' you clicked'
+               else ' you viewed'
+           end,
+           bool_or(r.event_type = 'purchase')
+    from recent r
+    group by r.item_id
+    having sum(r.w) > 0
+    order by sum(r.w) desc, r.item_id
+    limit (select p.history_limit from p)
+$$;
+comment on function pgrecs.user_history(bigint, text) is
+    'A user''s interests read live from pgrecs.events: the most recent events weighted by event type (placement overrides) and exponential recency decay, summed per item.';
+
+create or replace function recs.recommend_for_user(
+    user_id bigint,
+    k integer default 10,
+    placement text default 'home_for_you',
+    filters jsonb default '{}',
+    explain boolean default false
+)
+returns table (item_id bigint, external_id text, score double precision, rank integer,
+               contributions jsonb, reasons text[])
+language plpgsql
+stable parallel safe
+as $$
+#variable_conflict use_column
+declare
+    t text := pgrecs.current_tenant();
+    p pgrecs.placements;
+    a_ids bigint[];
+    a_weights real[];
+    a_labels text[];
+    v_exclude bigint[] := '{}';
+begin
+    if not exists (select 1 from pgrecs.users u where u.user_id = recommend_for_user.user_id and u.tenant_id = t) then
+        raise exception 'unknown user: %', recommend_for_user.user_id using errcode = 'P0002';
+    end if;
+    p := pgrecs.placement_row(recommend_for_user.placement);
+    select coalesce(array_agg(h.item_id order by h.weight desc), '{}'),
+           coalesce(array_agg(h.weight order by h.weight desc), '{}'),
+           coalesce(array_agg(h.label order by h.weight desc), '{}')
+    into a_ids, a_weights, a_labels
+    from pgrecs.user_history(recommend_for_user.user_id, p.placement) h;
+    if not p.allow_repeats then
+        select coalesce(array_agg(distinct e.item_id), '{}') into v_exclude
+        from pgrecs.events e
+        where e.tenant_id = t and e.user_id = recommend_for_user.user_id and e.event_type = 'purchase';
+    end if;
+    return query
+    select * from pgrecs.rank_items(p.placement, a_ids, a_weights, a_labels, v_exclude,
+                                    recommend_for_user.k, recommend_for_user.filters, recommend_for_user.explain)
+;
+end
+$$;
+comment on function recs.recommend_for_user(bigint, integer, text, jsonb, boolean) is
+    'Personal recommendations for a user (by user_id) from the live event history: several interests (the neighbours of each recent item, weighted by event type and recency), popularity for users without history; purchased items excluded unless the placement allows repeats. Same output as recommend_for_item.';
+
+create or replace function recs.recommend_for_user(
+    user_id text,
+    k integer default 10,
+    placement text default 'home_for_you',
+    filters jsonb default '{}',
+    explain boolean default false
+)
+returns table (item_id bigint, external_id text, score double precision, rank integer,
+               contributions jsonb, reasons text[])
+language plpgsql
+stable parallel safe
+as $$
+declare
+    v_id bigint;
+begin
+    select u.user_id into v_id from pgrecs.users u
+    where u.tenant_id = pgrecs.current_tenant() and u.external_id = recommend_for_user.user_id;
+    if v_id is null then
+        raise exception 'unknown user: %', recommend_for_user.user_id using errcode = 'P0002';
+    end if;
+    return query select * from recs.recommend_for_user(v_id, k, placement, filters, explain);
+end
+$$;
+comment on function recs.recommend_for_user(text, integer, text, jsonb, boolean) is
+    'recs.recommend_for_user by the user''s external id.';
+
+create or replace function recs.recommend(
+    examples_positive bigint[],
+    examples_negative bigint[] default '{}',
+    k integer default 10,
+    placement text default 'more_like_these',
+    filters jsonb default '{}',
+    explain boolean default false
+)
+returns table (item_id bigint, external_id text, score double precision, rank integer,
+               contributions jsonb, reasons text[])
+language plpgsql
+stable parallel safe
+as $$
+declare
+    p pgrecs.placements;
+    missing bigint;
+    pos bigint[] := coalesce(examples_positive, '{}');
+    neg bigint[] := coalesce(examples_negative, '{}');
+begin
+    select x into missing
+    from unnest(pos || neg) x
+    where not exists (select 1 from pgrecs.items i where i.item_id = x and i.tenant_id = pgrecs.current_tenant())
+    limit 1;
+    if missing is not null then
+        raise exception 'unknown item: %', missing using errcode = 'P0002';
+    end if;
+    p := pgrecs.placement_row(recommend.placement);
+    return query
+    select * from pgrecs.rank_items(
+        p.placement,
+        pos || neg,
+        array_fill(1::real, array[cardinality(pos)]) || array_fill((-p.negative_weight)::real, array[cardinality(neg)]),
+        array_fill(' (your example)'::text, array[cardinality(pos)]) || array_fill(' (not like this)'::text, array[cardinality(neg)]),
+        pos || neg, recommend.k, recommend.filters, recommend.explain);
+end
+$$;
+comment on function recs.recommend(bigint[], bigint[], integer, text, jsonb, boolean) is
+    'More like these, less like those: the neighbour lists of the positive examples minus those of the negative ones (weighted by the placement''s negative_weight), popularity as a fallback, with the placement''s rules. Examples themselves are never returned.';

@@ -1,0 +1,132 @@
+"""Limits and bad input (issue 7): every bad request gets a 4xx problem+json, never a 5xx.
+
+The parametrised cases below are the table of bad inputs in the README.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from flask import g
+
+
+@pytest.fixture
+def app(db_url):
+    from app.api import create_app
+
+    app = create_app({"TESTING": True, "DATABASE_URL": db_url, "MAX_CONTENT_LENGTH": 64 * 1024,
+                      "STATEMENT_TIMEOUT_MS": 200})
+
+    def slow():
+        from app.api.database import get_conn
+
+        get_conn().execute("select pg_sleep(2)")
+        return {"slept": True}
+
+    def broken():
+        raise RuntimeError("secret internals")
+
+    app.add_url_rule("/test/slow", view_func=slow)
+    app.add_url_rule("/test/broken", view_func=broken)
+    yield app
+    pool = app.extensions.get("pgrecs_pool")
+    if pool is not None:
+        pool.close()
+
+
+@pytest.fixture
+def client(app, conn):
+    conn.execute("insert into pgrecs.items (external_id, title) values ('A', 'An item')")
+    conn.commit()
+    with app.test_client() as c:
+        yield c
+
+
+BIG = "x" * (70 * 1024)
+
+# (what, method, path, kwargs, status, words in detail)
+CASES = [
+    ("malformed JSON", "post", "/events", {"data": '{"user_id": ', "content_type": "application/json"}, 400,
+     "malformed JSON"),
+    ("JSON with trailing garbage", "post", "/recommendations", {"data": '{"examples": ["A"]} x',
+                                                                "content_type": "application/json"}, 400, "malformed"),
+    ("invalid UTF-8 body", "put", "/items/A", {"data": b'{"title": "\xff\xfe"}', "content_type": "application/json"},
+     400, "malformed JSON"),
+    ("unpaired surrogate", "put", "/items/A", {"data": '{"title": "\\ud800"}', "content_type": "application/json"},
+     400, "surrogate"),
+    ("NUL in a JSON string", "post", "/events", {"json": {"user_id": "u\u0000", "item_id": "A", "event_type": "view"}},
+     400, "NUL"),
+    ("NUL in the path", "get", "/items/A%00/similar", {}, 400, "NUL"),
+    ("NUL in the query", "get", "/search?q=a%00b", {}, 400, "NUL"),
+    ("invalid UTF-8 in the query", "get", "/search?q=%ff%fe&k=1", {}, 200, ""),  # decoded as U+FFFD
+    ("body over the size limit", "put", "/items/A", {"json": {"title": BIG}}, 413, "larger than"),
+    ("k = 0", "get", "/items/A/similar?k=0", {}, 400, "between 1 and 100"),
+    ("k = 101", "get", "/items/A/recommendations?k=101", {}, 400, "between 1 and 100"),
+    ("k huge", "get", "/items/A/similar?k=99999999999999999999999", {}, 400, "between 1 and 100"),
+    ("k not a number", "get", "/search?q=x&k=ten", {}, 400, "integer"),
+    ("k as a boolean in JSON", "post", "/recommendations", {"json": {"examples": ["A"], "k": True}}, 400, "integer"),
+    ("k fractional in JSON", "post", "/recommendations", {"json": {"examples": ["A"], "k": 2.5}}, 400, "integer"),
+    ("number with 5,000 digits", "post", "/recommendations", {"data": '{"examples": ["A"], "k": ' + "9" * 5000 + "}",
+                                                             "content_type": "application/json"}, 400, "malformed"),
+    ("number 1e999 (infinite)", "put", "/items/A", {"data": '{"price": 1e999}', "content_type": "application/json"},
+     400, "finite"),
+    ("NaN literal", "put", "/items/A", {"data": '{"price": NaN}', "content_type": "application/json"}, 400, "finite"),
+    ("list of 1,001 events", "post", "/events",
+     {"json": [{"user_id": "u", "item_id": "A", "event_type": "view"}] * 1001}, 400, "1000"),
+    ("JSON nested 40 deep", "post", "/recommendations", {"data": "[" * 40 + "]" * 40,
+                                                         "content_type": "application/json"}, 400, "nested"),
+    ("wrong type: body is a string", "post", "/events", {"json": "hello"}, 400, "event object"),
+    ("wrong type: examples not a list", "post", "/recommendations", {"json": {"examples": "A"}}, 400, "list"),
+    ("wrong type: price is text", "put", "/items/B", {"json": {"title": "t", "price": "cheap"}}, 400, "rejected"),
+    ("unknown field", "post", "/events", {"json": {"user_id": "u", "item_id": "A", "event_type": "view", "x": 1}},
+     400, "unknown field"),
+    ("unknown item id", "get", "/items/does-not-exist/recommendations", {}, 404, "unknown item"),
+    ("unknown user id", "get", "/users/nobody/recommendations", {}, 404, "unknown user"),
+    ("SQL injection in a path id", "get", "/items/A'%20or%20'1'='1/similar", {}, 404, "unknown item"),
+    ("SQL injection in a filter", "get", "/items/A/recommendations?category=x'%3Bdrop%20table%20pgrecs.items--", {},
+     200, ""),
+    ("unknown placement", "get", "/items/A/recommendations?placement=nope", {}, 404, "placement"),
+    ("price_min > price_max", "get", "/items/A/similar?price_min=5&price_max=1", {}, 400, "price_min"),
+    ("unknown route", "get", "/admin/../../etc/passwd", {}, 404, ""),
+    ("wrong method", "delete", "/items/A", {}, 405, ""),
+    ("too many query parameters", "get", "/search?" + "&".join(f"p{i}=1" for i in range(60)), {}, 400, "at most 50"),
+]
+
+
+@pytest.mark.parametrize("what, method, path, kwargs, status, words", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gets_a_problem(client, what, method, path, kwargs, status, words):
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status, (what, response.get_json())
+    if status >= 400:
+        assert response.mimetype == "application/problem+json"
+        body = response.get_json()
+        assert body["status"] == status and body["type"] == "about:blank" and body["title"]
+        assert words in body["detail"], body
+        assert body["request_id"] == response.headers["X-Request-Id"]
+
+
+def test_injection_left_the_table_alone(client, conn):
+    client.get("/items/A/recommendations?category=x'%3Bdrop%20table%20pgrecs.items--")
+    assert conn.execute("select count(*) from pgrecs.items").fetchone()[0] == 1
+
+
+def test_statement_timeout_per_request(app, client):
+    with app.test_request_context("/"):
+        g.tenant = "default"
+        from app.api.database import get_conn
+
+        assert get_conn().execute("show statement_timeout").fetchone()[0] == "200ms"
+    started = time.perf_counter()
+    response = client.get("/test/slow")
+    assert time.perf_counter() - started < 1.5
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert "statement timeout" in response.get_json()["detail"]
+    # the pool's connection is usable again afterwards
+    assert client.get("/items/A/recommendations?placement=nope").status_code == 404
+
+
+def test_unhandled_errors_are_500_problems_without_internals(client):
+    response = client.get("/test/broken")
+    assert response.status_code == 500 and response.mimetype == "application/problem+json"
+    assert "secret" not in response.get_data(as_text=True)

@@ -1,0 +1,104 @@
+"""HTTP: recommendations with request ids in the log, events that the next request sees, JSON errors."""
+
+from __future__ import annotations
+
+import pytest
+
+import scoring_world as world
+
+
+@pytest.fixture
+def client(db_url, conn):
+    from app.api import create_app
+
+    ids = world.build(conn)
+    uid = world.add_user(conn, "u1")
+    world.add_event(conn, uid, ids["F"], "view", "3 hours")
+    conn.commit()
+    app = create_app({"TESTING": True, "DATABASE_URL": db_url})
+    with app.test_client() as c:
+        c.ids = ids
+        yield c
+    pool = app.extensions.get("pgrecs_pool")
+    if pool is not None:
+        pool.close()
+
+
+def test_item_recommendations_are_logged_with_a_request_id(client, conn):
+    resp = client.get("/items/A/recommendations?placement=t&k=3&explain=true")
+    assert resp.status_code == 200, resp.json
+    body = resp.json
+    assert [i["item_id"] for i in body["items"]] == ["B", "C", "N"]
+    assert body["items"][0]["reasons"] == ['similar to "Alpha runner"', 'same brand as "Alpha runner": Acme']
+    assert body["items"][0]["contributions"]["semantic"]["anchor_external_id"] == "A"
+    logged = conn.execute(
+        "select endpoint, placement, k, item_ids, anchor_item_ids from pgrecs.recommendation_requests"
+        " where request_id = %s", (body["request_id"],)
+    ).fetchone()
+    assert logged == ("item", "t", 3, [client.ids[x] for x in ("B", "C", "N")], [client.ids["A"]])
+
+
+def test_query_filters(client):
+    resp = client.get("/items/A/recommendations?placement=t&price_max=90")
+    assert [i["item_id"] for i in resp.json["items"]] == ["B", "C", "E"]
+    resp = client.get('/items/A/recommendations?placement=t&filters={"brands": ["Bolt"]}')
+    assert [i["item_id"] for i in resp.json["items"]] == ["C", "N"]
+
+
+def test_next_request_sees_posted_event(client, conn):
+    before = client.get("/users/u1/recommendations?placement=t").json
+    assert "B" not in [i["item_id"] for i in before["items"]]
+    resp = client.post("/events", json={"user_id": "u1", "item_id": "A", "event_type": "view",
+                                        "request_id": before["request_id"]})
+    assert resp.status_code == 201, resp.json
+    assert resp.json["inserted"] == 1 and resp.json["rejected"] == []
+    after = client.get("/users/u1/recommendations?placement=t").json
+    assert after["items"][0]["item_id"] == "B"
+    assert after["items"][0]["reasons"][0] == 'similar to "Alpha runner" you viewed'
+    stored = conn.execute("select request_id from pgrecs.events where item_id = %s", (client.ids["A"],)).fetchone()
+    assert stored == (before["request_id"],)
+
+
+def test_post_events_list_with_rejects(client, conn):
+    resp = client.post("/events", json=[
+        {"user_id": "u9", "item_id": "B", "event_type": "purchase", "occurred_at": "2026-01-02T03:04:05Z"},
+        {"user_id": "u9", "item_id": "NO-SUCH", "event_type": "view", "occurred_at": "2026-01-02T03:04:05Z"},
+        {"user_id": "u9", "item_id": "B", "event_type": "teleport", "occurred_at": "2026-01-02T03:04:05Z"},
+    ])
+    assert resp.status_code == 201, resp.json
+    assert resp.json["inserted"] == 1
+    assert [r["index"] for r in resp.json["rejected"]] == [1, 2]
+    assert all(r["reason"] for r in resp.json["rejected"])
+    kept = conn.execute("select count(*) from pgrecs.ingest_rejects where kind = 'events' and source = 'api'").fetchone()
+    assert kept == (2,)
+
+
+def test_post_recommendations(client):
+    resp = client.post("/recommendations", json={"examples": ["A"], "negative_examples": ["D"],
+                                                 "placement": "t", "k": 2})
+    assert resp.status_code == 200, resp.json
+    assert [i["item_id"] for i in resp.json["items"]] == ["B", "N"]
+    assert resp.json["request_id"]
+
+
+@pytest.mark.parametrize("method,url,body,status,message", [
+    ("get", "/items/NOPE/recommendations", None, 404, "unknown item"),
+    ("get", "/users/nobody/recommendations", None, 404, "unknown user"),
+    ("get", "/items/A/recommendations?placement=nope", None, 404, "unknown placement"),
+    ("get", "/items/A/recommendations?k=0", None, 400, "k must be between"),
+    ("get", "/items/A/recommendations?k=101", None, 400, "k must be between"),
+    ("get", "/items/A/recommendations?k=abc", None, 400, "k must be an integer"),
+    ("get", "/items/A/recommendations?price_max=cheap", None, 400, "price_max must be a number"),
+    ("get", '/items/A/recommendations?filters={"colour":1}', None, 400, "unknown filter"),
+    ("get", "/items/A/recommendations?filters=[", None, 400, "filters must be"),
+    ("post", "/recommendations", {"examples": []}, 400, "at least one item"),
+    ("post", "/recommendations", {"examples": ["A"], "k": "x"}, 400, "k must be an integer"),
+    ("post", "/recommendations", {"examples": ["ZZ"]}, 404, "unknown item"),
+    ("post", "/recommendations", {"examples": ["A"], "filters": {"price_min": "x"}}, 400, "price_min"),
+    ("post", "/events", {"nonsense": 1}, 400, "unknown field"),
+    ("post", "/events", [], 400, "no events"),
+])
+def test_json_errors(client, method, url, body, status, message):
+    resp = getattr(client, method)(url, json=body) if body is not None else getattr(client, method)(url)
+    assert resp.status_code == status, resp.json
+    assert message in resp.json["message"]

@@ -1,0 +1,224 @@
+"""dbt build on a hand-made dirty catalog: exact cleaned text, audit scores, co-occurrence, incremental.
+
+One module-scoped database; `pgrecs refresh` (dbt build + EASE + publish) runs once for the
+assertions on the built marts, and twice more in the incremental test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import psycopg
+import pytest
+
+from conftest import TEMPLATE, create_database, drop_database
+
+ITEMS = [
+    # external_id, title, description, brand, category_path, price, image_url
+    ("a1", "<b>Caf&eacute; Mug 12 oz</b>", "<p>A sturdy mug for your coffee &amp; tea.</p>", "ACME KITCHEN",
+     ["Kitchen &amp; Dining", "Mugs"], 9.5, "http://img/a1.jpg"),
+    ("a2", "donâ€™t panic towel", "CafÃ© quality towel, very soft and absorbent for every day use in the kitchen.",
+     "acme kitchen", ["Kitchen & Dining", "MUGS"], 4, None),
+    ("a3", "Blue Widget", "", None, [], None, None),
+    ("a4", "Blue  Widget!", "Product Description: Great widget. Click here to buy now! See more", "Widgets Inc",
+     ["Tools"], 1, "http://img/a4.jpg"),
+    ("a5", "12345 #### 999", None, None, [], None, None),
+    ("a6", "Red Widget Deluxe Edition for the Kitchen", "Shared text for many items in the store.", None, [], 2, None),
+    ("a7", "Red Widget Deluxe Edition for the Kitchens", "Shared text for many items in the store.", None, [], 2, None),
+    ("a8", "Green Gadget", "Shared text for many items in the store.", None, [], 2, None),
+]
+
+# user, item, event type; all at the same instant, so ages are 0 and popularity = summed weight
+EVENTS = [
+    ("u1", "a1", "view"), ("u1", "a2", "view"),
+    ("u2", "a1", "view"), ("u2", "a2", "view"), ("u2", "a3", "purchase"),
+    ("u3", "a1", "view"),
+    ("u5", "a4", "view"), ("u5", "a5", "view"),
+]
+LATER_EVENTS = [("u3", "a2", "view", None), ("u4", "a6", "view", "s1"), ("u4", "a7", "add_to_cart", "s1")]
+
+
+def insert_events(conn, events, at="2024-01-01 12:00+00"):
+    for event in events:
+        user, item, event_type = event[:3]
+        session = event[3] if len(event) > 3 else None
+        conn.execute(
+            "insert into pgrecs.users (external_id) values (%s) on conflict do nothing", (user,))
+        conn.execute(
+            """
+            insert into pgrecs.events (user_id, item_id, event_type, occurred_at, session_id, dedup_key)
+            select u.user_id, i.item_id, %s, %s, %s, gen_random_uuid()
+            from pgrecs.users u, pgrecs.items i where u.external_id = %s and i.external_id = %s
+            """, (event_type, at, session, user, item))
+
+
+@pytest.fixture(scope="module")
+def dirty_url(server_url, template_url):
+    url = create_database(server_url, TEMPLATE)
+    with psycopg.connect(url) as conn:
+        for ext, title, desc, brand, cats, price, image in ITEMS:
+            conn.execute(
+                "insert into pgrecs.items (external_id, title, description, brand, category_path, price, image_url)"
+                " values (%s, %s, %s, %s, %s, %s, %s)", (ext, title, desc, brand, cats, price, image))
+        insert_events(conn, EVENTS)
+    yield url
+    drop_database(server_url, url)
+
+
+@pytest.fixture(scope="module")
+def built(dirty_url):
+    from app.signals.refresh import refresh
+
+    return refresh(dirty_url, top_n=50)
+
+
+def query(url, sql, *params):
+    with psycopg.connect(url) as conn:
+        cur = conn.execute(sql, params)
+        names = [c.name for c in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def by_external(url, sql):
+    return {row["external_id"]: row for row in query(url, sql)}
+
+
+def test_build_runs_models_and_tests(built):
+    assert built.mode == "full"
+    assert built.models >= 15 and built.tests >= 60
+
+
+def test_cleaned_items_exactly(dirty_url, built):
+    rows = by_external(dirty_url, """
+        select external_id, title, description, brand, brand_key, category_path, category_key,
+            size_value, size_unit, title_raw
+        from recs_staging.stg_pgrecs__items""")
+    assert {k: (r["title"], r["description"], r["brand"], r["category_path"]) for k, r in rows.items()} == {
+        "a1": ("Café Mug 12 oz", "A sturdy mug for your coffee & tea.", "Acme Kitchen", ["Kitchen & Dining", "Mugs"]),
+        "a2": ("don\u2019t panic towel",
+               "Café quality towel, very soft and absorbent for every day use in the kitchen.",
+               "Acme Kitchen", ["Kitchen & Dining", "MUGS"]),
+        "a3": ("Blue Widget", None, None, []),
+        "a4": ("Blue Widget!", "Great widget.", "Widgets Inc", ["Tools"]),
+        "a5": ("12345 #### 999", None, None, []),
+        "a6": ("Red Widget Deluxe Edition for the Kitchen", "Shared text for many items in the store.", None, []),
+        "a7": ("Red Widget Deluxe Edition for the Kitchens", "Shared text for many items in the store.", None, []),
+        "a8": ("Green Gadget", "Shared text for many items in the store.", None, []),
+    }
+    assert rows["a1"]["title_raw"] == "<b>Caf&eacute; Mug 12 oz</b>"  # raw kept untouched
+    assert (float(rows["a1"]["size_value"]), rows["a1"]["size_unit"]) == (12.0, "oz")
+    assert rows["a1"]["brand_key"] == rows["a2"]["brand_key"] == "acme kitchen"
+    assert rows["a1"]["category_key"] == rows["a2"]["category_key"] == "mugs"
+
+
+def test_enrichment_uses_the_live_composition(dirty_url, built):
+    rows = by_external(dirty_url, """
+        select e.external_id, e.embedding_text, e.text_problem, e.embeddable,
+            pgrecs.compose_item_text(i.title, i.description, i.brand, i.category_path, i.attributes) as live
+        from recs_marts.dim_items_enriched e join pgrecs.items i using (item_id)""")
+    assert all(r["embedding_text"] == r["live"] for r in rows.values())
+    assert rows["a1"]["embedding_text"] == (
+        "Café Mug 12 oz. Brand: Acme Kitchen. Category: Kitchen & Dining > Mugs. A sturdy mug for your coffee & tea.")
+    assert {k: r["text_problem"] for k, r in rows.items() if not r["embeddable"]} == {
+        "a3": "text too short", "a5": "mostly non-letters"}
+
+
+def test_audit_scores_and_flags_exactly(dirty_url, built):
+    rows = by_external(dirty_url, "select * from recs_marts.fct_item_audit")
+    similarity = query(dirty_url, "select similarity('red widget deluxe edition for the kitchen', 'red widget deluxe edition for the kitchens') as s")[0]["s"]
+    assert similarity >= 0.9  # so a6/a7 are near-duplicates at the default threshold
+    expected = {
+        # 0.35 title + 0.30 * len(desc)/300 + 0.10 brand + 0.10 category + 0.05 price + 0.10 image - 0.10 per problem
+        "a1": (0.735, ["short_description"]),
+        "a2": (0.677, ["no_image", "mojibake"]),  # description of 77 characters
+        "a3": (0.150, ["no_description", "no_brand", "no_category", "no_price", "no_image", "duplicate_title",
+                       "not_embeddable"]),
+        "a4": (0.513, ["short_description", "duplicate_title", "boilerplate"]),
+        "a5": (0.150, ["no_description", "no_brand", "no_category", "no_price", "no_image", "mostly_non_letters",
+                       "not_embeddable"]),
+        "a6": (0.240, ["short_description", "no_brand", "no_category", "no_image", "near_duplicate_title", "repeated_description"]),
+        "a7": (0.240, ["short_description", "no_brand", "no_category", "no_image", "near_duplicate_title", "repeated_description"]),
+        "a8": (0.340, ["short_description", "no_brand", "no_category", "no_image", "repeated_description"]),
+    }
+    assert {k: (float(r["quality_score"]), r["quality_flags"]) for k, r in rows.items()} == expected
+    assert rows["a3"]["same_title_items"] == 1 and rows["a8"]["same_description_items"] == 2
+
+
+def test_audit_summary(dirty_url, built):
+    (summary,) = query(dirty_url, "select * from recs_marts.fct_catalog_audit_summary")
+    assert summary["items"] == 8
+    assert summary["no_description"] == 2 and float(summary["share_no_description"]) == 0.25
+    assert summary["duplicate_title_items"] == 2 and summary["duplicate_title_groups"] == 1
+    assert summary["near_duplicate_title_items"] == 2
+    assert summary["repeated_description"] == 3 and summary["mojibake"] == 1 and summary["not_embeddable"] == 2
+    assert summary["brands"] == 2 and summary["brands_with_spelling_variants"] == 1
+
+
+def test_cooccurrence_hand_computed(dirty_url, built):
+    rows = query(dirty_url, """
+        select i.external_id as item, n.external_id as neighbor, s.score, s.rank
+        from pgrecs.item_neighbors s
+        join pgrecs.items i on i.item_id = s.item_id join pgrecs.items n on n.item_id = s.neighbor_item_id
+        where s.signal = 'cooccurrence' order by 1, 4""")
+    got = {(r["item"], r["neighbor"]): (r["score"], r["rank"]) for r in rows}
+    # baskets: u1 {a1, a2}, u2 {a1, a2, a3 (purchase)}, u3 {a1}, u5 {a4, a5}; view weight ln 2, purchase ln 9
+    # cosine(a1, a2) = 2 ln2^2 / (sqrt(3) ln2 * sqrt(2) ln2); shrinkage support / (support + 10)
+    cos_12, cos_13, cos_23, cos_45 = 2 / math.sqrt(6), 1 / math.sqrt(3), 1 / math.sqrt(2), 1.0
+    expected = {
+        ("a1", "a2"): (cos_12 * 2 / 12, 1), ("a1", "a3"): (cos_13 / 11, 2),
+        ("a2", "a1"): (cos_12 * 2 / 12, 1), ("a2", "a3"): (cos_23 / 11, 2),
+        ("a3", "a2"): (cos_23 / 11, 1), ("a3", "a1"): (cos_13 / 11, 2),
+        ("a4", "a5"): (cos_45 / 11, 1), ("a5", "a4"): (cos_45 / 11, 1),
+    }
+    assert set(got) == set(expected)
+    for key, (score, rank) in expected.items():
+        assert got[key][1] == rank, key
+        assert got[key][0] == pytest.approx(score, rel=1e-5), key
+
+
+def test_popularity_and_signals_published(dirty_url, built):
+    rows = by_external(dirty_url, """
+        select i.external_id, s.popularity, s.trending, s.category_popularity_rank, s.quality_score
+        from pgrecs.item_signals s join pgrecs.items i using (item_id)""")
+    assert len(rows) == 8
+    assert {k: r["popularity"] for k, r in rows.items()} == {
+        "a1": 3.0, "a2": 2.0, "a3": 8.0, "a4": 1.0, "a5": 1.0, "a6": 0.0, "a7": 0.0, "a8": 0.0}
+    assert rows["a3"]["trending"] == 8.0  # all in the recent window, none before: (8 - 0) / sqrt(1)
+    assert (rows["a1"]["category_popularity_rank"], rows["a2"]["category_popularity_rank"]) == (1, 2)
+    assert rows["a3"]["category_popularity_rank"] is None
+    assert rows["a1"]["quality_score"] == pytest.approx(0.735)
+
+
+def test_user_history_weighted(dirty_url, built):
+    rows = query(dirty_url, """
+        select u.external_id as user, i.external_id as item, h.weight, h.purchased, h.recency_rank
+        from recs_marts.fct_user_recent_interactions h
+        join pgrecs.users u using (user_id) join pgrecs.items i using (item_id)
+        where u.external_id = 'u2' order by i.external_id""")
+    assert [(r["item"], r["weight"], r["purchased"]) for r in rows] == [
+        ("a1", 1.0, False), ("a2", 1.0, False), ("a3", 8.0, True)]
+
+
+def test_ease_published_for_the_small_catalog(dirty_url, built):
+    rows = query(dirty_url, "select count(*) as n from pgrecs.item_neighbors where signal = 'ease'")
+    assert rows[0]["n"] > 0
+
+
+def test_incremental_refresh_equals_full_refresh(dirty_url, built):
+    from app.signals.refresh import refresh
+
+    sql = """select item_id, neighbor_item_id, rank, score from pgrecs.item_neighbors
+             where signal = 'cooccurrence' order by 1, 3"""
+    with psycopg.connect(dirty_url) as conn:
+        insert_events(conn, LATER_EVENTS, at="2024-01-01 13:00+00")
+    report = refresh(dirty_url, run_tests=False)
+    assert report.mode == "incremental"
+    # u3's and u4's baskets (a1, a2, a6, a7) and a3, whose list holds a1 and a2; not a4 / a5
+    assert report.tenants[0]["cooccurrence_items"] == 5
+    incremental = query(dirty_url, sql)
+    refresh(dirty_url, full=True, ease=False, run_tests=False)
+    full = query(dirty_url, sql)
+    assert [(r["item_id"], r["neighbor_item_id"], r["rank"]) for r in incremental] == \
+        [(r["item_id"], r["neighbor_item_id"], r["rank"]) for r in full]
+    assert [r["score"] for r in incremental] == pytest.approx([r["score"] for r in full], rel=1e-6)
+    assert len(full) == 8 + 2  # the new a6 <-> a7 pair (from u4's user and session baskets)

@@ -1,0 +1,81 @@
+"""Ranking and beyond-accuracy metrics on hand-computed examples, and against ranx."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from app.evaluation import metrics
+
+
+def test_hand_computed_single_user():
+    # relevant {2, 7}; ranked 5, 2, 9, 7: hits at ranks 2 and 4
+    m = metrics.user_ranking_metrics([5, 2, 9, 7], {2, 7}, k=4)
+    assert m["precision"] == pytest.approx(0.5)
+    assert m["recall"] == pytest.approx(1.0)
+    dcg = 1 / math.log2(3) + 1 / math.log2(5)
+    idcg = 1 + 1 / math.log2(3)
+    assert m["ndcg"] == pytest.approx(dcg / idcg)
+    assert m["map"] == pytest.approx((1 / 2 + 2 / 4) / 2)
+    assert m["hit_rate"] == 1.0
+    assert m["mrr"] == pytest.approx(0.5)
+    # at k = 1 nothing is hit
+    m1 = metrics.user_ranking_metrics([5, 2, 9, 7], {2, 7}, k=1)
+    assert m1 == {"precision": 0.0, "recall": 0.0, "ndcg": 0.0, "map": 0.0, "hit_rate": 0.0, "mrr": 0.0}
+
+
+def test_leave_one_out_ndcg_is_inverse_log_rank():
+    m = metrics.user_ranking_metrics([4, 1, 3], {3}, k=10)
+    assert m["ndcg"] == pytest.approx(1 / math.log2(4))
+    assert m["precision"] == pytest.approx(1 / 10)  # precision divides by k, not by list length
+
+
+def test_users_without_lists_count_as_zero():
+    out = metrics.ranking_metrics({1: np.array([3])}, {1: {3}, 2: {4}}, ks=(5,))
+    assert out["hit_rate@5"] == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_matches_ranx_on_random_runs():
+    ranx = pytest.importorskip("ranx")
+    rng = np.random.default_rng(3)
+    test, recs, qrels, run = {}, {}, {}, {}
+    for u in range(40):
+        relevant = set(rng.choice(50, size=rng.integers(1, 4), replace=False).tolist())
+        ranked = rng.permutation(50)[:25]
+        test[u], recs[u] = relevant, ranked
+        qrels[f"u{u}"] = {f"i{i}": 1 for i in relevant}
+        run[f"u{u}"] = {f"i{i}": float(len(ranked) - r) for r, i in enumerate(ranked)}
+    ours = metrics.ranking_metrics(recs, test, ks=(5, 10, 20))
+    names = {"precision": "precision", "recall": "recall", "ndcg": "ndcg", "map": "map",
+             "hit_rate": "hit_rate", "mrr": "mrr"}
+    wanted = [f"{names[m]}@{k}" for m in names for k in (5, 10, 20)]
+    theirs = ranx.evaluate(ranx.Qrels(qrels), ranx.Run(run), wanted)
+    for m in names:
+        for k in (5, 10, 20):
+            assert ours[f"{m}@{k}"] == pytest.approx(theirs[f"{names[m]}@{k}"], abs=1e-9), (m, k)
+
+
+def test_gini():
+    assert metrics.gini([5, 5, 5, 5]) == pytest.approx(0.0)
+    assert metrics.gini([0, 0, 0, 10]) == pytest.approx(0.75)  # (n-1)/n for all-on-one
+    assert metrics.gini([1, 2, 3]) == pytest.approx(2 / 9)
+
+
+def test_beyond_accuracy_hand_computed():
+    emb = np.array([[1, 0], [0, 1], [1, 0], [math.sqrt(0.5), math.sqrt(0.5)]], dtype=np.float32)
+    pop = np.array([3.0, 1.0, 0.0, 0.0])  # training users per item, 3 training users
+    brands = np.array(["a", "a", "b", None], dtype=object)
+    recs = {0: np.array([0, 1]), 1: np.array([0, 2])}
+    out = metrics.beyond_accuracy(recs, 2, 4, pop, 3, emb, brands, None)
+    assert out["coverage@2"] == pytest.approx(3 / 4)
+    # distances: list0 1 - 0 = 1; list1 1 - 1 = 0
+    assert out["diversity@2"] == pytest.approx(0.5)
+    p = (pop + 1) / 4
+    assert out["novelty@2"] == pytest.approx(np.mean(-np.log2(p[[0, 1, 0, 2]])))
+    # popularity percentiles (average ranks): item0 1.0, item1 2/3, item2 and 3 tie at 1/6
+    assert out["popularity_bias@2"] == pytest.approx(np.mean([1.0, 2 / 3, 1.0, 1 / 6]))
+    # exposure: brand a 3, brand b 1 -> gini of [1, 3] = 0.25
+    assert out["gini_brand@2"] == pytest.approx(0.25)

@@ -1,0 +1,312 @@
+"""Hybrid scoring in SQL: every rule asserted exactly on a hand-made world (tests/scoring_world.py)."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+import scoring_world as world
+
+
+@pytest.fixture
+def ids(conn):
+    return world.build(conn)
+
+
+def ext_of(ids):
+    back = {v: k for k, v in ids.items()}
+    return lambda item_id: back[item_id]
+
+
+def placement(conn, **columns):
+    """Reshape the test placement 't' (changing the row changes the next request)."""
+    for column, value in columns.items():
+        if isinstance(value, dict):
+            value = Jsonb(value)
+        conn.execute(
+            psycopg.sql.SQL("update pgrecs.placements set {} = %s where placement = 't'").format(
+                psycopg.sql.Identifier(column)),
+            (value,),
+        )
+
+
+def for_item(conn, item_id, k=10, place="t", filters=None, explain=False):
+    return conn.execute(
+        "select external_id, score, rank, contributions, reasons from recs.recommend_for_item("
+        "item => %s, k => %s, placement => %s, filters => %s, explain => %s)",
+        (item_id, k, place, Jsonb(filters or {}), explain),
+    ).fetchall()
+
+
+def names(rows):
+    return [r[0] for r in rows]
+
+
+def rule(conn, kind, name, *, item=None, brand=None, category=None, factor=None, position=None,
+         starts=None, ends=None, place=None):
+    conn.execute(
+        "insert into pgrecs.business_rules (kind, name, item_id, brand, category, factor, position,"
+        " starts_at, ends_at, placement)"
+        " values (%s, %s, %s, %s, %s, %s, %s, now() + %s::interval, now() + %s::interval, %s)",
+        (kind, name, item, brand, category, factor, position, starts, ends, place),
+    )
+
+
+def test_semantic_only_exact_scores_and_filters(conn, ids):
+    rows = for_item(conn, ids["A"])
+    # I is inactive, H out of stock; A itself never comes back
+    assert names(rows) == ["B", "C", "N", "E"]
+    assert [r[2] for r in rows] == [1, 2, 3, 4]
+    assert [r[1] for r in rows] == pytest.approx([1.0, 0.8 / 0.9, 0.7 / 0.9, 0.5 / 0.9], rel=1e-5)
+    assert rows[0][3] == {"semantic": pytest.approx(1.0)}
+
+
+def test_in_stock_off_and_price_and_category_filters(conn, ids):
+    placement(conn, default_filters={})
+    assert names(for_item(conn, ids["A"])) == ["B", "H", "C", "N", "E"]  # H back, I (inactive) never
+    assert names(for_item(conn, ids["A"], filters={"price_max": 90})) == ["B", "C", "E"]
+    assert names(for_item(conn, ids["A"], filters={"category": "Trail"})) == ["E"]
+    assert names(for_item(conn, ids["A"], filters={"brands": ["Bolt"]})) == ["C", "N"]
+    assert names(for_item(conn, ids["A"], filters={"exclude": [ids["B"]]})) == ["H", "C", "N", "E"]
+
+
+def test_zero_weight_switches_a_signal_off(conn, ids):
+    placement(conn, weights={"semantic": 1, "cooccurrence": 0, "ease": 0})
+    assert not {"F", "J", "G"} & set(names(for_item(conn, ids["A"])))
+    placement(conn, weights={"semantic": 0, "cooccurrence": 1, "ease": 0})
+    rows = for_item(conn, ids["A"])
+    assert names(rows) == ["F", "C", "J"]
+    assert all(set(r[3]) == {"cooccurrence"} for r in rows)
+    placement(conn, weights={"semantic": 0, "cooccurrence": 0, "ease": 1})
+    assert names(for_item(conn, ids["A"])) == ["G", "B"]
+
+
+def test_weighted_fusion_exact(conn, ids):
+    placement(conn, weights={"semantic": 1, "cooccurrence": 0.5})
+    rows = {r[0]: r for r in for_item(conn, ids["A"])}
+    assert rows["C"][1] == pytest.approx(0.8 / 0.9 + 0.5 * 0.4 / 0.6, rel=1e-5)
+    assert rows["C"][3] == {"semantic": pytest.approx(0.8 / 0.9, rel=1e-5),
+                            "cooccurrence": pytest.approx(0.5 * 0.4 / 0.6, rel=1e-5)}
+    assert rows["F"][1] == pytest.approx(0.5, rel=1e-5)
+
+
+def test_rrf_fusion_exact(conn, ids):
+    placement(conn, weights={"semantic": 1, "cooccurrence": 1}, fusion="rrf", rrf_k=60)
+    rows = {r[0]: r for r in for_item(conn, ids["A"])}
+    # ranks are over the filtered candidates: semantic B1 C2 N3 E4, cooccurrence F1 C2 J3
+    assert rows["C"][1] == pytest.approx(2 / 62, rel=1e-5)
+    assert rows["B"][1] == pytest.approx(1 / 61, rel=1e-5)
+    assert names(for_item(conn, ids["A"]))[0] == "C"
+
+
+def test_blocked_item_never_appears(conn, ids):
+    rule(conn, "block", "recall", item=ids["B"])
+    assert "B" not in names(for_item(conn, ids["A"]))
+    rule(conn, "block", "no bolt", brand="Bolt")
+    assert names(for_item(conn, ids["A"])) == ["E"]
+    # a pin cannot bring a blocked item back
+    rule(conn, "pin", "pin blocked", item=ids["B"], position=1)
+    assert names(for_item(conn, ids["A"])) == ["E"]
+
+
+def test_block_outside_its_window_does_nothing(conn, ids):
+    rule(conn, "block", "later", item=ids["B"], starts="1 day", ends="2 days")
+    rule(conn, "block", "other placement", item=ids["C"], place="pdp_similar")
+    assert names(for_item(conn, ids["A"]))[:2] == ["B", "C"]
+
+
+def test_pins_land_at_their_position(conn, ids):
+    rule(conn, "pin", "house brand", item=ids["G"], position=2)
+    rows = for_item(conn, ids["A"])
+    assert names(rows) == ["B", "G", "C", "N", "E"]
+    assert rows[1][2] == 2
+    assert "pinned at position 2: house brand" in rows[1][4]
+    # an item already in the list moves to its pinned slot instead of appearing twice
+    rule(conn, "pin", "first", item=ids["E"], position=1)
+    assert names(for_item(conn, ids["A"])) == ["E", "G", "B", "C", "N"]
+    # pins beyond k are not shown; k cuts the list
+    assert names(for_item(conn, ids["A"], k=1)) == ["E"]
+
+
+def test_pin_of_inactive_or_filtered_item_is_skipped(conn, ids):
+    rule(conn, "pin", "inactive", item=ids["I"], position=1)
+    rule(conn, "pin", "out of stock", item=ids["H"], position=1)
+    assert names(for_item(conn, ids["A"]))[0] == "B"
+
+
+def test_caps_per_brand_and_category(conn, ids):
+    placement(conn, weights={"semantic": 1, "cooccurrence": 1, "ease": 1}, max_per_brand=1)
+    rows = for_item(conn, ids["A"])
+    brands = [world.ITEMS[n][1] for n in names(rows)]
+    assert len(brands) == len(set(brands)) == 3  # Acme, Bolt, Cusp once each
+    placement(conn, max_per_brand=None, max_per_category=1, category_level=2)
+    cats = [world.ITEMS[n][2][1] for n in names(for_item(conn, ids["A"]))]
+    assert len(cats) == len(set(cats))
+
+
+def test_campaign_boost_only_inside_its_window(conn, ids):
+    rule(conn, "boost", "Spring", item=ids["E"], factor=10, starts="-1 day", ends="1 day")
+    rows = for_item(conn, ids["A"])
+    assert names(rows)[0] == "E"
+    assert rows[0][1] == pytest.approx(10 * 0.5 / 0.9, rel=1e-5)
+    assert "boosted: campaign Spring" in rows[0][4]
+    conn.execute("update pgrecs.business_rules set starts_at = now() - interval '2 days', ends_at = now() - interval '1 day'")
+    assert names(for_item(conn, ids["A"]))[0] == "B"
+    conn.execute("update pgrecs.business_rules set starts_at = now() + interval '1 day', ends_at = now() + interval '2 days'")
+    rows = for_item(conn, ids["A"])
+    assert names(rows)[-1] == "E" and not any("Spring" in reason for r in rows for reason in r[4])
+
+
+def test_brand_boost_and_demotion(conn, ids):
+    rule(conn, "boost", "Bolt week", brand="Bolt", factor=2)
+    assert names(for_item(conn, ids["A"]))[:2] == ["C", "N"]
+    conn.execute("delete from pgrecs.business_rules")
+    rule(conn, "boost", "slow sellers", brand="Acme", factor=0.1)
+    rows = for_item(conn, ids["A"])
+    assert names(rows) == ["C", "N", "B", "E"]
+    assert "demoted: slow sellers" in rows[2][4]
+
+
+def test_mmr_changes_the_list_when_lambda_changes(conn, ids):
+    assert names(for_item(conn, ids["A"])) == ["B", "C", "N", "E"]
+    placement(conn, mmr_lambda=0.5)
+    # C is almost B (cosine 0.99): diversity pushes it to the end
+    rows = for_item(conn, ids["A"], explain=True)
+    assert names(rows) == ["B", "N", "E", "C"]
+    assert rows[3][3]["_mmr"]["relevance_rank"] == 2
+    placement(conn, mmr_lambda=1.0)
+    assert names(for_item(conn, ids["A"])) == ["B", "C", "N", "E"]
+
+
+def test_poor_quality_items_are_down_weighted_in_semantic(conn, ids):
+    conn.execute("update pgrecs.item_signals set quality_score = 0.1 where item_id = %s", (ids["B"],))
+    rows = {r[0]: r[1] for r in for_item(conn, ids["A"])}
+    # B: 0.9 * 0.5 = 0.45, now below C (0.8, the new maximum)
+    assert rows["C"] == pytest.approx(1.0)
+    assert rows["B"] == pytest.approx(0.45 / 0.8, rel=1e-5)
+
+
+def test_explanations_name_real_anchors(conn, ids):
+    placement(conn, weights={"semantic": 1, "cooccurrence": 1})
+    rows = {r[0]: r for r in for_item(conn, ids["A"], explain=True)}
+    c = rows["C"]
+    assert c[4][0] == 'similar to "Alpha runner"'
+    assert 'often bought with "Alpha runner"' in c[4]
+    assert 'same category as "Alpha runner": Shoes > Running' in c[4]
+    assert c[3]["semantic"]["anchor_external_id"] == "A"
+    assert c[3]["semantic"]["raw"] == pytest.approx(0.8, rel=1e-5)
+    assert c[3]["cooccurrence"]["weight"] == 1
+    assert 'same brand as "Alpha runner": Acme' in rows["B"][4]
+
+
+def test_cold_start_item_via_semantics(conn, ids):
+    # N has no events and no item_signals row: reachable through A's semantic list, and has its own
+    assert "N" in names(for_item(conn, ids["A"]))
+    assert names(for_item(conn, ids["N"])) == ["A", "C"]
+
+
+def test_user_history_exclusions_and_reasons(conn, ids):
+    placement(conn, weights={"semantic": 1, "cooccurrence": 1})
+    uid = world.add_user(conn, "u1")
+    world.add_event(conn, uid, ids["A"], "view")
+    world.add_event(conn, uid, ids["C"], "purchase", "2 days")
+    rows = conn.execute(
+        "select external_id, reasons from recs.recommend_for_user(user_id => %s, placement => 't')", (uid,)
+    ).fetchall()
+    got = dict(rows)
+    assert "C" not in got  # purchased
+    assert got["B"][0] == 'similar to "Alpha runner" you viewed'
+    assert 'often bought with "Alpha runner" you viewed' in got["F"]
+    placement(conn, allow_repeats=True)
+    assert "C" in names(conn.execute(
+        "select external_id from recs.recommend_for_user(%s::bigint, placement => 't')", (uid,)).fetchall())
+
+
+def test_several_interests_not_one_centroid(conn, ids):
+    uid = world.add_user(conn, "u2")
+    world.add_event(conn, uid, ids["A"], "view", "1 hour")
+    world.add_event(conn, uid, ids["F"], "view", "2 hours")
+    got = names(conn.execute(
+        "select external_id from recs.recommend_for_user(%s::bigint, placement => 't')", (uid,)).fetchall())
+    assert "B" in got and "J" in got  # J comes only from F's list, B only from A's
+
+
+def test_new_user_gets_popularity_and_next_request_sees_event(conn, ids):
+    placement(conn, weights={"semantic": 1, "popularity": 0.1}, pool_sizes={"popularity": 3})
+    uid = world.add_user(conn, "u3")
+    rows = conn.execute(
+        "select external_id, reasons from recs.recommend_for_user('u3', placement => 't')").fetchall()
+    assert names(rows) == ["P", "F", "A"]
+    assert rows[0][1] == ["popular right now"]
+    world.add_event(conn, uid, ids["A"], "view", "1 minute")
+    rows = conn.execute(
+        "select external_id, reasons from recs.recommend_for_user('u3', placement => 't')").fetchall()
+    assert names(rows)[0] == "B"
+    assert rows[0][1][0] == 'similar to "Alpha runner" you viewed'
+
+
+def test_new_user_with_category_context(conn, ids):
+    placement(conn, weights={"popularity": 1})
+    world.add_user(conn, "u4")
+    rows = conn.execute(
+        "select external_id from recs.recommend_for_user('u4', placement => 't', filters => '{\"category\": \"Shoes\"}')"
+    ).fetchall()
+    assert names(rows) == ["A", "B", "C", "E", "D"]
+
+
+def test_more_like_these_less_like_those(conn, ids):
+    rows = conn.execute(
+        "select external_id, score from recs.recommend(%s, %s, placement => 't')",
+        ([ids["A"]], [ids["D"]]),
+    ).fetchall()
+    got = dict(rows)
+    assert "D" not in got and "A" not in got
+    # C: 0.8 - 0.9 = -0.1; E: 0.5 - 0.6 = -0.1; both fall below N (0.7)
+    assert names(rows)[:2] == ["B", "N"]
+    assert got["C"] == pytest.approx(-0.1 / 0.9, abs=1e-4)
+
+
+def test_errors(conn, ids):
+    with pytest.raises(psycopg.errors.NoDataFound, match="unknown placement"):
+        for_item(conn, ids["A"], place="nope")
+    conn.rollback()
+    with pytest.raises(psycopg.errors.NoDataFound, match="unknown item"):
+        conn.execute("select * from recs.recommend_for_item('no-such-sku')")
+    conn.rollback()
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="unknown filter: colour"):
+        for_item(conn, ids["A"], filters={"colour": "red"})
+    conn.rollback()
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be"):
+        for_item(conn, ids["A"], k=0)
+    conn.rollback()
+    with pytest.raises(psycopg.errors.NoDataFound, match="unknown user"):
+        conn.execute("select * from recs.recommend_for_user(123456::bigint)")
+
+
+def test_seeded_placements_work_on_the_world(conn, ids):
+    uid = world.add_user(conn, "u5")
+    world.add_event(conn, uid, ids["A"], "add_to_cart")
+    for sql, arg in [
+        ("select external_id from recs.recommend_for_item(%s::bigint, placement => 'pdp_similar')", ids["A"]),
+        ("select external_id from recs.recommend_for_user(%s::bigint, placement => 'home_for_you')", uid),
+        ("select external_id from recs.recommend(array[%s::bigint], placement => 'cart_complete_the_look')", ids["A"]),
+        ("select external_id from recs.recommend(array[%s::bigint])", ids["A"]),
+    ]:
+        got = names(conn.execute(sql, (arg,)).fetchall())
+        assert got and "A" not in got and "I" not in got and "H" not in got
+
+
+def test_functions_are_stable_commented_and_read_only(conn):
+    rows = conn.execute(
+        "select p.proname, p.provolatile, p.proparallel, obj_description(p.oid, 'pg_proc')"
+        " from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+        " where n.nspname = 'recs' and p.proname like 'recommend%'"
+    ).fetchall()
+    assert len(rows) == 5
+    for name, volatility, parallel, comment in rows:
+        assert volatility == "s", name
+        assert parallel == "s", name
+        assert comment, name

@@ -1,0 +1,164 @@
+"""recs.similar_items / recs.search_by_vector: filters, k, strategy choice, exclusions, catalogue of functions.
+
+Uses synthetic normalised vectors written straight into pgrecs.item_embeddings (the model itself is
+covered by test_embeddings.py), so the exact answer is known from numpy.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import psycopg
+import pytest
+from pgvector import HalfVector
+
+N = 600
+
+
+@pytest.fixture
+def catalog(conn):
+    rng = np.random.default_rng(7)
+    centers = rng.normal(size=(8, 384))
+    vectors = centers[rng.integers(0, 8, N)] + 0.6 * rng.normal(size=(N, 384))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16).astype(np.float32)
+    rows = [(f"x{i}", f"Item {i}", ["Books", "Fiction"] if i % 10 == 0 else ["Books", "Travel"] if i % 3 == 0 else ["Music"],
+             float(i % 100), 0 if i % 4 == 0 else 5, i % 50 != 7) for i in range(N)]
+    with conn.cursor() as cur:
+        cur.executemany("insert into pgrecs.items (external_id, title, category_path, price, stock, active) "
+                        "values (%s, %s, %s, %s, %s, %s)", rows)
+    ids = [r[0] for r in conn.execute("select item_id from pgrecs.items order by item_id")]
+    with conn.cursor() as cur:
+        cur.executemany("insert into pgrecs.item_embeddings (item_id, model_id, embedding, text_sha256) "
+                        "values (%s, 1, %s, '\\x00')", [(i, HalfVector(v)) for i, v in zip(ids, vectors)])
+    conn.execute("delete from pgrecs.embedding_queue")
+    conn.commit()
+    meta = {"ids": np.array(ids), "vectors": vectors, "rows": rows}
+    return meta
+
+
+def exact(catalog, query, k, keep, exclude=None):
+    sims = catalog["vectors"] @ query
+    order = [j for j in np.argsort(-sims, kind="stable") if keep(j) and catalog["ids"][j] != exclude]
+    return [int(catalog["ids"][j]) for j in order[:k]]
+
+
+def active(catalog, j):
+    return catalog["rows"][j][5]
+
+
+def test_similar_items_unfiltered_matches_exact(conn, catalog):
+    for j in (0, 5, 77):
+        got = conn.execute("select item_id, rank from recs.similar_items(%s, 10)", (int(catalog["ids"][j]),)).fetchall()
+        assert [r[1] for r in got] == list(range(1, 11))
+        want = exact(catalog, catalog["vectors"][j], 10, lambda x: active(catalog, x), exclude=catalog["ids"][j])
+        assert len(set(r[0] for r in got) & set(want)) >= 9
+
+
+@pytest.mark.parametrize("max_rows", [0, 100000])  # 0 forces HNSW, 100000 forces the exact scan
+@pytest.mark.parametrize("filters,keep", [
+    ({"category": "Books > Fiction"}, lambda row: row[2][:2] == ["Books", "Fiction"]),
+    ({"category": "Books"}, lambda row: row[2][:1] == ["Books"]),
+    ({"price_min": 10, "price_max": 30, "in_stock": True}, lambda row: 10 <= row[3] <= 30 and row[4] > 0),
+    ({"in_stock": False}, lambda row: row[4] == 0),
+])
+def test_filters_honoured_and_k_filled(conn, catalog, filters, keep, max_rows):
+    conn.execute("update pgrecs.embedding_models set exact_scan_max_rows = %s", (max_rows,))
+    query = catalog["vectors"][3]
+    got = conn.execute("select item_id from recs.search_by_vector(%s, 20, %s::jsonb)",
+                       (HalfVector(query), json.dumps(filters))).fetchall()
+    got = [r[0] for r in got]
+    allowed = {int(catalog["ids"][j]) for j in range(N) if keep(catalog["rows"][j]) and active(catalog, j)}
+    assert len(got) == 20 and set(got) <= allowed
+    want = exact(catalog, query, 20, lambda j: int(catalog["ids"][j]) in allowed)
+    assert len(set(got) & set(want)) >= 19
+
+
+def test_k_larger_than_matches_returns_all_matches(conn, catalog):
+    # 60 Fiction items, 59 of them active (i % 50 == 7 never divides by 10... all active); k=100 returns them all
+    conn.execute("update pgrecs.embedding_models set exact_scan_max_rows = 0")  # even through the HNSW path
+    got = conn.execute("select count(*) from recs.search_by_vector(%s, 100, '{\"category\": [\"Books\", \"Fiction\"]}')",
+                       (HalfVector(catalog["vectors"][0]),)).fetchone()[0]
+    assert got == sum(1 for j in range(N) if catalog["rows"][j][2] == ["Books", "Fiction"] and active(catalog, j))
+
+
+def test_strategy_chosen_by_selectivity(conn, catalog):
+    conn.execute("update pgrecs.embedding_models set exact_scan_max_rows = 100")
+    assert conn.execute("select pgrecs.similarity_strategy('{\"category\": \"Books > Fiction\"}')").fetchone()[0] == "exact"
+    assert conn.execute("select pgrecs.similarity_strategy('{}')").fetchone()[0] == "hnsw"
+    assert conn.execute("select pgrecs.similarity_strategy('{\"price_max\": 5}')").fetchone()[0] == "exact"
+
+
+def test_inactive_and_deleted_never_returned(conn, catalog):
+    inactive = {int(catalog["ids"][j]) for j in range(N) if not active(catalog, j)}
+    victim = int(catalog["ids"][1])
+    conn.execute("delete from pgrecs.items where item_id = %s", (victim,))
+    conn.commit()
+    for j in (2, 7, 57):
+        got = {r[0] for r in conn.execute("select item_id from recs.search_by_vector(%s, 100)",
+                                          (HalfVector(catalog["vectors"][j]),))}
+        assert len(got) == 100 and not (got & inactive) and victim not in got
+    # active => false asks for the inactive ones explicitly
+    got = {r[0] for r in conn.execute("select item_id from recs.search_by_vector(%s, 5, '{\"active\": false}')",
+                                      (HalfVector(catalog["vectors"][0]),))}
+    assert got <= inactive and len(got) == 5
+
+
+def test_unknown_item_or_model(conn, catalog):
+    assert conn.execute("select count(*) from recs.similar_items(-1)").fetchone()[0] == 0
+    with pytest.raises(psycopg.errors.NoDataFound, match="unknown embedding model"):
+        conn.execute("select * from recs.similar_items(%s, 5, model => 'nope')", (int(catalog["ids"][0]),))
+
+
+@pytest.mark.parametrize("filters,message", [
+    ('{"colour": "red"}', "unknown filter"),
+    ('{"price_min": "cheap"}', "must be numbers"),
+    ('[1]', "JSON object"),
+])
+def test_bad_filters_rejected(conn, catalog, filters, message):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=message):
+        conn.execute("select * from recs.similar_items(%s, 5, %s::jsonb)", (int(catalog["ids"][0]), filters))
+
+
+def test_k_out_of_range(conn, catalog):
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be"):
+        conn.execute("select * from recs.similar_items(%s, 0)", (int(catalog["ids"][0]),))
+
+
+def test_tenant_isolation(conn, catalog):
+    conn.execute("insert into pgrecs.tenants (tenant_id, name) values ('other', 'Other')")
+    conn.execute("select set_config('pgrecs.tenant', 'other', false)")
+    assert conn.execute("select count(*) from recs.search_by_vector(%s, 10)",
+                        (HalfVector(catalog["vectors"][0]),)).fetchone()[0] == 0
+    assert conn.execute("select count(*) from recs.similar_items(%s, 10)", (int(catalog["ids"][0]),)).fetchone()[0] == 0
+
+
+def test_hnsw_settings_do_not_leak(conn, catalog):
+    before = conn.execute("select current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')").fetchone()
+    conn.execute("select * from recs.similar_items(%s, 50)", (int(catalog["ids"][0]),)).fetchall()
+    after = conn.execute("select current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')").fetchone()
+    assert before == after
+
+
+def test_hnsw_index_used_on_the_unfiltered_path(conn, catalog):
+    plan = "\n".join(r[0] for r in conn.execute(
+        "explain (costs off) select e.item_id from pgrecs.item_embeddings e where e.model_id = 1 "
+        "order by e.embedding::halfvec(384) <=> %s::halfvec(384) limit 10", (HalfVector(catalog["vectors"][0]),)))
+    assert "item_embeddings_hnsw_m1" in plan
+
+
+def test_functions_commented_with_honest_volatility(conn):
+    rows = conn.execute(
+        """
+        select p.proname, p.provolatile, obj_description(p.oid, 'pg_proc')
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = 'recs' and p.proname in ('similar_items', 'search_by_vector')
+        """).fetchall()
+    assert {r[0] for r in rows} == {"similar_items", "search_by_vector"}
+    assert all(r[1] == "s" and r[2] for r in rows)
+    writers = dict(conn.execute(
+        "select p.proname, p.provolatile from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+        "where n.nspname = 'pgrecs' and p.proname in ('refresh_semantic_neighbors', 'remove_semantic_neighbors', "
+        "'enqueue_stale_embeddings', 'item_text_sha256')").fetchall())
+    assert writers == {"refresh_semantic_neighbors": "v", "remove_semantic_neighbors": "v",
+                       "enqueue_stale_embeddings": "v", "item_text_sha256": "i"}
