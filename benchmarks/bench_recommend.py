@@ -14,6 +14,7 @@ threaded keep-alive client for BENCH_HTTP_SECONDS per endpoint; requests/s and e
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import psycopg
 
-from benchmarks.run import bench_server, fresh_database
+from benchmarks.run import _with_database, bench_server, fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 N_ITEMS = int(os.environ.get("BENCH_ITEMS", 100_000))
@@ -39,6 +40,13 @@ CLUSTERS = 200
 DIM = 384
 HTTP = os.environ.get("BENCH_HTTP", "1") != "0"
 HTTP_SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", 15))
+HTTP_WORKERS = int(os.environ.get("BENCH_HTTP_WORKERS", 2))
+# BENCH_REUSE=1 (default) keeps the populated database on the bench server between runs (named by
+# its scale) and only re-applies sql/ on the next run; BENCH_REUSE=0 builds a fresh one.
+REUSE = os.environ.get("BENCH_REUSE", "1") != "0"
+BASELINE_SQL = os.environ.get("BENCH_BASELINE_SQL")  # optional: a scoring SQL file to compare against
+ITEM_SQL = "select * from recs.recommend_for_item(item => %s::bigint, k => 10, placement => 'pdp_similar')"
+USER_SQL = "select * from recs.recommend_for_user(user_id => %s::bigint, k => 10, placement => 'home_for_you')"
 LOG = Path(os.environ.get("PGRECS_BENCH_DIR", "/tmp/pgrecs_bench")) / "bench_recommend_gunicorn.log"
 
 
@@ -145,20 +153,36 @@ def _populate(conn: psycopg.Connection) -> dict:
     return timings
 
 
+def _backend_cpu_ms(pid: int) -> float | None:
+    """CPU time (user + system) of a local server backend so far; None when not readable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _latencies(conn: psycopg.Connection, sql: str, args: list) -> dict:
     times = []
     rows = 0
     for a in args[:20]:  # warm the plan cache and buffers
         conn.execute(sql, (a,), prepare=True).fetchall()
+    pid = conn.info.backend_pid
+    cpu0 = _backend_cpu_ms(pid)
     for a in args:
         t0 = time.perf_counter()
         rows += len(conn.execute(sql, (a,), prepare=True).fetchall())
         times.append((time.perf_counter() - t0) * 1000)
+    cpu1 = _backend_cpu_ms(pid)
     times.sort()
     return {
         "p50_ms": round(statistics.median(times), 2),
         "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))], 2),
         "max_ms": round(times[-1], 2),
+        # the server backend's CPU per call: what a call costs, whatever else runs on the machine
+        "server_cpu_ms_per_call": round((cpu1 - cpu0) / len(args), 2) if cpu0 is not None and cpu1 is not None
+        else None,
         "mean_rows": round(rows / len(args), 2),
         "queries": len(args),
     }
@@ -168,7 +192,7 @@ def _http(url: str, key: str, paths: list[str], seconds: float, threads: int = 8
     port = 18000 + os.getpid() % 1000
     env = dict(os.environ, DATABASE_URL=url, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4", "-b", f"127.0.0.1:{port}",
+        [sys.executable, "-m", "gunicorn", "-w", str(HTTP_WORKERS), "--threads", "4", "-b", f"127.0.0.1:{port}",
          "--graceful-timeout", "5", "--log-level", "warning", "app.api:create_app()"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(LOG, "ab"),
     )
@@ -227,17 +251,48 @@ def _http(url: str, key: str, paths: list[str], seconds: float, threads: int = 8
             proc.wait(timeout=15)
 
 
+@contextlib.contextmanager
+def _database(server: str):
+    """A populated benchmark database: a kept warm one (BENCH_REUSE) or a fresh one."""
+    if not REUSE:
+        with fresh_database(server, "bench_recommend") as url:
+            yield url, False
+        return
+    from psycopg import sql
+
+    from app import migrate
+
+    name = f"bench_recommend_warm_{N_ITEMS}_{N_EVENTS}_{N_NEIGHBORS}"
+    url = _with_database(server, name)
+    with psycopg.connect(server, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+    ready = False
+    if exists:
+        with psycopg.connect(url, autocommit=True) as conn:
+            ready = conn.execute("select to_regclass('public.bench_ready') is not null").fetchone()[0]
+    if not ready:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    migrate.upgrade(url)  # re-applies sql/ at head, so a warm database runs the current functions
+    yield url, ready
+
+
 def run() -> dict:
     result: dict = {"items": N_ITEMS, "events": N_EVENTS, "neighbors_per_item_per_signal": N_NEIGHBORS}
-    with bench_server() as server, fresh_database(server, "bench_recommend") as url:
+    with bench_server() as server, _database(server) as (url, warm):
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("set pgrecs.tenant = 'default'")
             from pgvector.psycopg import register_vector
             register_vector(conn)
-            conn.autocommit = False
-            result["setup"] = {k: round(v, 1) for k, v in _populate(conn).items()}
-            conn.autocommit = True
-            conn.execute("vacuum analyze")
+            result["reused_warm_database"] = warm
+            if not warm:
+                conn.autocommit = False
+                result["setup"] = {k: round(v, 1) for k, v in _populate(conn).items()}
+                conn.autocommit = True
+                conn.execute("vacuum analyze")
+                conn.execute("create table if not exists public.bench_ready ()")  # marks it warm for reuse
+            conn.execute("select setseed(0.7)")
             rnd = random.Random(7)
             item_ids = [r[0] for r in conn.execute(
                 "select item_id from pgrecs.items where active order by random() limit %s", (N_QUERIES,))]
@@ -248,12 +303,19 @@ def run() -> dict:
                 "select round(avg(c), 1)::float from (select count(*) c from pgrecs.events where user_id = any(%s)"
                 " group by user_id) x", (users,)).fetchone()[0]
             rnd.shuffle(item_ids)
-            result["sql_recommend_for_item"] = _latencies(
-                conn, "select * from recs.recommend_for_item(item => %s::bigint, k => 10, placement => 'pdp_similar')",
-                item_ids)
-            result["sql_recommend_for_user"] = _latencies(
-                conn, "select * from recs.recommend_for_user(user_id => %s::bigint, k => 10, placement => 'home_for_you')",
-                users)
+            if BASELINE_SQL:
+                # the same queries against other scoring functions (e.g. `git show REV:sql/050_scoring.sql`),
+                # then the current sql/ again: before/after on the same data, machine and load
+                conn.execute(Path(BASELINE_SQL).read_text())
+                result["baseline_sql"] = BASELINE_SQL
+                result["baseline_recommend_for_item"] = _latencies(conn, ITEM_SQL, item_ids)
+                result["baseline_recommend_for_user"] = _latencies(conn, USER_SQL, users)
+                from app import migrate
+                with conn.cursor() as cur:
+                    for path in migrate.sql_files():
+                        cur.execute(path.read_text())
+            result["sql_recommend_for_item"] = _latencies(conn, ITEM_SQL, item_ids)
+            result["sql_recommend_for_user"] = _latencies(conn, USER_SQL, users)
             result["sql_recommend_for_item_explain"] = _latencies(
                 conn, "select * from recs.recommend_for_item(item => %s::bigint, k => 10, explain => true)",
                 item_ids[:100])
@@ -281,6 +343,11 @@ def run() -> dict:
         "note": f"item p50 {result['sql_recommend_for_item']['p50_ms']} / p99 {item_p99} ms; "
                 f"user p50 {result['sql_recommend_for_user']['p50_ms']} / p99 {user_p99} ms",
     })
+    if BASELINE_SQL:
+        base = max(result["baseline_recommend_for_item"]["p99_ms"], result["baseline_recommend_for_user"]["p99_ms"])
+        result.update({"baseline": base, "ratio": round(result["value"] / base, 3)})
+        result["note"] += (f"; baseline item p50 {result['baseline_recommend_for_item']['p50_ms']} / "
+                           f"user p50 {result['baseline_recommend_for_user']['p50_ms']} ms")
     if HTTP:
         result["note"] += (f"; HTTP item {result['http_item']['requests_per_s']} req/s "
                            f"({result['http_item']['errors']} errors), user {result['http_user']['requests_per_s']} "

@@ -29,6 +29,58 @@ def _split(events_path: Path, first: int, directory: Path) -> tuple[Path, Path]:
     return head, tail
 
 
+def _new_events(url: str, n: int, path: Path, *, realistic: bool, seed: int) -> Path:
+    """n new events after the last loaded one, as a CSV for `pgrecs load events`.
+
+    realistic: a day of traffic. Sessions of geometric length (mean 8 events) from users drawn by
+    their share of past events (active users come back more), items by their share of past
+    events, all timestamped within the day after the latest event.
+    worst case (not realistic): every event from a user drawn uniformly, so nearly every user's
+    baskets, and so nearly every co-occurrence list, change.
+    """
+    import csv
+    import datetime as dt
+
+    import numpy as np
+    import psycopg
+
+    from benchmarks.bench_load import EVENT_PROBS, EVENT_TYPES
+
+    rng = np.random.default_rng(seed)
+    with psycopg.connect(url) as conn:
+        users = conn.execute(
+            "select u.external_id, count(*) from pgrecs.events e join pgrecs.users u using (user_id)"
+            " group by 1 order by 1").fetchall()
+        items = conn.execute(
+            "select i.external_id, count(*) from pgrecs.events e join pgrecs.items i using (item_id)"
+            " group by 1 order by 1").fetchall()
+        last = conn.execute("select max(occurred_at) from pgrecs.events").fetchone()[0]
+    user_ids = np.array([u for u, _ in users])
+    p_users = np.array([c for _, c in users], dtype=float)
+    p_users /= p_users.sum()
+    item_ids = np.array([i for i, _ in items])
+    p_items = np.array([c for _, c in items], dtype=float)
+    p_items /= p_items.sum()
+    if realistic:
+        rows_users = []
+        while len(rows_users) < n:
+            rows_users += [rng.choice(user_ids, p=p_users)] * int(rng.geometric(1 / 8))
+        event_users = np.array(rows_users[:n])
+    else:
+        event_users = rng.choice(user_ids, size=n)
+    event_items = rng.choice(item_ids, size=n, p=p_items)
+    seconds = np.sort(rng.integers(1, 86_400, size=n))
+    kinds = rng.choice(len(EVENT_TYPES), size=n, p=EVENT_PROBS)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["user_id", "item_id", "event_type", "value", "occurred_at", "session_id"])
+        for user, item, sec, kind in zip(event_users, event_items, seconds, kinds):
+            t = last + dt.timedelta(seconds=int(sec))
+            w.writerow([user, item, EVENT_TYPES[kind], "1" if EVENT_TYPES[kind] == "purchase" else "",
+                        t.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{user}-{t:%Y%m%d}-new"])
+    return path
+
+
 def _load(url: str, kind: str, path: Path) -> None:
     from click.testing import CliRunner
 

@@ -253,24 +253,110 @@ $$;
 comment on function pgrecs.filter_category(jsonb) is
     'The category prefix of a filter object as a text array ("Books > Fiction" or ["Books", "Fiction"]); null when absent.';
 
--- The filter predicate shared by both strategies; $2..$7 are tenant, active, category prefix,
--- price_min, price_max, in_stock (null = no filter). Kept as text so both plans see the same rule.
-create or replace function pgrecs.similarity_filter_sql()
+-- The filter predicate shared by the strategies and the count; $2..$7 are tenant, active, category
+-- prefix, price_min, price_max, in_stock. Only the clauses of filters present are written, so the
+-- planner sees plain indexable conditions (no "$n is null or ..." branches).
+drop function if exists pgrecs.similarity_filter_sql();
+
+create or replace function pgrecs.similarity_filter_sql(
+    active boolean,
+    category text[],
+    price_min numeric,
+    price_max numeric,
+    in_stock boolean
+)
 returns text
 language sql
 immutable parallel safe
 as $$
-    select 'i.tenant_id = $2
-        and ($3::boolean is null or i.active = $3)
-        and ($4::text[] is null or (i.category_path @> $4 and i.category_path[1:cardinality($4)] = $4))
-        and ($5::numeric is null or i.price >= $5)
-        and ($6::numeric is null or i.price <= $6)
-        and ($7::boolean is null or (coalesce(i.stock, 1) > 0) = $7)'
+    select concat_ws(' and ',
+        'i.tenant_id = $2',
+        case when active is not null then 'i.active = $3' end,
+        case when category is not null
+            then 'i.category_path @> $4 and i.category_path[1:cardinality($4)] = $4' end,
+        case when price_min is not null then 'i.price >= $5' end,
+        case when price_max is not null then 'i.price <= $6' end,
+        case when in_stock is not null then '(coalesce(i.stock, 1) > 0) = $7' end)
 $$;
-comment on function pgrecs.similarity_filter_sql() is
-    'SQL text of the similarity filter predicate over pgrecs.items i (parameters $2..$7); internal to semantic_search.';
+comment on function pgrecs.similarity_filter_sql(boolean, text[], numeric, numeric, boolean) is
+    'SQL text of the similarity filter predicate over pgrecs.items i for the filters given (non-null), '
+    'parameters $2..$7; internal to semantic_search.';
 
-create or replace function pgrecs.similarity_filter_matches(
+-- Earlier versions estimated selectivity with EXPLAIN, which forced the helper to be volatile and
+-- cost a planner run per call; the statistics are read directly now.
+drop function if exists pgrecs.similarity_filter_matches(text, boolean, text[], numeric, numeric, boolean, integer);
+
+create or replace function pgrecs.similarity_filter_estimate(
+    category text[],
+    price_min numeric,
+    price_max numeric
+)
+returns double precision
+language plpgsql
+stable parallel safe
+as $$
+declare
+    total double precision;
+    fraction double precision := 1;
+    part double precision;
+    elems text[];
+    elem_freqs real[];
+    elem text;
+    null_frac real;
+    mcv numeric[];
+    mcv_freqs real[];
+    mcv_total double precision;
+    bounds numeric[];
+begin
+    -- an upper-bound estimate of the items (all tenants) matching the category prefix and price
+    -- range, from ANALYZE statistics (no planner run, no scan); null when there are none
+    select c.reltuples into total from pg_catalog.pg_class as c where c.oid = 'pgrecs.items'::regclass;
+    if total is null or total < 0 then
+        return null;
+    end if;
+    if category is not null then
+        select s.most_common_elems::text::text[], s.most_common_elem_freqs into elems, elem_freqs
+        from pg_catalog.pg_stats as s
+        where s.schemaname = 'pgrecs' and s.tablename = 'items' and s.attname = 'category_path';
+        if elems is null then
+            return null;
+        end if;
+        foreach elem in array category loop
+            -- an element not listed is rarer than the rarest listed one (the entry after the list)
+            part := coalesce(elem_freqs[array_position(elems, elem)], elem_freqs[cardinality(elems) + 1]);
+            fraction := least(fraction, part);
+        end loop;
+    end if;
+    if price_min is not null or price_max is not null then
+        select s.null_frac, s.most_common_vals::text::numeric[], s.most_common_freqs, s.histogram_bounds::text::numeric[]
+        into null_frac, mcv, mcv_freqs, bounds
+        from pg_catalog.pg_stats as s
+        where s.schemaname = 'pgrecs' and s.tablename = 'items' and s.attname = 'price';
+        if null_frac is null then
+            return null;
+        end if;
+        select coalesce(sum(u.freq) filter (
+                   where (price_min is null or u.val >= price_min) and (price_max is null or u.val <= price_max)), 0),
+               coalesce(sum(u.freq), 0)
+        into part, mcv_total
+        from unnest(mcv, mcv_freqs) as u(val, freq);
+        if cardinality(bounds) > 1 then
+            -- histogram buckets touching the range (one extra bucket at each end: an upper bound)
+            part := part + (1 - null_frac - mcv_total) * least(1.0, (2 + (
+                select count(*) from unnest(bounds) as b(val)
+                where (price_min is null or b.val >= price_min) and (price_max is null or b.val <= price_max)
+            )) / (cardinality(bounds) - 1)::double precision);
+        end if;
+        fraction := least(fraction, part);
+    end if;
+    return ceil(fraction * total);
+end
+$$;
+comment on function pgrecs.similarity_filter_estimate(text[], numeric, numeric) is
+    'Upper-bound estimate of the items matching a category prefix and price range, read from pg_stats '
+    '(null before ANALYZE); lets semantic_search pick HNSW for broad filters without counting.';
+
+create or replace function pgrecs.similarity_filter_count(
     tenant text,
     active boolean,
     category text[],
@@ -281,34 +367,61 @@ create or replace function pgrecs.similarity_filter_matches(
 )
 returns bigint
 language plpgsql
--- volatile only because PostgreSQL refuses EXPLAIN in non-volatile functions; it reads, never writes
-volatile
+stable parallel safe
 as $$
 declare
-    plan jsonb;
     matching bigint;
 begin
-    -- 1. the planner's estimate for a superset of the filter (category containment, no prefix
-    --    check): above the cap means HNSW without counting anything
-    execute 'explain (format json) select from pgrecs.items i where i.tenant_id = $1
-             and ($2::boolean is null or i.active = $2) and ($3::text[] is null or i.category_path @> $3)
-             and ($4::numeric is null or i.price >= $4) and ($5::numeric is null or i.price <= $5)
-             and ($6::boolean is null or (coalesce(i.stock, 1) > 0) = $6)'
-    into plan
-    using tenant, active, category, price_min, price_max, in_stock;
-    if (plan -> 0 -> 'Plan' ->> 'Plan Rows')::numeric > cap then
-        return cap + 1;
-    end if;
-    -- 2. otherwise count, stopping at cap + 1
-    execute format('select count(*) from (select from pgrecs.items i where %s limit %s) s',
-                   pgrecs.similarity_filter_sql(), cap + 1)
+    execute format('select count(*) from (select from pgrecs.items i where %s limit $8) s',
+                   pgrecs.similarity_filter_sql(active, category, price_min, price_max, in_stock))
     into matching
-    using null::halfvec, tenant, active, category, price_min, price_max, in_stock;
+    using null::halfvec, tenant, active, category, price_min, price_max, in_stock, cap + 1;
     return matching;
 end
 $$;
-comment on function pgrecs.similarity_filter_matches(text, boolean, text[], numeric, numeric, boolean, integer) is
-    'How many items match a similarity filter, up to cap + 1: planner estimate first (cap + 1 when it is far above cap), else a bounded count.';
+comment on function pgrecs.similarity_filter_count(text, boolean, text[], numeric, numeric, boolean, integer) is
+    'How many items of a tenant match a similarity filter, counting at most cap + 1.';
+
+create or replace function pgrecs.similarity_choose(
+    tenant text,
+    active boolean,
+    category text[],
+    price_min numeric,
+    price_max numeric,
+    in_stock boolean,
+    cap integer
+)
+returns text
+language plpgsql
+stable parallel safe
+as $$
+declare
+    estimate double precision;
+begin
+    -- 1. no narrowing filter (active items of the tenant): HNSW, nothing to estimate
+    if category is null and price_min is null and price_max is null and in_stock is null
+        and active is not distinct from true then
+        return 'hnsw';
+    end if;
+    -- 2. statistics say far more than cap items match: HNSW without counting. in_stock and
+    --    active are not estimated (their bound is all rows), so those filters are counted.
+    --    At most cap (an upper bound; other filters only narrow it): exact without counting.
+    estimate := pgrecs.similarity_filter_estimate(category, price_min, price_max);
+    if estimate is not null and estimate > 4 * cap then
+        return 'hnsw';
+    elsif estimate is not null and estimate <= cap then
+        return 'exact';
+    end if;
+    -- 3. otherwise (no statistics, or close to cap) count, stopping at cap + 1 (cheap: a selective filter uses the GIN/btree index)
+    if pgrecs.similarity_filter_count(tenant, active, category, price_min, price_max, in_stock, cap) <= cap then
+        return 'exact';
+    end if;
+    return 'hnsw';
+end
+$$;
+comment on function pgrecs.similarity_choose(text, boolean, text[], numeric, numeric, boolean, integer) is
+    'Strategy for a filter: hnsw when unfiltered or when pg_stats put it above 4 x cap matches, exact when '
+    'pg_stats put it at most cap; otherwise (no statistics, or in between) a bounded count decides.';
 
 create or replace function pgrecs.similarity_strategy(
     filters jsonb default '{}',
@@ -322,18 +435,16 @@ declare
     m pgrecs.embedding_models := pgrecs.resolve_model(model);
     f jsonb := pgrecs.check_similarity_filters(filters);
     tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
-    matching bigint;
 begin
-    -- bounded count: stop as soon as the filter is known to match more than the exact-scan limit
-    matching := pgrecs.similarity_filter_matches(
+    return pgrecs.similarity_choose(
         tenant, coalesce((f ->> 'active')::boolean, true), pgrecs.filter_category(f),
         (f ->> 'price_min')::numeric, (f ->> 'price_max')::numeric, (f ->> 'in_stock')::boolean,
         m.exact_scan_max_rows);
-    return case when matching <= m.exact_scan_max_rows then 'exact' else 'hnsw' end;
 end
 $$;
 comment on function pgrecs.similarity_strategy(jsonb, text) is
-    'exact when the filter matches at most embedding_models.exact_scan_max_rows items of the tenant (estimated, then counted up to the cap), else hnsw.';
+    'The retrieval strategy recs.similar_items uses for a filter: hnsw (unfiltered, or pg_stats put it far above '
+    'embedding_models.exact_scan_max_rows matches) or exact (a bounded count finds at most that many).';
 
 create or replace function pgrecs.semantic_search(
     query halfvec,
@@ -352,7 +463,9 @@ set enable_sort = on
 set enable_bitmapscan = on
 as $$
 declare
-    m pgrecs.embedding_models;
+    m_dimensions integer;
+    m_ef_search integer;
+    m_exact_max integer;
     f jsonb := pgrecs.check_similarity_filters(filters);
     tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
     v_active boolean := coalesce((f ->> 'active')::boolean, true);
@@ -360,80 +473,83 @@ declare
     v_price_min numeric := (f ->> 'price_min')::numeric;
     v_price_max numeric := (f ->> 'price_max')::numeric;
     v_in_stock boolean := (f ->> 'in_stock')::boolean;
-    matching bigint;
-    predicate text := pgrecs.similarity_filter_sql();
+    predicate text;
     distance text;
     ids bigint[];
-    external_ids text[];
     scores real[];
 begin
     if k is null or k < 1 or k > 1000 then
         raise exception 'k must be between 1 and 1000 (got %)', k using errcode = '22023';
     end if;
-    select * into m from pgrecs.embedding_models e where e.model_id = semantic_search.model_id;
+    select e.dimensions, e.hnsw_ef_search, e.exact_scan_max_rows
+    into m_dimensions, m_ef_search, m_exact_max
+    from pgrecs.embedding_models as e
+    where e.model_id = semantic_search.model_id;
     if not found or query is null then
         return;
     end if;
     -- the dimensions and model id are integers from the models table, written as literals so the
     -- planner matches the partial expression index of this model
-    distance := format('(e.embedding::halfvec(%s) <=> $1::halfvec(%s))', m.dimensions, m.dimensions);
+    distance := format('(e.embedding::halfvec(%s) <=> $1::halfvec(%s))', m_dimensions, m_dimensions);
+    predicate := pgrecs.similarity_filter_sql(v_active, v_category, v_price_min, v_price_max, v_in_stock);
 
-    matching := pgrecs.similarity_filter_matches(
-        tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, m.exact_scan_max_rows);
-
-    if matching > m.exact_scan_max_rows then
-        -- not selective: HNSW with iterative scans (relaxed order, re-sorted here)
-        perform set_config('hnsw.ef_search', greatest(m.hnsw_ef_search, 2 * (k + 1))::text, true);
+    if pgrecs.similarity_choose(tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, m_exact_max)
+        = 'hnsw' then
+        -- unfiltered or broad: the HNSW index, with relaxed-order iterative scans for filters; the
+        -- top k ids first, external ids joined afterwards (k rows)
+        perform set_config('hnsw.ef_search', greatest(m_ef_search, k + 1)::text, true);
         -- the planner underestimates array-prefix filters and would pick GIN + sort over every
         -- match; for a filter known to be broad, make the HNSW-ordered scan its only good plan
         perform set_config('enable_sort', 'off', true);
         perform set_config('enable_bitmapscan', 'off', true);
         execute format(
             'select array_agg(s.item_id order by s.dist, s.item_id),
-                    array_agg(s.external_id order by s.dist, s.item_id),
                     array_agg((1 - s.dist)::real order by s.dist, s.item_id)
              from (
-                 select i.item_id, i.external_id, %1$s as dist
+                 select e.item_id, %1$s as dist
                  from pgrecs.item_embeddings e
                  join pgrecs.items i on i.item_id = e.item_id
                  where e.model_id = %2$s and e.tenant_id = $2 and %3$s
-                     and ($8::bigint is null or e.item_id <> $8)
+                     and e.item_id is distinct from $8
                  order by %1$s
                  limit $9
              ) s',
-            distance, m.model_id, predicate)
-        into ids, external_ids, scores
+            distance, semantic_search.model_id, predicate)
+        into ids, scores
         using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k;
         if coalesce(cardinality(ids), 0) >= k then
             return query
-                select u.item_id, u.external_id, u.score, u.ord::integer
-                from unnest(ids, external_ids, scores) with ordinality as u(item_id, external_id, score, ord);
+                select u.item_id, i.external_id, u.score, u.ord::integer
+                from unnest(ids, scores) with ordinality as u(item_id, score, ord)
+                join pgrecs.items as i on i.item_id = u.item_id
+                order by u.ord;
             return;
         end if;
         -- the iterative scan stopped before k matches (hnsw.max_scan_tuples, or fewer embedded
         -- matches exist): fall through to the exact answer
     end if;
 
-    -- selective (or the index gave up): exact scan over the btree/GIN-selected subset. "+ 0"
-    -- keeps the planner off the HNSW index.
+    -- selective (or the index gave up): exact scan over the btree/GIN-selected subset, each
+    -- embedding fetched by primary key. "+ 0" keeps the planner off the HNSW index.
     return query execute format(
         'select s.item_id, s.external_id, (1 - s.dist)::real, (row_number() over (order by s.dist, s.item_id))::integer
          from (
              select i.item_id, i.external_id, %1$s + 0 as dist
              from pgrecs.items i
              join pgrecs.item_embeddings e on e.item_id = i.item_id and e.model_id = %2$s
-             where %3$s and ($8::bigint is null or i.item_id <> $8)
+             where %3$s and i.item_id is distinct from $8
              order by %1$s + 0, i.item_id
              limit $9
          ) s
          order by s.dist, s.item_id',
-        distance, m.model_id, predicate)
+        distance, semantic_search.model_id, predicate)
     using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k;
 end
 $$;
 comment on function pgrecs.semantic_search(halfvec, integer, jsonb, smallint, bigint) is
-    'Top-k items of the current tenant nearest to a vector for one model, filtered; exact scan when the filter '
-    'matches few items, HNSW with relaxed-order iterative scans otherwise (falls back to exact when it returns < k). '
+    'Top-k items of the current tenant nearest to a vector for one model, filtered; strategy from '
+    'pgrecs.similarity_choose: exact scan when the filter matches few items, HNSW (relaxed-order iterative scans '
+    'for filters) otherwise, falling back to exact when the index returns < k. '
     'Stable: the hnsw.* settings it changes are restored on exit by its SET clauses.';
 
 -------------------------------------------------------------------------------------------------

@@ -11,9 +11,12 @@ as $$
 -- last_event_ids: {"<tenant>": <max event_id seen before dbt build>, ...}
 -- EASE rows are taken from the temporary table pg_temp.ease_neighbors when the caller created it
 -- (tenant_id, item_id, neighbor_item_id, score, rank); tenants present there get their 'ease'
--- lists replaced.
+-- lists replaced. Co-occurrence rows likewise come from pg_temp.cooccurrence_neighbors when the
+-- caller created it (computed in Python by app/signals/cooccurrence.py for the touched items),
+-- else from the dbt mart recs_marts.fct_item_cooccurrence.
 declare
     has_ease boolean := to_regclass('pg_temp.ease_neighbors') is not null;
+    has_cooccurrence boolean := to_regclass('pg_temp.cooccurrence_neighbors') is not null;
 begin
     create temporary table if not exists publish_counts (
         tenant_id text primary key, cooccurrence_items integer default 0, cooccurrence_rows integer default 0,
@@ -32,17 +35,31 @@ begin
     insert into publish_counts (tenant_id, cooccurrence_items)
     select touched.tenant_id, count(*) from touched group by touched.tenant_id;
 
-    with inserted as (
-        insert into pgrecs.item_neighbors (tenant_id, signal, item_id, neighbor_item_id, score, rank)
-        select f.tenant_id, 'cooccurrence', f.item_id, f.neighbor_item_id, f.score, f.rank
-        from recs_marts.fct_item_cooccurrence as f
-        inner join recs_intermediate.int_items_cooccurrence_touched as t
-            on t.tenant_id = f.tenant_id and t.item_id = f.item_id
-        returning item_neighbors.tenant_id
-    )
-    insert into publish_counts as c (tenant_id, cooccurrence_rows)
-    select inserted.tenant_id, count(*) from inserted group by inserted.tenant_id
-    on conflict on constraint publish_counts_pkey do update set cooccurrence_rows = excluded.cooccurrence_rows;
+    if has_cooccurrence then
+        with inserted as (
+            insert into pgrecs.item_neighbors (tenant_id, signal, item_id, neighbor_item_id, score, rank)
+            select f.tenant_id, 'cooccurrence', f.item_id, f.neighbor_item_id, f.score, f.rank
+            from pg_temp.cooccurrence_neighbors as f
+            inner join recs_intermediate.int_items_cooccurrence_touched as t
+                on t.tenant_id = f.tenant_id and t.item_id = f.item_id
+            returning item_neighbors.tenant_id
+        )
+        insert into publish_counts as c (tenant_id, cooccurrence_rows)
+        select inserted.tenant_id, count(*) from inserted group by inserted.tenant_id
+        on conflict on constraint publish_counts_pkey do update set cooccurrence_rows = excluded.cooccurrence_rows;
+    else
+        with inserted as (
+            insert into pgrecs.item_neighbors (tenant_id, signal, item_id, neighbor_item_id, score, rank)
+            select f.tenant_id, 'cooccurrence', f.item_id, f.neighbor_item_id, f.score, f.rank
+            from recs_marts.fct_item_cooccurrence as f
+            inner join recs_intermediate.int_items_cooccurrence_touched as t
+                on t.tenant_id = f.tenant_id and t.item_id = f.item_id
+            returning item_neighbors.tenant_id
+        )
+        insert into publish_counts as c (tenant_id, cooccurrence_rows)
+        select inserted.tenant_id, count(*) from inserted group by inserted.tenant_id
+        on conflict on constraint publish_counts_pkey do update set cooccurrence_rows = excluded.cooccurrence_rows;
+    end if;
 
     if has_ease then
         delete from pgrecs.item_neighbors as n
@@ -101,4 +118,4 @@ begin
 end
 $$;
 comment on function pgrecs.publish_signals(jsonb, boolean) is
-    'Copies the dbt marts (co-occurrence lists of the touched items, popularity, trending, audit quality) and pg_temp.ease_neighbors into pgrecs.item_neighbors / pgrecs.item_signals, and records the refresh state. Called by `pgrecs refresh` in one transaction.';
+    'Copies the dbt marts (co-occurrence lists of the touched items, from pg_temp.cooccurrence_neighbors when present, popularity, trending, audit quality) and pg_temp.ease_neighbors into pgrecs.item_neighbors / pgrecs.item_signals, and records the refresh state. Called by `pgrecs refresh` in one transaction.';

@@ -80,10 +80,10 @@ as $$
         and (filters ->> 'brand' is null or i.brand = (filters ->> 'brand'))
         and (filters -> 'brands' is null or coalesce(filters -> 'brands' ? i.brand, false))
         and (filters -> 'exclude_brands' is null or not coalesce(filters -> 'exclude_brands' ? i.brand, false))
-        and (filters -> 'exclude' is null or not (filters -> 'exclude') @> to_jsonb(i.item_id))
+        and (filters -> 'exclude' is null or not (filters -> 'exclude') @> (i.item_id::text)::jsonb)
 $$;
 comment on function pgrecs.item_matches_filters(pgrecs.items, jsonb) is
-    'Whether an item passes a filters object: always active; in_stock (null stock counts as in stock), price range, category at any level, brand(s), exclusions.';
+    'Whether an item passes a filters object: always active; in_stock (null stock counts as in stock), price range, category at any level, brand(s), exclusions. Only immutable operators, so the planner inlines it into the scoring queries (to_jsonb, being stable, blocked that and cost ~0.2 ms a row).';
 
 create or replace function pgrecs.rule_matches(
     rule_item_id bigint, rule_brand text, rule_category text, rule_min_margin numeric, i pgrecs.items
@@ -137,6 +137,10 @@ returns table (item_id bigint, external_id text, score double precision, rank in
                contributions jsonb, reasons text[])
 language plpgsql
 stable parallel safe
+-- Every cached statement below has a plan that does not depend on its parameters (driven by
+-- id arrays and pkey/index-only lookups); re-planning them per call (custom plans) cost ~5 ms
+-- of CPU a request. The statements whose best plan does depend on them run through EXECUTE.
+set plan_cache_mode = force_generic_plan
 as $$
 #variable_conflict use_column
 declare
@@ -153,13 +157,32 @@ declare
     details jsonb[];
     boosts jsonb[];
     n integer;
-    sim double precision[];
+    embs halfvec[];
     maxsim double precision[];
     picked boolean[];
     sel integer[] := '{}';
     pre_rank integer[];
-    brand_counts jsonb := '{}';
-    cat_counts jsonb := '{}';
+    rel double precision[];
+    b_idx integer[];
+    c_idx integer[];
+    b_cnt integer[];
+    c_cnt integer[];
+    max_b integer;
+    max_c integer;
+    capped boolean;
+    sig_names text[];
+    sig_weights double precision[];
+    sig_pools integer[];
+    h_item bigint[];
+    h_signal text[];
+    h_s double precision[];
+    h_anchor bigint[];
+    cand_ids bigint[];
+    more_ids bigint[];
+    anchor_cats text[];
+    v_pop integer;
+    v_trend integer;
+    v_catpop integer;
     maxrel double precision;
     best integer;
     best_val double precision;
@@ -188,104 +211,176 @@ begin
     anchor_ids := coalesce(anchor_ids, '{}');
     exclude_ids := coalesce(exclude_ids, '{}');
 
-    -- 1. candidates, filters, blocks, fusion and boosts, best first, cut to the pool size
-    with
-    anchors as (
-        select a.item_id, a.weight, a.label, ai.title, ai.brand, ai.category_path
-        from unnest(anchor_ids, anchor_weights, anchor_labels) as a (item_id, weight, label)
+    -- 1. candidates, in small statements whose plans stay good when plpgsql caches them
+    --    generically: the anchors' neighbour lists (index-only scans on item_neighbors_ranked)
+    --    as arrays, then the ids of popular, trending and popular-in-category items.
+    select coalesce(array_agg(s.signal), '{}'),
+           coalesce(array_agg(coalesce((w ->> s.signal)::double precision, 0)), '{}'),
+           coalesce(array_agg(coalesce((p.pool_sizes ->> s.signal)::integer, 50)), '{}')
+    into sig_names, sig_weights, sig_pools
+    from unnest(array['semantic', 'cooccurrence', 'ease', 'popularity', 'trending',
+                      'category_popularity', 'margin']) as s (signal)
+    where coalesce((w ->> s.signal)::double precision, 0) <> 0;
+
+    select coalesce(array_agg(nb.neighbor_item_id), '{}'), coalesce(array_agg(s.signal), '{}'),
+           coalesce(array_agg(a.weight * nb.score), '{}'), coalesce(array_agg(a.item_id), '{}')
+    into h_item, h_signal, h_s, h_anchor
+    from unnest(anchor_ids, anchor_weights) as a (item_id, weight)
+    cross join unnest(sig_names, sig_pools) as s (signal, pool)
+    cross join lateral (
+        select nn.neighbor_item_id, nn.score
+        from pgrecs.item_neighbors nn
+        where nn.tenant_id = t
+          and nn.signal = s.signal
+          and nn.item_id = a.item_id
+          and nn.rank <= s.pool
+    ) nb
+    where s.signal in ('semantic', 'cooccurrence', 'ease')
+      and not (nb.neighbor_item_id = any(exclude_ids));
+
+    v_pop := coalesce(sig_pools[array_position(sig_names, 'popularity')], 0);
+    v_trend := coalesce(sig_pools[array_position(sig_names, 'trending')], 0);
+    v_catpop := coalesce(sig_pools[array_position(sig_names, 'category_popularity')], 0);
+    -- category paths of the positive anchors (joined by chr(31)), strongest anchor first; the
+    -- first 5 bring popular-in-category candidates
+    select coalesce(array_agg(x.cp order by x.w desc, x.cp), '{}') into anchor_cats
+    from (
+        select array_to_string(ai.category_path, chr(31)) as cp, max(a.weight) as w
+        from unnest(anchor_ids, anchor_weights) as a (item_id, weight)
         join pgrecs.items ai on ai.item_id = a.item_id
-    ),
-    cfg as (
-        select s.signal,
-               coalesce((w ->> s.signal)::double precision, 0) as weight,
-               coalesce((p.pool_sizes ->> s.signal)::integer, 50) as pool
-        from unnest(array['semantic', 'cooccurrence', 'ease', 'popularity', 'trending',
-                          'category_popularity', 'margin']) as s (signal)
-    ),
+        where a.weight > 0 and cardinality(ai.category_path) > 0
+        group by 1
+    ) x;
+
+    -- Popular, trending and popular-in-category candidates. A cached generic plan knows neither
+    -- the pool size (LIMIT $n counts as 10% of the table) nor how selective the filters are, and
+    -- would read and sort all of item_signals. So each list is first taken from the top 1000 of
+    -- its ordered index (a plan that depends on no parameter), filtered after; only when that
+    -- window holds fewer matching items than the pool (narrow filters, small catalogs) is the
+    -- exact query planned for this call (EXECUTE).
+    cand_ids := h_item;
+    if v_pop > 0 then
+        more_ids := array(
+            select y.item_id
+            from (
+                -- the filter is a column here, not a qual the planner would push into a scan of items
+                select x.item_id, pgrecs.item_matches_filters(i, f) as ok
+                from (
+                    select s.item_id, s.popularity
+                    from pgrecs.item_signals s
+                    where s.tenant_id = t
+                    order by s.popularity desc
+                    limit 1000
+                ) x
+                join pgrecs.items i on i.item_id = x.item_id
+                order by x.popularity desc
+                limit 1000
+            ) y
+            where y.ok
+            limit v_pop);
+        if cardinality(more_ids) < v_pop then
+            execute $q$
+                select array(
+                    select s.item_id
+                    from pgrecs.item_signals s
+                    join pgrecs.items i on i.item_id = s.item_id
+                    where s.tenant_id = $1
+                      and pgrecs.item_matches_filters(i, $2)
+                    order by s.popularity desc
+                    limit $3)
+            $q$ into more_ids using t, f, v_pop;
+        end if;
+        cand_ids := cand_ids || more_ids;
+    end if;
+    if v_trend > 0 then
+        more_ids := array(
+            select y.item_id
+            from (
+                -- the filter is a column here, not a qual the planner would push into a scan of items
+                select x.item_id, pgrecs.item_matches_filters(i, f) as ok
+                from (
+                    select s.item_id, s.trending
+                    from pgrecs.item_signals s
+                    where s.tenant_id = t
+                      and s.trending > 0
+                    order by s.trending desc
+                    limit 1000
+                ) x
+                join pgrecs.items i on i.item_id = x.item_id
+                order by x.trending desc
+                limit 1000
+            ) y
+            where y.ok
+            limit v_trend);
+        if cardinality(more_ids) < v_trend then
+            execute $q$
+                select array(
+                    select s.item_id
+                    from pgrecs.item_signals s
+                    join pgrecs.items i on i.item_id = s.item_id
+                    where s.tenant_id = $1
+                      and s.trending > 0
+                      and pgrecs.item_matches_filters(i, $2)
+                    order by s.trending desc
+                    limit $3)
+            $q$ into more_ids using t, f, v_trend;
+        end if;
+        cand_ids := cand_ids || more_ids;
+    end if;
+    if v_catpop > 0 and cardinality(anchor_cats) > 0 then
+        -- per category: its items (items_tenant_category_path), each one's popularity by its key
+        -- (offset 0 keeps that a per-item lookup, not a scan of item_signals), best first
+        cand_ids := cand_ids || array(
+            select y.item_id
+            from unnest(anchor_cats[1:5]) as ac (cp)
+            cross join lateral (
+                select i.item_id
+                from pgrecs.items i
+                cross join lateral (
+                    select s.popularity
+                    from pgrecs.item_signals s
+                    where s.item_id = i.item_id
+                    offset 0
+                ) sp
+                where i.tenant_id = t
+                  and i.category_path = string_to_array(ac.cp, chr(31))
+                  and pgrecs.item_matches_filters(i, f)
+                order by sp.popularity desc
+                limit v_catpop
+            ) y);
+    end if;
+
+    -- 2. filters, exclusions, blocks, per-signal normalisation, fusion and boosts over the
+    --    candidates (pkey lookups from the id array), best first, cut to the pool size; the
+    --    per-signal breakdown stays in arrays and becomes jsonb only for the pool
+    with
     live_rules as (
-        select br.*
+        select br.rule_id, br.name, br.kind, br.factor, br.item_id, br.brand, br.category, br.min_margin
         from pgrecs.business_rules br
         where br.tenant_id = t
           and br.enabled
+          and br.kind in ('boost', 'block')
           and (br.placement is null or br.placement = p.placement)
           and (br.starts_at is null or br.starts_at <= now())
           and (br.ends_at is null or now() < br.ends_at)
     ),
-    neighbor_hits as (
-        select nb.neighbor_item_id as item_id, c.signal, a.weight * nb.score as s, a.item_id as anchor_id
-        from cfg c
-        cross join anchors a
-        cross join lateral (
-            select nn.neighbor_item_id, nn.score
-            from pgrecs.item_neighbors nn
-            where nn.tenant_id = t
-              and nn.signal = c.signal
-              and nn.item_id = a.item_id
-              and nn.rank <= c.pool
-        ) nb
-        where c.signal in ('semantic', 'cooccurrence', 'ease')
-          and c.weight <> 0
+    cfg as (
+        select c.signal, c.weight
+        from unnest(sig_names, sig_weights) as c (signal, weight)
     ),
-    popular_hits as (
-        select s.item_id
-        from pgrecs.item_signals s
-        join pgrecs.items i on i.item_id = s.item_id
-        where s.tenant_id = t
-          and pgrecs.item_matches_filters(i, f)
-        order by s.popularity desc
-        limit coalesce((select c.pool from cfg c where c.signal = 'popularity' and c.weight <> 0), 0)
-    ),
-    trending_hits as (
-        select s.item_id
-        from pgrecs.item_signals s
-        join pgrecs.items i on i.item_id = s.item_id
-        where s.tenant_id = t
-          and s.trending > 0
-          and pgrecs.item_matches_filters(i, f)
-        order by s.trending desc
-        limit coalesce((select c.pool from cfg c where c.signal = 'trending' and c.weight <> 0), 0)
-    ),
-    category_hits as (
-        select x.item_id
-        from (
-            select distinct a.category_path
-            from anchors a
-            where a.weight > 0 and cardinality(a.category_path) > 0
-            limit 5
-        ) ac
-        cross join lateral (
-            select i.item_id
-            from pgrecs.items i
-            join pgrecs.item_signals s on s.item_id = i.item_id
-            where i.tenant_id = t
-              and i.category_path = ac.category_path
-              and pgrecs.item_matches_filters(i, f)
-            order by s.popularity desc
-            limit coalesce((select c.pool from cfg c where c.signal = 'category_popularity' and c.weight <> 0), 0)
-        ) x
-    ),
-    candidate_ids as (
-        select h.item_id from neighbor_hits h
-        union
-        select h.item_id from popular_hits h
-        union
-        select h.item_id from trending_hits h
-        union
-        select h.item_id from category_hits h
-    ),
-    cand as (
+    cand as materialized (
         select i.item_id, i.brand, i.category_path, i.margin,
                coalesce(sg.popularity, 0)::double precision as popularity,
                coalesce(sg.trending, 0)::double precision as trending,
                case when sg.quality_score < p.quality_threshold then p.quality_penalty else 1 end as quality_factor,
-               exists (select 1 from anchors a where a.weight > 0 and a.category_path = i.category_path
-                       and cardinality(i.category_path) > 0) as in_anchor_category
-        from candidate_ids c
-        join pgrecs.items i on i.item_id = c.item_id
-        left join pgrecs.item_signals sg on sg.item_id = c.item_id
+               cardinality(i.category_path) > 0
+                   and array_to_string(i.category_path, chr(31)) = any(anchor_cats) as in_anchor_category
+        from (select distinct u.id from unnest(cand_ids) as u (id)) c
+        join pgrecs.items i on i.item_id = c.id
+        left join pgrecs.item_signals sg on sg.item_id = c.id
         where i.tenant_id = t
           and pgrecs.item_matches_filters(i, f)
-          and not (c.item_id = any(exclude_ids))
+          and not (c.id = any(exclude_ids))
           and not exists (
               select 1 from live_rules br
               where br.kind = 'block' and pgrecs.rule_matches(br.item_id, br.brand, br.category, br.min_margin, i)
@@ -295,7 +390,7 @@ begin
         select h.item_id, h.signal,
                sum(h.s) * max(case when h.signal = 'semantic' then c.quality_factor else 1 end) as raw,
                (array_agg(h.anchor_id order by h.s desc))[1] as anchor_id
-        from neighbor_hits h
+        from unnest(h_item, h_signal, h_s, h_anchor) as h (item_id, signal, s, anchor_id)
         join cand c on c.item_id = h.item_id
         group by h.item_id, h.signal
         union all
@@ -314,7 +409,6 @@ begin
                rank() over (partition by r.signal order by r.raw desc) as signal_rank
         from raw r
         join cfg c on c.signal = r.signal
-        where c.weight <> 0
     ),
     contributed as (
         select s.*,
@@ -326,10 +420,10 @@ begin
     fused as (
         select cb.item_id,
                sum(cb.contribution) as base,
-               jsonb_object_agg(cb.signal, jsonb_build_object(
-                   'raw', cb.raw, 'normalized', cb.normalized, 'signal_rank', cb.signal_rank,
-                   'weight', cb.weight, 'contribution', cb.contribution, 'anchor_item_id', cb.anchor_id
-               )) as detail
+               array_agg(cb.signal) as d_signal, array_agg(cb.raw) as d_raw,
+               array_agg(cb.normalized) as d_norm, array_agg(cb.signal_rank) as d_rank,
+               array_agg(cb.weight) as d_weight, array_agg(cb.contribution) as d_contrib,
+               array_agg(cb.anchor_id) as d_anchor
         from contributed cb
         group by cb.item_id
     ),
@@ -339,14 +433,18 @@ begin
                jsonb_agg(jsonb_build_object('rule_id', br.rule_id, 'name', br.name, 'factor', br.factor)
                          order by br.rule_id) as rules
         from cand c
-        join pgrecs.items i on i.item_id = c.item_id
         join live_rules br on br.kind = 'boost'
-         and pgrecs.rule_matches(br.item_id, br.brand, br.category, br.min_margin, i)
+         -- pgrecs.rule_matches, on the candidate's columns
+         and (br.item_id is null or br.item_id = c.item_id)
+         and (br.brand is null or br.brand = c.brand)
+         and (br.category is null or br.category = any(c.category_path))
+         and (br.min_margin is null or c.margin >= br.min_margin)
         group by c.item_id
     ),
     final as (
         select c.item_id, c.brand, c.category_path[p.category_level] as cat,
-               fu.base * coalesce(b.factor, 1) as score, fu.detail,
+               fu.base * coalesce(b.factor, 1) as score, fu.d_signal, fu.d_raw, fu.d_norm, fu.d_rank,
+               fu.d_weight, fu.d_contrib, fu.d_anchor,
                coalesce(b.rules, '[]'::jsonb) as rules
         from cand c
         join fused fu on fu.item_id = c.item_id
@@ -358,66 +456,83 @@ begin
            array_agg(fi.score order by fi.score desc, fi.item_id),
            array_agg(fi.brand order by fi.score desc, fi.item_id),
            array_agg(fi.cat order by fi.score desc, fi.item_id),
-           array_agg(fi.detail order by fi.score desc, fi.item_id),
+           array_agg((select jsonb_object_agg(d.signal, jsonb_build_object(
+                          'raw', d.raw, 'normalized', d.norm, 'signal_rank', d.rnk,
+                          'weight', d.weight, 'contribution', d.contrib, 'anchor_item_id', d.anchor))
+                      from unnest(fi.d_signal, fi.d_raw, fi.d_norm, fi.d_rank, fi.d_weight, fi.d_contrib,
+                                  fi.d_anchor) as d (signal, raw, norm, rnk, weight, contrib, anchor))
+                     order by fi.score desc, fi.item_id),
            array_agg(fi.rules order by fi.score desc, fi.item_id)
     into ids, scores, brands, cats, details, boosts
     from final fi;
 
     n := coalesce(cardinality(ids), 0);
 
-    -- 2. diversity (greedy maximal marginal relevance on embeddings) and caps, in one pass
+    -- 3. diversity (greedy maximal marginal relevance on embeddings) and caps, in one pass. Caps
+    --    are kept while the pool allows; when they would leave the list shorter than k, the rest
+    --    of the pool fills it in MMR order (a list has k items whenever k eligible items exist).
     if n > 0 then
         picked := array_fill(false, array[n]);
         maxsim := array_fill(0::double precision, array[n]);
         maxrel := greatest((select max(abs(x)) from unnest(scores) x), 1e-12);
         if lam < 1 and n > 1 and v_model is not null then
-            sim := array_fill(0::double precision, array[n * n]);
-            for r in
-                select a.i, b.j, 1 - (ea.embedding <=> eb.embedding) as s
-                from unnest(ids) with ordinality as a (id, i)
-                join pgrecs.item_embeddings ea on ea.item_id = a.id and ea.model_id = v_model
-                join unnest(ids) with ordinality as b (id, j) on b.j > a.i
-                join pgrecs.item_embeddings eb on eb.item_id = b.id and eb.model_id = v_model
-            loop
-                sim[(r.i - 1) * n + r.j] := r.s;
-                sim[(r.j - 1) * n + r.i] := r.s;
-            end loop;
+            -- the pool's embeddings, read once; similarities are computed per pick (k x n, not n x n)
+            select array_agg(ie.embedding order by o.i) into embs
+            from unnest(ids) with ordinality as o (id, i)
+            left join pgrecs.item_embeddings ie on ie.item_id = o.id and ie.model_id = v_model;
         end if;
+        -- relevance and brand/category numbers per pool position, so the greedy loop below only
+        -- reads integer and float arrays
+        select array_agg(lam * x.s / maxrel order by x.i),
+               array_agg(x.bi order by x.i),
+               array_agg(x.ci order by x.i)
+        into rel, b_idx, c_idx
+        from (
+            select u.i, u.s,
+                   case when u.b is null then 0 else dense_rank() over (order by u.b) end as bi,
+                   case when u.c is null then 0 else dense_rank() over (order by u.c) end as ci
+            from unnest(scores, brands, cats) with ordinality as u (s, b, c, i)
+        ) x;
+        b_cnt := array_fill(0, array[n]);
+        c_cnt := array_fill(0, array[n]);
+        max_b := coalesce(p.max_per_brand, 2147483647);
+        max_c := coalesce(p.max_per_category, 2147483647);
+        capped := true;
         while cardinality(sel) < k loop
             best := null;
             best_val := null;
             for i in 1 .. n loop
                 continue when picked[i];
-                continue when p.max_per_brand is not null and brands[i] is not null
-                    and coalesce((brand_counts ->> brands[i])::integer, 0) >= p.max_per_brand;
-                continue when p.max_per_category is not null and cats[i] is not null
-                    and coalesce((cat_counts ->> cats[i])::integer, 0) >= p.max_per_category;
-                val := lam * scores[i] / maxrel - (1 - lam) * maxsim[i];
+                continue when capped and ((b_idx[i] > 0 and b_cnt[b_idx[i]] >= max_b)
+                                          or (c_idx[i] > 0 and c_cnt[c_idx[i]] >= max_c));
+                val := rel[i] - (1 - lam) * maxsim[i];
                 if best_val is null or val > best_val then
                     best := i;
                     best_val := val;
                 end if;
             end loop;
-            exit when best is null;
+            if best is null then
+                exit when not capped;
+                capped := false;  -- the caps left the list short: fill from the rest of the pool
+                continue;
+            end if;
             picked[best] := true;
             sel := sel || best;
-            if brands[best] is not null then
-                brand_counts := jsonb_set(brand_counts, array[brands[best]],
-                    to_jsonb(coalesce((brand_counts ->> brands[best])::integer, 0) + 1));
+            if b_idx[best] > 0 then
+                b_cnt[b_idx[best]] := b_cnt[b_idx[best]] + 1;
             end if;
-            if cats[best] is not null then
-                cat_counts := jsonb_set(cat_counts, array[cats[best]],
-                    to_jsonb(coalesce((cat_counts ->> cats[best])::integer, 0) + 1));
+            if c_idx[best] > 0 then
+                c_cnt[c_idx[best]] := c_cnt[c_idx[best]] + 1;
             end if;
-            if sim is not null then
-                for i in 1 .. n loop
-                    maxsim[i] := greatest(maxsim[i], sim[(best - 1) * n + i]);
-                end loop;
+            if embs is not null and embs[best] is not null and cardinality(sel) < k then
+                select array_agg(greatest(maxsim[x.i], coalesce(1 - (x.e <=> embs[best]), 0)) order by x.i)
+                into maxsim
+                from unnest(embs) with ordinality as x (e, i);
             end if;
         end loop;
     end if;
 
-    -- 3. pins: live pin rules whose item passes the filters, is not excluded and not blocked
+    -- 4. pins: live pin rules whose item passes the filters, is not excluded and not blocked
     for r in
         select br.item_id, br.position, br.name
         from pgrecs.business_rules br
@@ -482,7 +597,7 @@ begin
         slot := slot + 1;
     end loop;
 
-    -- 4. explanations
+    -- 5. explanations
     return query
     with chosen as (
         select fl.id, fl.idx, row_number() over (order by fl.pos)::integer as pos,
@@ -696,7 +811,9 @@ begin
     into a_ids, a_weights, a_labels
     from pgrecs.user_history(recommend_for_user.user_id, p.placement) h;
     if not p.allow_repeats then
-        select coalesce(array_agg(distinct e.item_id), '{}') into v_exclude
+        -- no repeats: neither what the user bought nor the history items the list is built from
+        -- (as recommend_for_item leaves out its item and recommend its examples)
+        select coalesce(array_agg(distinct e.item_id), '{}') || a_ids into v_exclude
         from pgrecs.events e
         where e.tenant_id = t and e.user_id = recommend_for_user.user_id and e.event_type = 'purchase';
     end if;
@@ -707,7 +824,7 @@ begin
 end
 $$;
 comment on function recs.recommend_for_user(bigint, integer, text, jsonb, boolean) is
-    'Personal recommendations for a user (by user_id) from the live event history: several interests (the neighbours of each recent item, weighted by event type and recency), popularity for users without history; purchased items excluded unless the placement allows repeats. Same output as recommend_for_item.';
+    'Personal recommendations for a user (by user_id) from the live event history: several interests (the neighbours of each recent item, weighted by event type and recency), popularity for users without history; purchased items and the history items it is built from excluded unless the placement allows repeats. Same output as recommend_for_item.';
 
 create or replace function recs.recommend_for_user(
     user_id text,

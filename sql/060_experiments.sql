@@ -83,34 +83,55 @@ as $$
           and e.name = experiment_user_outcomes.experiment
     ),
     window_events as (
-        select ev.user_id, ev.event_type, ev.value
+        select ev.event_id, ev.tenant_id, ev.user_id, ev.event_type, ev.value,
+               nullif(btrim(ev.request_id), '') as request_key,
+               pgrecs.variant_for_bucket(exp.experiment_id, pgrecs.hash_bucket(exp.salt, u.external_id)) as hash_variant_id,
+               exp.experiment_id
         from exp
         join pgrecs.events ev
           on ev.tenant_id = exp.tenant_id
          and ev.occurred_at >= exp.started_at
          and ev.occurred_at < exp.stopped_at
+        join pgrecs.users u on u.user_id = ev.user_id
+    ),
+    -- attribution (same rule as the dbt model int_experiment_events_attributed): the variant
+    -- serving the placement of the cited recommendation request, else the user's hashed variant
+    attributed as (
+        select we.user_id, we.event_type, we.value,
+               coalesce((
+                   select v.variant_id
+                   from pgrecs.recommendation_requests rr
+                   join pgrecs.experiment_variants v
+                     on v.experiment_id = we.experiment_id
+                    and v.placement = rr.placement
+                   where we.request_key is not null
+                     and rr.request_id::text = we.request_key
+                     and rr.tenant_id = we.tenant_id
+                   order by (v.variant_id = we.hash_variant_id) desc, v.position
+                   limit 1
+               ), we.hash_variant_id) as variant_id
+        from window_events we
     ),
     per_user as (
-        select we.user_id,
-               count(*) filter (where we.event_type = 'impression') as impressions,
-               count(*) filter (where we.event_type = 'click') as clicks,
-               count(*) filter (where we.event_type = 'add_to_cart') as add_to_carts,
-               count(*) filter (where we.event_type = 'purchase') as purchases,
-               coalesce(sum(we.value) filter (where we.event_type = 'purchase'), 0) as revenue
-        from window_events we
-        group by we.user_id
+        select a.variant_id, a.user_id,
+               count(*) filter (where a.event_type = 'impression') as impressions,
+               count(*) filter (where a.event_type = 'click') as clicks,
+               count(*) filter (where a.event_type = 'add_to_cart') as add_to_carts,
+               count(*) filter (where a.event_type = 'purchase') as purchases,
+               coalesce(sum(a.value) filter (where a.event_type = 'purchase'), 0)::float8 as revenue
+        from attributed a
+        group by a.variant_id, a.user_id
     )
     select v.name, pu.user_id, pu.impressions, pu.clicks, pu.add_to_carts, pu.purchases, pu.revenue
     from per_user pu
-    join pgrecs.users u on u.user_id = pu.user_id
-    cross join exp
-    join pgrecs.experiment_variants v
-      on v.variant_id = pgrecs.variant_for_bucket(exp.experiment_id, pgrecs.hash_bucket(exp.salt, u.external_id))
-    -- exposed users only: at least one recommendation impression in the window
+    join pgrecs.experiment_variants v on v.variant_id = pu.variant_id
+    -- exposed users only: at least one recommendation impression attributed to the variant
     where pu.impressions > 0
 $$;
 comment on function recs.experiment_user_outcomes(text) is
-    'One row per exposed user (an impression inside the experiment window) with their variant and outcome counts.';
+    'One row per exposed user and variant (an impression inside the experiment window attributed to the variant) with '
+    'outcome counts. An event counts for the variant serving the placement of its request_id '
+    '(pgrecs.recommendation_requests) when known, else for the user''s hashed variant.';
 
 create or replace function recs.experiment_report(experiment text, z double precision default 1.959964)
 returns table (

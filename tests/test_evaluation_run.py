@@ -67,3 +67,23 @@ def test_evaluate_errors(cli, tmp_path):
     assert result.exit_code == 1 and "no events loaded" in result.output
     bad = cli("evaluate", "--k", "0")
     assert bad.exit_code == 2
+
+
+@pytest.mark.slow
+def test_tuning_never_loses_to_a_single_signal_on_validation(cli, loaded, db_url, tmp_path):
+    result = cli("evaluate", "--strategies", "ease,tuned", "--tune", "--tune-users", "40", "--tune-trials", "10",
+                 "--k", "10", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    trace = report["tuning_trace"]
+    assert 6 <= len(trace) <= 10
+    singles = [t["validation_ndcg@10"] for t in trace if len(t["weights"]) == 1 and "max_per_brand" in t]
+    assert len(singles) == 4  # every single signal was a starting point
+    assert report["tuned"]["validation_ndcg@10"] >= max(singles)
+    assert "tuned" in report["strategies"]
+    with psycopg.connect(db_url) as conn:
+        weights, fusion, brand_cap = conn.execute(
+            "select weights, fusion, max_per_brand from pgrecs.placements where placement = 'home_for_you'").fetchone()
+        temp = conn.execute("select count(*) from pgrecs.placements where placement like 'eval\\_%'").fetchone()[0]
+    assert weights == report["tuned"]["weights"] and fusion == report["tuned"]["fusion"]
+    assert temp == 0

@@ -109,3 +109,57 @@ def test_experiment_cli(cli, experiment_db):
     assert dup.exit_code == 1 and "already exists" in dup.output
     missing = cli("experiment", "report", "nope")
     assert missing.exit_code == 1 and "unknown experiment: nope" in missing.output
+
+
+def _cross_attributed_events(conn, n=40):
+    """Clicks and a purchase of `n` control users that cite a request served by the treatment's
+    placement: attributed to the treatment through events.request_id, not to the hashed control."""
+    item_id = conn.execute("select item_id from pgrecs.items").fetchone()[0]
+    users = [r[0] for r in conn.execute(
+        "select u.user_id from pgrecs.users u, recs.assign_variant('home-v2', u.external_id) a "
+        "where a.variant = 'control' order by u.user_id limit %s", (n,))]
+    with conn.cursor() as cur:
+        for user_id in users:
+            request_id = cur.execute(
+                "insert into pgrecs.recommendation_requests (endpoint, placement, user_id, k, item_ids) "
+                "values ('user', 'pdp_similar', %s, 1, array[%s]::bigint[]) returning request_id",
+                (user_id, item_id)).fetchone()[0]
+            for event_type, value in (("impression", None), ("impression", None), ("click", None), ("purchase", 40.0)):
+                cur.execute("insert into pgrecs.events (user_id, item_id, event_type, value, occurred_at, request_id, dedup_key) "
+                            "values (%s, %s, %s, %s, now(), %s, %s)",
+                            (user_id, item_id, event_type, value, str(request_id), uuid.uuid4()))
+    conn.commit()
+    return set(users)
+
+
+def test_dbt_experiment_marts_agree_with_experiment_report(experiment_db, db_url):
+    from app import dbt
+
+    conn = experiment_db
+    _simulate(conn)
+    crossed = _cross_attributed_events(conn)
+    dbt.run(db_url, "build", select="path:models/marts/experiments")
+    sql_rows = {r["variant"]: r for r in experiments.report(conn, "default", "home-v2")["variants"]}
+    cur = conn.execute("select * from recs_marts.fct_experiment_variants where experiment_name = 'home-v2'")
+    cols = [d.name for d in cur.description]
+    mart_rows = {r["variant"]: r for r in (dict(zip(cols, row)) for row in cur.fetchall())}
+    assert set(mart_rows) == set(sql_rows) == {"control", "treatment"}
+    for variant, s in sql_rows.items():
+        m = mart_rows[variant]
+        for key in ("users", "impressions", "clicks", "orders"):
+            assert m[key] == s[key], (variant, key)
+        for key in ("ctr", "ctr_low", "ctr_high", "conversion", "conversion_low", "conversion_high",
+                    "revenue_per_user", "revenue_per_user_low", "revenue_per_user_high",
+                    "average_order_value", "average_order_value_low", "average_order_value_high"):
+            assert m[key] == pytest.approx(s[key], rel=1e-9), (variant, key)
+    # the request-attributed control users appear under the treatment too (with their cited events)
+    attributed = conn.execute(
+        "select count(distinct user_id) from recs_marts.int_experiment_events_attributed a "
+        "join pgrecs.experiment_variants v using (variant_id) where a.attributed_by = 'request' and v.name = 'treatment'"
+    ).fetchone()[0]
+    assert attributed == len(crossed)
+    treated = {r[0] for r in conn.execute(
+        "select user_id from recs.experiment_user_outcomes('home-v2') where variant = 'treatment'")}
+    assert crossed <= treated
+    # the 40 cross-attributed purchases of 40.0 raise the treatment's AOV above the simulated price
+    assert sql_rows["treatment"]["average_order_value"] > PRICE > 0

@@ -87,3 +87,31 @@ def test_merged_migrations_are_never_edited():
         assert path.exists(), name
         if digest is not None:
             assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{name} was edited after landing"
+
+
+def test_event_references_are_enforced_per_statement(conn):
+    """The event log has no per-row foreign keys; statement-level triggers keep the same rules."""
+    import pytest
+
+    item = conn.execute("insert into pgrecs.items (external_id, title) values ('i1', 'a') returning item_id").fetchone()[0]
+    user = conn.execute("insert into pgrecs.users (external_id) values ('u1') returning user_id").fetchone()[0]
+    insert = ("insert into pgrecs.events (user_id, item_id, event_type, occurred_at, dedup_key)"
+              " values (%s, %s, %s, now(), gen_random_uuid())")
+    conn.execute(insert, (user, item, "view"))
+    for bad in [(user, item + 999, "view"), (user + 999, item, "view"), (user, item, "teleport")]:
+        with pytest.raises(Exception, match="missing user, item, type or tenant"):
+            with conn.transaction():
+                conn.execute(insert, bad)
+    conn.execute("insert into pgrecs.tenants (tenant_id, name) values ('other', 'Other')")
+    other_item = conn.execute(
+        "insert into pgrecs.items (tenant_id, external_id) values ('other', 'i1') returning item_id").fetchone()[0]
+    with pytest.raises(Exception, match="missing user, item, type or tenant"):
+        with conn.transaction():
+            conn.execute(insert, (user, other_item, "view"))  # default-tenant event on another tenant's item
+    conn.execute("delete from pgrecs.items where item_id = %s", (item,))
+    assert conn.execute("select count(*) from pgrecs.events").fetchone()[0] == 0
+    conn.execute("insert into pgrecs.items (external_id) values ('i2')")
+    item2 = conn.execute("select item_id from pgrecs.items where external_id = 'i2' and tenant_id = 'default'").fetchone()[0]
+    conn.execute(insert, (user, item2, "purchase"))
+    conn.execute("delete from pgrecs.users where user_id = %s", (user,))
+    assert conn.execute("select count(*) from pgrecs.events").fetchone()[0] == 0

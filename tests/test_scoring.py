@@ -139,12 +139,29 @@ def test_pin_of_inactive_or_filtered_item_is_skipped(conn, ids):
 
 def test_caps_per_brand_and_category(conn, ids):
     placement(conn, weights={"semantic": 1, "cooccurrence": 1, "ease": 1}, max_per_brand=1)
-    rows = for_item(conn, ids["A"])
+    rows = for_item(conn, ids["A"], k=3)
     brands = [world.ITEMS[n][1] for n in names(rows)]
     assert len(brands) == len(set(brands)) == 3  # Acme, Bolt, Cusp once each
     placement(conn, max_per_brand=None, max_per_category=1, category_level=2)
-    cats = [world.ITEMS[n][2][1] for n in names(for_item(conn, ids["A"]))]
-    assert len(cats) == len(set(cats))
+    cats = [world.ITEMS[n][2][1] for n in names(for_item(conn, ids["A"], k=4))]
+    assert len(cats) == len(set(cats)) == 4  # Running, Trail, Socks, Shirts once each
+
+
+def test_caps_fill_the_list_to_k_from_the_rest_of_the_pool(conn, ids):
+    # 7 eligible candidates (B C N E from semantic, F J from cooccurrence, G from ease), 3 brands
+    placement(conn, weights={"semantic": 1, "cooccurrence": 1, "ease": 1}, max_per_brand=1)
+    capped = names(for_item(conn, ids["A"], k=3))
+    placement(conn, max_per_brand=None)
+    uncapped = names(for_item(conn, ids["A"], k=10))
+    assert len(uncapped) == 7
+    placement(conn, max_per_brand=1)
+    rows = names(for_item(conn, ids["A"], k=10))
+    # k eligible items exist up to 7: the list is never cut short by the caps
+    assert len(rows) == 7 and set(rows) == set(uncapped)
+    # the caps still decide the head of the list; the capped items follow in relevance order
+    assert rows[:3] == capped
+    assert rows[3:] == [n for n in uncapped if n not in capped]
+    assert len(names(for_item(conn, ids["A"], k=5))) == 5
 
 
 def test_campaign_boost_only_inside_its_window(conn, ids):
@@ -246,6 +263,25 @@ def test_new_user_gets_popularity_and_next_request_sees_event(conn, ids):
         "select external_id, reasons from recs.recommend_for_user('u3', placement => 't')").fetchall()
     assert names(rows)[0] == "B"
     assert rows[0][1][0] == 'similar to "Alpha runner" you viewed'
+
+
+def test_user_with_years_old_history_is_still_personalised(conn, ids):
+    # history decay is relative to the user's latest event, not to now(): events from three years
+    # ago keep their weights and order instead of decaying to nothing (and to popularity only)
+    placement(conn, weights={"semantic": 1, "popularity": 0.1}, pool_sizes={"popularity": 3})
+    uid = world.add_user(conn, "u_old")
+    world.add_event(conn, uid, ids["A"], "view", "1100 days")
+    world.add_event(conn, uid, ids["F"], "view", "1130 days")
+    history = conn.execute(
+        "select item_id, weight from pgrecs.user_history(%s, 't')", (uid,)).fetchall()
+    assert [h[0] for h in history] == [ids["A"], ids["F"]]
+    assert history[0][1] == pytest.approx(1.0, rel=1e-3)  # the latest event is not decayed
+    rows = conn.execute(
+        "select external_id, reasons from recs.recommend_for_user(%s::bigint, placement => 't')", (uid,)
+    ).fetchall()
+    assert names(rows)[0] == "B"
+    assert rows[0][1][0] == 'similar to "Alpha runner" you viewed'
+    assert "J" in names(rows)  # F's neighbour: the older interest still counts
 
 
 def test_new_user_with_category_context(conn, ids):

@@ -182,6 +182,9 @@ def test_no_endpoint_crosses_tenants(app, client, two_tenants, minilm):
         assert response.status_code == 201
         response = client.put("/items/NEW", json={"title": f"New in {tenant}"}, headers=h)
         assert response.status_code == 201
+        # the same PUT again is unchanged, found in the key's tenant (not the app's default one)
+        response = client.put("/items/NEW", json={"title": f"New in {tenant}"}, headers=h)
+        assert response.status_code == 200 and response.get_json()["status"] == "unchanged", response.get_json()
     with psycopg.connect(app.config["DATABASE_URL"]) as admin:
         rows = admin.execute("select u.tenant_id, u.external_id, i.tenant_id from pgrecs.events e"
                              " join pgrecs.users u using (user_id) join pgrecs.items i using (item_id)"

@@ -89,6 +89,56 @@ def test_strategy_chosen_by_selectivity(conn, catalog):
     assert conn.execute("select pgrecs.similarity_strategy('{\"price_max\": 5}')").fetchone()[0] == "exact"
 
 
+@pytest.mark.parametrize("category,price_min,price_max", [
+    (["Music"], None, None), (["Books"], None, None), (["Books", "Fiction"], None, None), (["Nope"], None, None),
+    (None, None, 5), (None, 20, 40), (["Books"], None, 50),
+])
+def test_filter_estimate_is_an_upper_bound(conn, catalog, category, price_min, price_max):
+    conn.execute("analyze pgrecs.items")
+    estimate = conn.execute("select pgrecs.similarity_filter_estimate(%s, %s, %s)",
+                            (category, price_min, price_max)).fetchone()[0]
+    actual = sum(1 for row in catalog["rows"]
+                 if (category is None or row[2][:len(category)] == category)
+                 and (price_min is None or row[3] >= price_min) and (price_max is None or row[3] <= price_max))
+    assert estimate is not None and estimate >= actual
+    # an upper bound, but not a useless one (an unlisted category counts as rare as the rarest listed: 10%)
+    assert estimate <= max(4 * actual, 0.15 * N)
+
+
+def test_broad_filter_goes_to_hnsw_without_counting_after_analyze(conn, catalog):
+    conn.execute("update pgrecs.embedding_models set exact_scan_max_rows = 50")
+    conn.commit()
+    choose = ("select pgrecs.similarity_choose('default', true, %s, null, null, null, 50), "
+              "pgrecs.similarity_filter_estimate(%s, null, null)")
+    conn.execute("analyze pgrecs.items")
+    strategy, estimate = conn.execute(choose, (["Music"], ["Music"])).fetchone()
+    assert strategy == "hnsw" and estimate > 4 * 50  # decided from pg_stats alone
+    strategy, estimate = conn.execute(choose, (["Books", "Fiction"], ["Books", "Fiction"])).fetchone()
+    assert estimate <= 4 * 50 and strategy == "hnsw"  # counted: 59 active matches > 50
+    conn.execute("update pgrecs.embedding_models set exact_scan_max_rows = 100")
+    assert conn.execute("select pgrecs.similarity_strategy('{\"category\": \"Books > Fiction\"}')").fetchone()[0] == "exact"
+    # an estimate at most cap goes to the exact scan without counting: pg_stats is the only input,
+    # so a catalog that grew since ANALYZE still gets the right answer (slower, never wrong)
+    assert conn.execute(choose, (["Books", "Fiction"], ["Books", "Fiction"])).fetchone()[1] <= 100
+    # whatever the strategy, the answer is right: Music through HNSW with iterative scans
+    query = catalog["vectors"][4]
+    got = [r[0] for r in conn.execute("select item_id from recs.search_by_vector(%s, 10, '{\"category\": \"Music\"}')",
+                                      (HalfVector(query),))]
+    allowed = {int(catalog["ids"][j]) for j in range(N) if catalog["rows"][j][2] == ["Music"] and active(catalog, j)}
+    assert len(got) == 10 and set(got) <= allowed
+    assert len(set(got) & set(exact(catalog, query, 10, lambda j: int(catalog["ids"][j]) in allowed))) >= 9
+
+
+def test_retrieval_helpers_are_not_volatile(conn):
+    rows = dict(conn.execute(
+        "select p.proname, p.provolatile from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+        "where n.nspname = 'pgrecs' and p.proname in ('semantic_search', 'similarity_choose', "
+        "'similarity_filter_estimate', 'similarity_filter_count', 'similarity_strategy', 'similarity_filter_matches')"
+    ).fetchall())
+    assert rows == {"semantic_search": "s", "similarity_choose": "s", "similarity_filter_estimate": "s",
+                    "similarity_filter_count": "s", "similarity_strategy": "s"}
+
+
 def test_inactive_and_deleted_never_returned(conn, catalog):
     inactive = {int(catalog["ids"][j]) for j in range(N) if not active(catalog, j)}
     victim = int(catalog["ids"][1])

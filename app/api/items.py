@@ -93,8 +93,8 @@ def put_item(external_id: str):
     item_id = result.ids.get(1)
     if item_id is None:
         item_id = conn.execute(
-            "select item_id from pgrecs.items where tenant_id = %s and external_id = %s",
-            (current_app.config["TENANT"], external_id)).fetchone()[0]
+            "select item_id from pgrecs.items where tenant_id = pgrecs.current_tenant() and external_id = %s",
+            (external_id,)).fetchone()[0]
     queued = conn.execute("select count(*) > 0 from pgrecs.embedding_queue where item_id = %s",
                           (item_id,)).fetchone()[0]
     return {"item_id": item_id, "external_id": external_id, "status": status, "embedding_queued": queued}, (

@@ -60,7 +60,7 @@ def url(ctx: click.Context) -> None:
     click.echo(url_from(ctx))
 
 
-@db.command()
+@db.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 def psql(ctx: click.Context, psql_args: tuple[str, ...]) -> None:

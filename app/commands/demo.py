@@ -32,20 +32,40 @@ def demo(ctx: click.Context, serve: bool, port: int) -> None:
         sub_ctx = command.make_context(name, list(spec.get("args", [])), parent=ctx.find_root())
         with sub_ctx:
             command.invoke(sub_ctx)
-    click.echo(NEXT_STEPS.format(port=port))
+    key = _demo_key(ctx)
+    click.echo(NEXT_STEPS.format(port=port, key=key))
     if serve and "serve" in main.commands:
         serve_ctx = main.commands["serve"].make_context("serve", ["--port", str(port)], parent=ctx.find_root())
         with serve_ctx:
             main.commands["serve"].invoke(serve_ctx)
 
 
+def _demo_key(ctx: click.Context) -> str:
+    """A fresh read+write key named 'demo' (the previous demo keys are revoked: re-running is safe)."""
+    import psycopg
+
+    from app.api.auth import create_key
+    from app.cli import tenant_from, url_from
+
+    tenant = tenant_from(ctx)
+    with psycopg.connect(url_from(ctx), autocommit=True) as conn:
+        conn.execute("update pgrecs.api_keys set revoked_at = now()"
+                     " where tenant_id = %s and name = 'demo' and revoked_at is null", (tenant,))
+        _, key = create_key(conn, tenant, ["read", "write"], "demo")
+    return key
+
+
 NEXT_STEPS = """
 pgrecs is ready. Try:
-  .venv/bin/pgrecs db psql -c "select * from recs.recommend_for_user(user_id => (select user_id from pgrecs.users limit 1), k => 10)"
+  .venv/bin/pgrecs db psql -c "select rank, external_id, score, reasons from recs.recommend_for_user(user_id => '12583', k => 10)"
   .venv/bin/pgrecs audit
-  curl 'http://127.0.0.1:{port}/items/22728/similar?k=5'
-  curl 'http://127.0.0.1:{port}/search?q=red+retrospot+lunch+bag&k=5'
-  curl 'http://127.0.0.1:{port}/items/22728/recommendations?placement=pdp_similar&k=5'
+  export KEY={key}   # an API key for this demo (read, write); pgrecs keys create makes more
+  curl -H "X-API-Key: $KEY" 'http://127.0.0.1:{port}/items/22728/similar?k=5'
+  curl -H "X-API-Key: $KEY" 'http://127.0.0.1:{port}/search?q=red+retrospot+lunch+bag&k=5'
+  curl -H "X-API-Key: $KEY" 'http://127.0.0.1:{port}/items/22728/recommendations?placement=pdp_similar&k=5'
+  curl -H "X-API-Key: $KEY" 'http://127.0.0.1:{port}/users/12583/recommendations?k=5&explain=true'
+  curl -H "X-API-Key: $KEY" -X POST -H 'Content-Type: application/json' \\
+       -d '{{"user_id": "12583", "item_id": "22728", "event_type": "click"}}' 'http://127.0.0.1:{port}/events'
   curl 'http://127.0.0.1:{port}/openapi.json'
 """
 

@@ -13,7 +13,7 @@ from app.errors import PgrecsError
 
 @click.command()
 @click.option("--model", default=None, metavar="NAME", help="Registered model to embed with (default: the default model).")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 4096),
+@click.option("--batch-size", default=512, show_default=True, type=click.IntRange(1, 4096),
               help="Items claimed and encoded per transaction.")
 @click.option("--neighbors", default=50, show_default=True, type=click.IntRange(0, 1000),
               help="Semantic neighbours kept per item in pgrecs.item_neighbors (default model only; 0 = off).")

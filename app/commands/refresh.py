@@ -44,24 +44,29 @@ def _progress_printer():
               help="A dbt var, e.g. --var popularity_half_life_days=7 --var 'event_weights={purchase: 10}'.")
 @click.option("--test/--no-test", "run_tests", default=True, show_default=True,
               help="Run the dbt data tests and unit tests (dbt build) or only the models (dbt run).")
+@click.option("--cooccurrence-in-dbt", is_flag=True,
+              help="Build co-occurrence with the dbt mart fct_item_cooccurrence (SQL; slower) instead of the "
+                   "sparse matrix product in Python (same scores).")
 @click.option("--quiet", is_flag=True, help="No per-model progress lines.")
 @click.pass_context
-def refresh(ctx, full, ease, ease_lambda, ease_max_items, top_n, dbt_vars, run_tests, quiet):
+def refresh(ctx, full, ease, ease_lambda, ease_max_items, top_n, dbt_vars, run_tests, cooccurrence_in_dbt, quiet):
     """Rebuild the dbt marts and publish co-occurrence, EASE, popularity and quality signals."""
     from app.signals.refresh import refresh as run_refresh
 
     url = url_from(ctx)
     report = run_refresh(url, full=full, ease=ease, ease_lambda=ease_lambda, ease_max_items=ease_max_items,
                          top_n=top_n, variables=_parse_vars(dbt_vars), run_tests=run_tests,
-                         progress=None if quiet else _progress_printer())
+                         cooccurrence_in_dbt=cooccurrence_in_dbt, progress=None if quiet else _progress_printer())
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     for t in report.tenants:
         click.echo(
             f"{report.mode} refresh, tenant {t['tenant_id']}: {t['cooccurrence_items']} co-occurrence lists "
             f"recomputed ({t['cooccurrence_rows']} rows), {t['ease_rows']} EASE rows, {t['signal_rows']} item signals")
-    click.echo(f"done in {report.seconds:.1f}s (dbt {report.dbt_seconds:.1f}s: {report.models} models, "
-               f"{report.tests} tests; EASE {report.ease_seconds:.1f}s; publish {report.publish_seconds:.1f}s)")
+    click.echo(f"done in {report.seconds:.1f}s (dbt run {report.dbt_seconds:.1f}s: {report.models} models; "
+               f"dbt test {report.test_seconds:.1f}s: {report.tests} tests; "
+               f"co-occurrence {report.cooccurrence_seconds:.1f}s; EASE {report.ease_seconds:.1f}s; "
+               f"publish {report.publish_seconds:.1f}s)")
 
 
 SUMMARY_LABELS = [

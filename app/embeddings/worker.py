@@ -8,8 +8,16 @@ Each batch is one transaction: claim up to `batch_size` queue rows of this tenan
 * same text hash as the stored embedding -> nothing to embed (no model call);
 * otherwise -> encode, upsert the embedding with the text hash and the truncated flag.
 
-For the default model the item's semantic neighbour list is then written (and it enters its
-neighbours' lists). A crash rolls the batch back, so its queue rows come back.
+A crash rolls the batch back, so its queue rows come back.
+
+For the default model the new embeddings' semantic neighbour lists are written in a second, short
+transaction right after the first commits: a new item is retrievable as soon as it is embedded, not
+after its neighbour lists (the freshness path). The first transaction re-queues those items, and the
+second deletes the queue rows again; after a crash in between, the next worker finds them queued,
+unchanged, with lists older than their embedding, and refreshes the lists.
+
+Throughput: a batch claims `batch_size` (default 512) rows and calls `encode(texts, batch_size=32)`
+once; sentence-transformers sorts the texts by length itself, so little is padded.
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ from app.embeddings.models import ModelSpec, get_encoder, load_spec
 log = logging.getLogger(__name__)
 CHANNEL = "pgrecs_embed"
 DEFAULT_NEIGHBORS = 50
-ENCODE_BATCH = 16
+ENCODE_BATCH = 32
+CLAIM_BATCH = 512
 
 
 @dataclass
@@ -42,11 +51,14 @@ class EmbedStats:
     inactive: int = 0
     truncated: int = 0
     model_calls: int = 0
+    neighbor_lists: int = 0
+    encode_seconds: float = 0.0
     seconds: float = 0.0
     reasons: dict = field(default_factory=dict)
 
     def add(self, other: "EmbedStats") -> None:
-        for key in ("claimed", "embedded", "unchanged", "not_embeddable", "inactive", "truncated", "model_calls"):
+        for key in ("claimed", "embedded", "unchanged", "not_embeddable", "inactive", "truncated", "model_calls",
+                    "neighbor_lists", "encode_seconds"):
             setattr(self, key, getattr(self, key) + getattr(other, key))
         for reason, count in other.reasons.items():
             self.reasons[reason] = self.reasons.get(reason, 0) + count
@@ -70,20 +82,48 @@ def enqueue_stale(conn, spec: ModelSpec) -> int:
     return conn.execute("select pgrecs.enqueue_stale_embeddings(%s::smallint)", (spec.model_id,)).fetchone()[0]
 
 
-def process_batch(conn, spec: ModelSpec, batch_size: int = 64, neighbors: int = DEFAULT_NEIGHBORS) -> EmbedStats:
-    """Claim and process one batch in one transaction; retried on deadlock. Returns what happened."""
+def _retrying(conn, fn, *args):
     for attempt in range(5):
         try:
             with conn.transaction():
-                return _process_batch(conn, spec, batch_size, neighbors)
+                return fn(conn, *args)
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
             log.info("batch deadlocked with another worker; retrying (%d)", attempt + 1)
             time.sleep(0.05 * (attempt + 1))
     with conn.transaction():
-        return _process_batch(conn, spec, batch_size, neighbors)
+        return fn(conn, *args)
 
 
-def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int) -> EmbedStats:
+def process_batch(conn, spec: ModelSpec, batch_size: int = CLAIM_BATCH,
+                  neighbors: int = DEFAULT_NEIGHBORS) -> EmbedStats:
+    """Claim and process one batch (one transaction, retried on deadlock), then write the new
+    embeddings' neighbour lists in a second transaction. Returns what happened."""
+    stats, pending = _retrying(conn, _process_batch, spec, batch_size, neighbors)
+    if pending:
+        stats.neighbor_lists += _retrying(conn, _refresh_pending, spec, pending, neighbors)
+    return stats
+
+
+def _refresh_pending(conn, spec: ModelSpec, item_ids: list[int], neighbors: int) -> int:
+    """The second transaction: take back the re-queued rows (those no other worker holds) and write
+    the lists of those items."""
+    mine = [r[0] for r in conn.execute(
+        """
+        with mine as (
+            select item_id from pgrecs.embedding_queue
+            where model_id = %s and item_id = any(%s)
+            for update skip locked
+        )
+        delete from pgrecs.embedding_queue as q using mine
+        where q.model_id = %s and q.item_id = mine.item_id
+        returning q.item_id
+        """, (spec.model_id, item_ids, spec.model_id)).fetchall()]
+    if mine:
+        conn.execute("select pgrecs.refresh_semantic_neighbors(%s, %s)", (mine, neighbors))
+    return len(mine)
+
+
+def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int) -> tuple[EmbedStats, list[int]]:
     stats = EmbedStats()
     tenant = _tenant(conn)
     claimed = [r[0] for r in conn.execute(
@@ -104,13 +144,14 @@ def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int) -> Em
         {"tenant": tenant, "model": spec.model_id, "limit": batch_size}).fetchall()]
     stats.claimed = len(claimed)
     if not claimed:
-        return stats
+        return stats, []
 
     rows = conn.execute(
         """
         select i.item_id, i.active, t.txt, pgrecs.item_text_problem(t.txt), pgrecs.item_text_sha256(t.txt),
             e.text_sha256,
-            (select count(*) from pgrecs.item_neighbors as nb
+            (select count(*) < %s or coalesce(max(nb.computed_at) < e.embedded_at, true)
+             from pgrecs.item_neighbors as nb
              where nb.tenant_id = i.tenant_id and nb.signal = 'semantic' and nb.item_id = i.item_id)
         from pgrecs.items as i
         cross join lateral (
@@ -120,13 +161,13 @@ def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int) -> Em
         where i.item_id = any(%s) and i.tenant_id = %s
         order by i.item_id
         """,
-        (spec.model_id, claimed, tenant)).fetchall()
+        (neighbors, spec.model_id, claimed, tenant)).fetchall()
 
     to_embed: list[tuple[int, str, bytes]] = []
     to_remove: list[int] = []
     to_refresh: list[int] = []
     poor: list[tuple[int, str, bytes]] = []
-    for item_id, active, text, problem, sha, stored_sha, neighbor_count in rows:
+    for item_id, active, text, problem, sha, stored_sha, lists_stale in rows:
         sha = bytes(sha)
         if not active:
             stats.inactive += 1
@@ -138,8 +179,9 @@ def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int) -> Em
             to_remove.append(item_id)
         elif stored_sha is not None and bytes(stored_sha) == sha:
             stats.unchanged += 1
-            if neighbor_count < neighbors:
-                to_refresh.append(item_id)  # reactivated, or lost a neighbour to a delete
+            if lists_stale:
+                # reactivated, lost a neighbour to a delete, or a crash came between embedding and lists
+                to_refresh.append(item_id)
         else:
             to_embed.append((item_id, text, sha))
 
@@ -160,9 +202,11 @@ def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int) -> Em
         encoder = get_encoder(spec.source)
         texts = [text for _, text, _ in to_embed]
         flags = encoder.truncated(texts)
-        # encode() sorts the claimed texts by length; small model batches then pad little
-        # (batches of 64 mixed lengths pad most of them to the 256-token limit: about 2x slower)
+        # one call for the whole claim: encode() sorts the texts by length and pads each model batch
+        # of 32 to its longest text only
+        started = time.perf_counter()
         vectors = encoder.encode(texts, batch_size=ENCODE_BATCH)
+        stats.encode_seconds = time.perf_counter() - started
         stats.model_calls += 1
         stats.embedded = len(to_embed)
         stats.truncated = sum(flags)
@@ -180,16 +224,27 @@ def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int) -> Em
         conn.execute("delete from pgrecs.not_embeddable where model_id = %s and item_id = any(%s)",
                      (spec.model_id, [e[0] for e in to_embed]))
 
+    pending: list[int] = []
     if spec.is_default and neighbors > 0:
         if to_remove:
             conn.execute("select pgrecs.remove_semantic_neighbors(%s, %s)", (to_remove, neighbors))
-        refresh = [e[0] for e in to_embed] + to_refresh
-        if refresh:
-            conn.execute("select pgrecs.refresh_semantic_neighbors(%s, %s)", (refresh, neighbors))
-    return stats
+        if to_refresh:  # already retrievable: their lists now
+            conn.execute("select pgrecs.refresh_semantic_neighbors(%s, %s)", (to_refresh, neighbors))
+            stats.neighbor_lists += len(to_refresh)
+        # the new embeddings' lists come in the next transaction, after this one makes them
+        # retrievable; queued again meanwhile, so a crash in between leaves them to the next worker
+        pending = [e[0] for e in to_embed]
+        if pending:
+            conn.execute(
+                """
+                insert into pgrecs.embedding_queue (tenant_id, item_id, model_id)
+                select %s, u.item_id, %s from unnest(%s::bigint[]) as u(item_id)
+                on conflict on constraint embedding_queue_pkey do nothing
+                """, (tenant, spec.model_id, pending))
+    return stats, pending
 
 
-def drain(url: str | None, tenant: str, model: str | None = None, *, batch_size: int = 64,
+def drain(url: str | None, tenant: str, model: str | None = None, *, batch_size: int = CLAIM_BATCH,
           neighbors: int = DEFAULT_NEIGHBORS, progress: bool = True, enqueue: bool = True) -> EmbedStats:
     """Queue stale items (when enqueue) and process the queue until it is empty."""
     from tqdm import tqdm
@@ -216,7 +271,7 @@ def drain(url: str | None, tenant: str, model: str | None = None, *, batch_size:
     return total
 
 
-def watch(url: str | None, tenant: str, model: str | None = None, *, batch_size: int = 64,
+def watch(url: str | None, tenant: str, model: str | None = None, *, batch_size: int = CLAIM_BATCH,
           neighbors: int = DEFAULT_NEIGHBORS, idle_seconds: float = 5.0, stop_after: float | None = None,
           on_batch=None, stop_event=None) -> EmbedStats:
     """Stay up: drain, then wait for NOTIFY pgrecs_embed (or idle_seconds at most) and drain again.
@@ -258,7 +313,7 @@ def _worker_main(url, tenant, model, batch_size, neighbors, threads):  # pragma:
     drain(url, tenant, model, batch_size=batch_size, neighbors=neighbors, progress=False, enqueue=False)
 
 
-def drain_parallel(url: str, tenant: str, model: str | None, *, workers: int, batch_size: int = 64,
+def drain_parallel(url: str, tenant: str, model: str | None, *, workers: int, batch_size: int = CLAIM_BATCH,
                    neighbors: int = DEFAULT_NEIGHBORS, progress: bool = True) -> EmbedStats:
     """Several worker processes drain one queue (SKIP LOCKED); the parent shows the progress."""
     import multiprocessing

@@ -34,6 +34,7 @@ class Options:
     tune: bool = False
     tune_placement: str = "home_for_you"
     tune_users: int = 500
+    tune_trials: int = 60
     max_users: int | None = None
     seed: int = 0
     dataset: str | None = None
@@ -160,51 +161,115 @@ def _sql_strategies(url: str, tenant: str, catalog, inter, split, opts: Options,
             for name, p in out.items()}
 
 
+TUNE_FACTORS = (0.0, 0.25, 0.5, 2.0, 4.0)
+TUNE_MMR = (1.0, 0.9, 0.8)
+TUNE_HISTORY_LIMITS = (20, 50, 100)
+TUNE_HALF_LIVES = ("14 days", "90 days", "3650 days")
+
+
+def _config_key(cfg: dict) -> str:
+    return json.dumps(cfg, sort_keys=True)
+
+
 def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, base_row: dict) -> tuple[dict, list]:
-    """Coordinate search over signal weights then MMR lambda on the validation split, inside
-    the training period only. Returns (placement overrides of the best configuration, trace)."""
+    """Search the placement configuration on the validation split (inside the training period only).
+
+    1. Starting points: the placement as configured (its caps, filters and pools), the same weights
+       as a pure ranking configuration (pools as the single-signal strategies, no caps or default
+       filters), and each single signal alone, so the tuned hybrid can never be worse on
+       validation than its best single signal.
+    2. Coordinate ascent over every signal weight (x0, x0.25, x0.5, x2, x4; a switched-off signal
+       is tried at 0.1, 0.3 and 1), repeated while a round improves.
+    3. History: anchors kept (history_limit) and their recency half-life.
+    4. Fusion (weighted sum of max-normalised signals vs reciprocal rank fusion), then MMR lambda.
+    Returns (placement overrides of the best configuration, trace of every trial)."""
     from app.db import connect
 
     val_inter, val_split = splits.validation_split(inter, split)
     users = _sample_users(val_split.test, opts.tune_users, opts.seed)
-    trace = []
+    truth = {u: val_split.test[u] for u in users}
+    trace: list[dict] = []
+    seen: dict[str, float] = {}
     with scratch.scratch_database(source_url, "tune") as url:
         scratch.populate(source_url, url, tenant, val_inter.event_id[val_split.train_mask])
         scratch.refresh(url, tenant)
         train_items = val_split.train_items_by_user(val_inter)
 
-        def run(weights: dict, mmr: float) -> float:
-            cfg = {"weights": {k: v for k, v in weights.items() if v > 0}, "mmr_lambda": mmr}
+        def run(cfg: dict) -> float:
+            cfg = dict(cfg, weights={k: v for k, v in cfg["weights"].items() if v > 0})
+            key = _config_key(cfg)
+            if key in seen:
+                return seen[key]
+            if not cfg["weights"] or len(seen) >= opts.tune_trials:
+                return -1.0
             with connect(url, tenant=tenant) as conn:
                 scratch.add_placement(conn, tenant, "eval_candidate", opts.tune_placement, cfg)
             strat = scratch.SQLStrategy(url, tenant, "eval_candidate", catalog, val_inter, train_items)
-            recs = strat.recommend(users, 10)
-            value = metrics.ranking_metrics(recs, {u: val_split.test[u] for u in users}, ks=(10,))["ndcg@10"]
-            trace.append({"weights": cfg["weights"], "mmr_lambda": mmr, "validation_ndcg@10": value})
-            _log(opts, f"tune {cfg['weights']} mmr={mmr}: validation NDCG@10 {value:.4f}")
+            value = metrics.ranking_metrics(strat.recommend(users, 10), truth, ks=(10,))["ndcg@10"]
+            seen[key] = value
+            trace.append({**cfg, "validation_ndcg@10": value})
+            _log(opts, f"tune {_describe(cfg)}: validation NDCG@10 {value:.4f}")
             return value
 
         weights = {s: float(base_row["weights"].get(s, 0.0)) for s in SIGNALS}
         for s, v in base_row["weights"].items():
             weights.setdefault(s, float(v))
-        mmr = float(base_row["mmr_lambda"])
-        best = run(weights, mmr)
-        for signal in SIGNALS:
-            for factor in (0.0, 0.5, 2.0):
-                trial = dict(weights)
-                trial[signal] = (weights[signal] or 0.2) * factor if factor else 0.0
-                if trial == weights or not any(v > 0 for v in trial.values()):
-                    continue
-                value = run(trial, mmr)
-                if value > best:
-                    best, weights = value, trial
-        for trial_mmr in (1.0, 0.9, 0.7):
-            if trial_mmr != mmr:
-                value = run(weights, trial_mmr)
-                if value > best:
-                    best, mmr = value, trial_mmr
-    return {"weights": {k: v for k, v in weights.items() if v > 0}, "mmr_lambda": mmr,
-            "validation_ndcg@10": best}, trace
+        as_configured = {"weights": weights, "mmr_lambda": float(base_row["mmr_lambda"]),
+                         "fusion": base_row.get("fusion") or "weighted"}
+        clean = {**scratch.signal_overrides(weights, _pools(weights)), "mmr_lambda": 1.0, "fusion": "weighted"}
+        starts = [as_configured, clean] + [
+            {**clean, "weights": {s: 1.0}} for s in SIGNALS]
+        scored = [(run(c), i, c) for i, c in enumerate(starts)]
+        best, _, cfg = max(scored, key=lambda t: (t[0], -t[1]))
+        cfg = dict(cfg, weights={**{s: 0.0 for s in weights}, **cfg["weights"]})
+
+        for _round in range(3):
+            improved = False
+            for signal in list(cfg["weights"]):
+                current = cfg["weights"][signal]
+                trials = [current * f for f in TUNE_FACTORS] if current > 0 else [0.1, 0.3, 1.0]
+                for w in trials:
+                    trial = dict(cfg, weights=dict(cfg["weights"], **{signal: w}))
+                    trial["pool_sizes"] = _pools(trial["weights"], cfg.get("pool_sizes"))
+                    value = run(trial)
+                    if value > best + 1e-6:
+                        best, cfg, improved = value, trial, True
+            if not improved:
+                break
+        # how much of the user's history anchors the list, and how fast it fades
+        for limit in TUNE_HISTORY_LIMITS:
+            value = run(dict(cfg, history_limit=limit))
+            if value > best + 1e-6:
+                best, cfg = value, dict(cfg, history_limit=limit)
+        for half_life in TUNE_HALF_LIVES:
+            value = run(dict(cfg, history_half_life=half_life))
+            if value > best + 1e-6:
+                best, cfg = value, dict(cfg, history_half_life=half_life)
+        for fusion in ("weighted", "rrf"):
+            value = run(dict(cfg, fusion=fusion))
+            if value > best + 1e-6:
+                best, cfg = value, dict(cfg, fusion=fusion)
+        for mmr in TUNE_MMR:
+            value = run(dict(cfg, mmr_lambda=mmr))
+            if value > best + 1e-6:
+                best, cfg = value, dict(cfg, mmr_lambda=mmr)
+    out = dict(cfg, weights={k: v for k, v in cfg["weights"].items() if v > 0})
+    out["validation_ndcg@10"] = best
+    return out, trace
+
+
+def _pools(weights: dict, existing: dict | None = None) -> dict:
+    pools = dict(existing or {})
+    for s, w in weights.items():
+        if w > 0:
+            pools.setdefault(s, scratch.SINGLE_SIGNAL_POOLS.get(s, 50))
+    return pools
+
+
+def _describe(cfg: dict) -> str:
+    w = ",".join(f"{k}={v:g}" for k, v in sorted(cfg["weights"].items()))
+    extra = "" if "max_per_brand" in cfg else " as-configured"
+    return f"{{{w}}} {cfg.get('fusion', 'weighted')} mmr={cfg.get('mmr_lambda')}{extra}"
 
 
 def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
@@ -245,12 +310,12 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
         if opts.tune:
             with connect(source_url, tenant=tenant) as conn:
                 base_row = conn.execute(
-                    "select weights, mmr_lambda from pgrecs.placements where tenant_id = %s and placement = %s",
+                    "select weights, mmr_lambda, fusion from pgrecs.placements where tenant_id = %s and placement = %s",
                     (tenant, opts.tune_placement)).fetchone()
             if base_row is None:
                 raise PgrecsError(f"unknown placement to tune: {opts.tune_placement}")
             tuned, trace = _tune(source_url, tenant, catalog, inter, split, opts,
-                                 {"weights": base_row[0], "mmr_lambda": base_row[1]})
+                                 {"weights": base_row[0], "mmr_lambda": base_row[1], "fusion": base_row[2]})
         with scratch.scratch_database(source_url, "eval") as url:
             counts = scratch.populate(source_url, url, tenant, inter.event_id[split.train_mask])
             _log(opts, f"scratch database: {counts}")
@@ -261,10 +326,17 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
             sql_ran = True
         if tuned:
             with connect(source_url, tenant=tenant) as conn:
+                best = {k: v for k, v in tuned.items() if k != "validation_ndcg@10"}
+                scratch.add_placement(conn, tenant, "eval_tuned_tmp", opts.tune_placement, best)
                 conn.execute(
-                    "update pgrecs.placements set weights = %s::jsonb, mmr_lambda = %s, updated_at = now() "
-                    "where tenant_id = %s and placement = %s",
-                    (json.dumps(tuned["weights"]), tuned["mmr_lambda"], tenant, opts.tune_placement))
+                    "update pgrecs.placements p set weights = t.weights, pool_sizes = t.pool_sizes, "
+                    "default_filters = t.default_filters, fusion = t.fusion, history_limit = t.history_limit, "
+                    "history_half_life = t.history_half_life, mmr_lambda = t.mmr_lambda, "
+                    "max_per_brand = t.max_per_brand, max_per_category = t.max_per_category, updated_at = now() "
+                    "from pgrecs.placements t where t.tenant_id = p.tenant_id and t.placement = 'eval_tuned_tmp' "
+                    "and p.tenant_id = %s and p.placement = %s", (tenant, opts.tune_placement))
+                conn.execute("delete from pgrecs.placements where tenant_id = %s and placement = 'eval_tuned_tmp'",
+                             (tenant,))
             _log(opts, f"wrote the tuned configuration into placement {opts.tune_placement}")
     else:
         _log(opts, "SQL strategies skipped: recs.recommend_for_user or `pgrecs refresh` not available")

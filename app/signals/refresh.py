@@ -1,4 +1,4 @@
-"""`pgrecs refresh`: dbt build, then EASE in Python, then one publishing transaction.
+"""`pgrecs refresh`: dbt run + dbt test, co-occurrence and EASE in Python, one publishing transaction.
 
 Full refresh: every co-occurrence list, EASE, popularity, audit. Incremental (the default once a
 full refresh has run): dbt recomputes only the co-occurrence lists touched by events newer than
@@ -17,6 +17,7 @@ import numpy as np
 from app import dbt
 from app.db import connect
 from app.errors import PgrecsError
+from app.signals import cooccurrence as cooccurrence_module
 from app.signals import ease as ease_module
 
 
@@ -24,6 +25,8 @@ from app.signals import ease as ease_module
 class RefreshReport:
     mode: str
     dbt_seconds: float = 0.0
+    test_seconds: float = 0.0
+    cooccurrence_seconds: float = 0.0
     ease_seconds: float = 0.0
     publish_seconds: float = 0.0
     models: int = 0
@@ -33,7 +36,7 @@ class RefreshReport:
 
     @property
     def seconds(self) -> float:
-        return self.dbt_seconds + self.ease_seconds + self.publish_seconds
+        return self.dbt_seconds + self.test_seconds + self.cooccurrence_seconds + self.ease_seconds + self.publish_seconds
 
 
 def _snapshot(url: str) -> tuple[dict[str, int], bool]:
@@ -67,9 +70,30 @@ def compute_ease(url: str, lam: float, top_n: int, max_items: int,
     return out
 
 
+def _project_var(name: str, variables: dict):
+    """A dbt var: the override passed to this refresh, else dbt_project.yml's default."""
+    import yaml
+
+    if name in variables:
+        return variables[name]
+    with open(dbt.PROJECT_DIR / "dbt_project.yml", encoding="utf-8") as f:
+        return (yaml.safe_load(f).get("vars") or {}).get(name)
+
+
 def publish(url: str, last_event_ids: dict[str, int], full: bool,
-            ease: dict[str, ease_module.EaseNeighbors] | None) -> list[dict]:
+            ease: dict[str, ease_module.EaseNeighbors] | None,
+            cooccurrence: dict[str, cooccurrence_module.Neighbors] | None = None) -> list[dict]:
     with connect(url) as conn:
+        if cooccurrence is not None:
+            conn.execute(
+                "create temporary table cooccurrence_neighbors (tenant_id text, item_id bigint,"
+                " neighbor_item_id bigint, score real, rank smallint) on commit drop")
+            with conn.cursor().copy(
+                    "copy cooccurrence_neighbors (tenant_id, item_id, neighbor_item_id, score, rank) from stdin") as copy:
+                for tenant, nb in cooccurrence.items():
+                    for row in zip(nb.item_ids.tolist(), nb.neighbor_ids.tolist(), nb.scores.tolist(),
+                                   nb.ranks.tolist()):
+                        copy.write_row((tenant, *row))
         if ease is not None:
             conn.execute(
                 "create temporary table ease_neighbors (tenant_id text, item_id bigint, neighbor_item_id bigint,"
@@ -99,7 +123,11 @@ def publish(url: str, last_event_ids: dict[str, int], full: bool,
 def refresh(url: str, *, full: bool | None = None, ease: bool | None = None,
             ease_lambda: float = ease_module.DEFAULT_LAMBDA, ease_max_items: int = ease_module.DEFAULT_MAX_ITEMS,
             top_n: int = 50, variables: dict | None = None, run_tests: bool = True,
+            cooccurrence_in_dbt: bool = False,
             progress: Callable[[dbt.NodeResult, int, int], None] | None = None) -> RefreshReport:
+    """dbt run, then the dbt tests (they gate publishing), co-occurrence (sparse product in
+    Python unless cooccurrence_in_dbt: then the dbt mart fct_item_cooccurrence, the slow SQL
+    reference), EASE, and one publishing transaction."""
     if top_n < 1 or top_n > 1000:
         raise PgrecsError("--top-n must be between 1 and 1000")
     last_event_ids, has_state = _snapshot(url)
@@ -111,10 +139,25 @@ def refresh(url: str, *, full: bool | None = None, ease: bool | None = None,
     if full:
         dbt_vars["full_refresh"] = True
 
+    exclude = None if cooccurrence_in_dbt else "fct_item_cooccurrence"
     started = time.perf_counter()
-    built = dbt.run(url, "build" if run_tests else "run", full_refresh=full, variables=dbt_vars, progress=progress)
+    built = dbt.run(url, "run", full_refresh=full, variables=dbt_vars, exclude=exclude, progress=progress)
     report.dbt_seconds = time.perf_counter() - started
-    report.models, report.tests = built.models, built.tests
+    report.models = built.models
+    if run_tests:
+        # after every model rather than interleaved (dbt build): one pass, and a failure still
+        # stops the refresh before anything is published
+        started = time.perf_counter()
+        tested = dbt.run(url, "test", variables=dbt_vars, exclude=exclude, progress=progress)
+        report.test_seconds = time.perf_counter() - started
+        report.tests = tested.tests
+
+    cooccurrence_result = None
+    if not cooccurrence_in_dbt:
+        started = time.perf_counter()
+        cooccurrence_result = cooccurrence_module.compute(
+            url, top_n, float(_project_var("cooc_shrinkage", dbt_vars)))
+        report.cooccurrence_seconds = time.perf_counter() - started
 
     ease_result = None
     if ease:
@@ -125,6 +168,6 @@ def refresh(url: str, *, full: bool | None = None, ease: bool | None = None,
         report.notes.append("EASE kept from the last full refresh (pass --ease to recompute it)")
 
     started = time.perf_counter()
-    report.tenants = publish(url, last_event_ids, full, ease_result)
+    report.tenants = publish(url, last_event_ids, full, ease_result, cooccurrence_result)
     report.publish_seconds = time.perf_counter() - started
     return report

@@ -78,10 +78,14 @@ def upgrade() -> None:
 
         create table pgrecs.events (
             event_id bigint generated always as identity primary key,
-            tenant_id text not null default 'default' references pgrecs.tenants,
-            user_id bigint not null references pgrecs.users on delete cascade,
-            item_id bigint not null references pgrecs.items on delete cascade,
-            event_type text not null references pgrecs.event_types,
+            tenant_id text not null default 'default',
+            -- No per-row foreign keys on this append-only log: a per-row RI check costs more than the
+            -- insert itself at bulk-load rates. sql/015_event_integrity.sql enforces the same rules once
+            -- per statement (check and key-share lock the referenced users, items and types; cascade
+            -- deletes through transition tables).
+            user_id bigint not null,
+            item_id bigint not null,
+            event_type text not null,
             value double precision,
             occurred_at timestamptz not null,
             session_id text,

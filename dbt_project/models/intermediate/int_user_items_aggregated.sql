@@ -1,12 +1,61 @@
-{{ config(post_hook="create index if not exists {{ this.name }}_item on {{ this }} (tenant_id, item_id)") }}
+{{ config(
+    materialized='incremental' if events_incremental_ok() else 'table',
+    incremental_strategy='delete+insert',
+    unique_key=['tenant_id', 'user_id'],
+    post_hook=[
+        "create index if not exists {{ this.name }}_item on {{ this }} (tenant_id, item_id)",
+        "create index if not exists {{ this.name }}_user on {{ this }} (tenant_id, user_id)",
+        "analyze {{ this }}",
+    ],
+) }}
 -- One row per user and item with a positive total event weight: the interaction matrix that the
--- co-occurrence baskets and EASE are built from.
+-- co-occurrence baskets, the user histories and EASE are built from.
+-- Incremental: a run rebuilds the rows of the users with events newer than the model's
+-- high-water mark (max last_event_id), from all of those users' events (macro events_incremental_ok).
+--   history_weight_at_last = sum of weight * 0.5 ^ ((last_at - occurred_at) / var user_history_half_life_days):
+--   the user-history weight decayed to the pair's own last event, so that it does not depend on the
+--   reference time; fct_user_recent_interactions decays it on to the reference time.
 with
 
 events as (
 
     select * from {{ ref('stg_pgrecs__events') }}
     where weight > 0
+
+),
+
+{%- if is_incremental() %}
+
+changed_users as (
+
+    {{ changed_users_sql(ref('stg_pgrecs__events')) }}
+
+),
+
+scoped as (
+
+    select events.*
+    from events
+    inner join changed_users
+        on changed_users.tenant_id = events.tenant_id
+        and changed_users.user_id = events.user_id
+
+),
+{%- else %}
+
+scoped as (
+
+    select * from events
+
+),
+{%- endif %}
+
+with_pair_last as (
+
+    select
+        scoped.*,
+        max(occurred_at) over (partition by tenant_id, user_id, item_id) as pair_last_at
+    from scoped
 
 ),
 
@@ -20,8 +69,13 @@ final as (
         count(*) as interactions,
         min(occurred_at) as first_at,
         max(occurred_at) as last_at,
-        max(event_id) as last_event_id
-    from events
+        max(event_id) as last_event_id,
+        max(weight) as strongest_event_weight,
+        bool_or(event_type = 'purchase') as purchased,
+        sum(weight * power(0.5, least(
+            extract(epoch from pair_last_at - occurred_at) / 86400.0 / {{ var("user_history_half_life_days") | float }},
+            100))) as history_weight_at_last
+    from with_pair_last
     group by tenant_id, user_id, item_id
 
 )

@@ -1,29 +1,38 @@
 -- Each user's most recent items (var user_history_items), weighted by event type and recency:
 --   weight = sum over the user's events on the item of event weight * 0.5 ^ (age_days / var user_history_half_life_days)
+-- computed from int_user_items_aggregated as history_weight_at_last * 0.5 ^ (age of the pair's last
+-- event / half-life), the same sum without reading the events again.
 -- Scoring reads live events at request time; this mart is the batch view of the same inputs
 -- (evaluation, analysts, a fallback when the events table is large).
 with
 
-events as (
+user_items as (
 
-    select * from {{ ref('stg_pgrecs__events') }}
-    where weight > 0
+    select * from {{ ref('int_user_items_aggregated') }}
+
+),
+
+reference as (
+
+    {{ reference_times_sql() }}
 
 ),
 
 per_user_item as (
 
     select
-        tenant_id,
-        user_id,
-        item_id,
-        sum(weight * power(0.5, least(age_days / {{ var("user_history_half_life_days") | float }}, 100))) as weight,
-        count(*) as interactions,
-        max(weight) as strongest_event_weight,
-        bool_or(event_type = 'purchase') as purchased,
-        max(occurred_at) as last_at
-    from events
-    group by tenant_id, user_id, item_id
+        user_items.tenant_id,
+        user_items.user_id,
+        user_items.item_id,
+        user_items.history_weight_at_last * power(0.5, least(
+            extract(epoch from reference.as_of - user_items.last_at) / 86400.0
+            / {{ var("user_history_half_life_days") | float }}, 100)) as weight,
+        user_items.interactions,
+        user_items.strongest_event_weight,
+        user_items.purchased,
+        user_items.last_at
+    from user_items
+    inner join reference on reference.tenant_id = user_items.tenant_id
 
 ),
 

@@ -1,6 +1,8 @@
-{{ config(materialized="table") }}
+{{ config(materialized="view") }}
 -- Events with their weight, inside the time window (var event_window_days, relative to var as_of
 -- or the tenant's latest event). Events of weight 0 (impressions by default) are kept with weight 0.
+-- A view: the event-level models read it incrementally (only the new events' users), so copying
+-- every event into a table per run would cost more than it saves.
 with
 
 events as (
@@ -17,9 +19,7 @@ event_types as (
 
 reference as (
 
-    select tenant_id, {{ as_of_expr('max(occurred_at)') }} as as_of
-    from events
-    group by tenant_id
+    {{ reference_times_sql() }}
 
 ),
 
