@@ -230,8 +230,9 @@ def run() -> dict:
                   f"qps_{clients}_threads": round(many, 1)}
     result["hnswlib_by_ef"] = hn
     pg = sweep[op_ef]
-    at_equal = min((v for v in hn.values() if v["recall_at_10"] >= pg["recall_at_10"]),
-                   key=lambda v: v["qps_1_thread"] * -1, default=max(hn.values(), key=lambda v: v["recall_at_10"]))
+    # hnswlib tuned to the same recall: its smallest ef reaching pgvector's recall (the largest ef otherwise)
+    equal_ef = min((ef for ef, v in hn.items() if v["recall_at_10"] >= pg["recall_at_10"]), default=max(hn))
+    at_equal = {"ef": equal_ef, **hn[equal_ef]}
     result["hnswlib_at_equal_recall"] = at_equal
     ratio_1 = pg["qps_1_client"] / at_equal["qps_1_thread"]
     ratio_n = pg[f"qps_{clients}_clients"] / at_equal[f"qps_{clients}_threads"]

@@ -7,8 +7,15 @@
 --
 -- Steps: anchors -> candidates per signal (neighbour lists of every anchor, popularity, trending,
 -- popular in the anchors' categories) -> filters, exclusions, blocks -> per-signal normalisation
--- and fusion (weighted or reciprocal rank) -> boosts -> greedy MMR with brand/category caps ->
--- pins -> explanations.
+-- and fusion (weighted or reciprocal rank) -> boosts -> greedy MMR with brand/category caps
+-- (filled past the caps when they would leave fewer than k) -> pins -> explanations.
+--
+-- Speed (issue 5, p99 <= 30 ms at 100k items / 1M events): candidates travel as id arrays
+-- (index-only scans on item_neighbors_ranked, pkey lookups), never as a join the planner has to
+-- guess; every statement's plan is parameter-independent so rank_items runs on cached generic
+-- plans (no per-call planning); the filter function is inlinable; the per-signal breakdown stays
+-- in arrays and becomes jsonb only for the MMR pool; MMR computes k x pool similarities from
+-- embeddings read once; reasons are built for the final k only.
 
 create or replace function pgrecs.current_tenant()
 returns text

@@ -237,10 +237,16 @@ def test_api_role_cannot_bypass_rls(db_url):
     with psycopg.connect(db_url) as c:
         row = c.execute("select rolsuper, rolbypassrls, rolcanlogin from pg_roles where rolname = 'pgrecs_api'").fetchone()
         assert row == (False, False, False)
+        # one callable SECURITY DEFINER function; the others are trigger functions (of the event
+        # log's statement-level integrity checks), which SQL cannot call directly
         definers = c.execute(
-            "select p.oid::regprocedure::text from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
-            " where n.nspname in ('recs', 'pgrecs') and p.prosecdef").fetchall()
-        assert definers == [("pgrecs.api_key_lookup(bytea)",)]
+            "select p.oid::regprocedure::text, p.prorettype = 'trigger'::regtype"
+            " from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+            " where n.nspname in ('recs', 'pgrecs') and p.prosecdef order by 1").fetchall()
+        assert [name for name, is_trigger in definers if not is_trigger] == ["pgrecs.api_key_lookup(bytea)"]
+        assert {name for name, is_trigger in definers if is_trigger} == {
+            "pgrecs.check_event_references()", "pgrecs.delete_events_of_deleted_items()",
+            "pgrecs.delete_events_of_deleted_users()"}
         unprotected = c.execute(
             "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
             " join pg_attribute a on a.attrelid = c.oid and a.attname = 'tenant_id'"

@@ -12,7 +12,7 @@ user_items as (
 
 ),
 
-reference as (
+reference as materialized (
 
     {{ reference_times_sql() }}
 

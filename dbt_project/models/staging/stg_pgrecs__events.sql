@@ -17,7 +17,7 @@ event_types as (
 
 ),
 
-reference as (
+reference as materialized (
 
     {{ reference_times_sql() }}
 
