@@ -133,6 +133,7 @@ def refresh(scratch_url: str, tenant: str) -> None:
             raise PgrecsError("`pgrecs refresh` failed on the evaluation database") from exc
 
 
+MAX_K = 100  # recs.recommend_for_user accepts k in [1, 100]
 SINGLE_SIGNAL_POOLS = {"semantic": 50, "cooccurrence": 50, "ease": 50, "popularity": 300}
 
 
@@ -182,7 +183,9 @@ class SQLStrategy:
         with connect(self.url, tenant=self.tenant) as conn:
             for u in sorted(users):
                 seen = self.train_items.get(u, set())
-                ask = k + min(len(seen), self.max_extra)
+                # recommend_for_user already leaves out the user's history (allow_repeats false);
+                # the extra rows are a margin, within the function's k limit of 100
+                ask = min(k + min(len(seen), self.max_extra), MAX_K)
                 try:
                     rows = conn.execute(
                         "select r.item_id from recs.recommend_for_user(user_id => %s, k => %s, placement => %s) r "

@@ -349,7 +349,7 @@ def run_batches(loaders: list[Loader], batches: Iterable[Batch], *, progress: Ca
         idle.put(loader)
     failures: list[BaseException] = []
 
-    def job(loader: Loader, batch: Batch) -> LoadResult:
+    def attempt(loader: Loader, batch: Batch) -> LoadResult:
         try:
             for attempt in range(3):
                 try:
@@ -364,12 +364,18 @@ def run_batches(loaders: list[Loader], batches: Iterable[Batch], *, progress: Ca
         except psycopg.Error as exc:
             raise PgrecsError(f"batch at lines {batch.first_line}-{batch.last_line} failed and was rolled back "
                               f"(committed batches stay; re-run to finish): {_first_line(exc)}") from exc
+
+    def job(loader: Loader, batch: Batch) -> LoadResult:
+        try:
+            return attempt(loader, batch)
+        except BaseException as exc:
+            failures.append(exc)  # recorded before the loader is free again, so no later batch starts
+            raise
         finally:
             idle.put(loader)
 
     def done(future, batch: Batch) -> None:
         if future.exception() is not None:
-            failures.append(future.exception())
             return
         with lock:
             total.add(future.result())

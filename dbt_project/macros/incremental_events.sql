@@ -6,10 +6,17 @@
     {{- return(var('as_of') is none and var('event_window_days') is none) -}}
 {%- endmacro %}
 
-{#- Users with events newer than this model's high-water mark (an incremental run only). -#}
+{#- Users with events newer than this model's high-water mark (an incremental run only): the mark
+    is read once per tenant, then the events after it come from the primary-key index. -#}
 {% macro changed_users_sql(events_relation) -%}
     select distinct new_events.tenant_id, new_events.user_id
-    from {{ events_relation }} as new_events
-    where new_events.event_id > coalesce(
-        (select max(done.last_event_id) from {{ this }} as done where done.tenant_id = new_events.tenant_id), 0)
+    from {{ source('pgrecs', 'tenants') }} as tenants
+    cross join lateral (
+        select coalesce(max(done.last_event_id), 0) as last_event_id
+        from {{ this }} as done
+        where done.tenant_id = tenants.tenant_id
+    ) as mark
+    inner join {{ source('pgrecs', 'events') }} as new_events
+        on new_events.tenant_id = tenants.tenant_id
+        and new_events.event_id > mark.last_event_id
 {%- endmacro %}
