@@ -8,8 +8,7 @@
     {{ path_column }}[cardinality({{ path_column }})]
 {%- endmacro %}
 
-{#- One row per tenant with its reference time (var as_of or the tenant's latest event); the
-    correlated max reads the events_time index instead of every event. -#}
+{#- One row per tenant with its reference time (var as_of or the tenant's latest event). -#}
 {% macro reference_times_sql() -%}
     select
         tenants.tenant_id,
