@@ -80,13 +80,19 @@ def test_public_functions_are_commented(db_url):
 def test_merged_migrations_are_never_edited():
     """A landed migration is run-once history: its bytes are pinned here when it lands."""
     pinned = {
-        "0001_foundation.py": None,
+        "0001_foundation.py": "98b6c9740c49dd64899b2ef0710f5e080386682098b4a61eea9462794ae8572f",
+        "0002_semantic.py": "da744339b8f24ae2738f29869cb3392a47d4c87e7d240367503179e059a2db86",
+        "0003_signals.py": "1dc4f39315778fc091de04cbb0258984719f20951691a37499d782bbbd61154b",
+        "0004_scoring.py": "2b6f30fdb869d50f8027a8e60e955f07a2daa2e39250dc91db0fe6ca69036dd7",
+        "0005_experiments.py": "ac8c0dedc1f271ac1fc1141d2f8a40b37e197f4408906b3c01f101a35804c9de",
+        "0006_security.py": "83b0b7f9d1b00c9cd211dff3b99bdc7557f2573232f893b1c7b4b0bfc21377f9",
     }
     for name, digest in pinned.items():
         path = REPO / "migrations" / "versions" / name
         assert path.exists(), name
-        if digest is not None:
-            assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{name} was edited after landing"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{name} was edited after landing"
+    on_disk = {p.name for p in (REPO / "migrations" / "versions").glob("*.py")}
+    assert set(pinned) <= on_disk
 
 
 def test_event_references_are_enforced_per_statement(conn):
