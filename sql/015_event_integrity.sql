@@ -49,40 +49,30 @@ create or replace trigger events_check_references_on_update
     referencing new table as added
     for each statement execute function pgrecs.check_event_references();
 
-create or replace function pgrecs.delete_events_of_deleted_items()
+create or replace function pgrecs.delete_events_of_deleted_rows()
 returns trigger
 language plpgsql
 security definer
 set search_path = pg_catalog
 as $$
 begin
-    delete from pgrecs.events e using gone g where e.item_id = g.item_id;
+    if tg_table_name = 'items' then
+        delete from pgrecs.events e using gone g where e.item_id = g.item_id;
+    else
+        delete from pgrecs.events e using gone g where e.user_id = g.user_id;
+    end if;
     return null;
 end
 $$;
-comment on function pgrecs.delete_events_of_deleted_items() is
-    'Deleting items deletes their events (the cascade a foreign key would do, once per statement).';
+comment on function pgrecs.delete_events_of_deleted_rows() is
+    'Deleting items or users deletes their events (the cascade a foreign key would do, once per statement).';
 
 create or replace trigger items_delete_events
     after delete on pgrecs.items
     referencing old table as gone
-    for each statement execute function pgrecs.delete_events_of_deleted_items();
-
-create or replace function pgrecs.delete_events_of_deleted_users()
-returns trigger
-language plpgsql
-security definer
-set search_path = pg_catalog
-as $$
-begin
-    delete from pgrecs.events e using gone g where e.user_id = g.user_id;
-    return null;
-end
-$$;
-comment on function pgrecs.delete_events_of_deleted_users() is
-    'Deleting users deletes their events (the cascade a foreign key would do, once per statement).';
+    for each statement execute function pgrecs.delete_events_of_deleted_rows();
 
 create or replace trigger users_delete_events
     after delete on pgrecs.users
     referencing old table as gone
-    for each statement execute function pgrecs.delete_events_of_deleted_users();
+    for each statement execute function pgrecs.delete_events_of_deleted_rows();

@@ -245,8 +245,7 @@ def test_api_role_cannot_bypass_rls(db_url):
             " where n.nspname in ('recs', 'pgrecs') and p.prosecdef order by 1").fetchall()
         assert [name for name, is_trigger in definers if not is_trigger] == ["pgrecs.api_key_lookup(bytea)"]
         assert {name for name, is_trigger in definers if is_trigger} == {
-            "pgrecs.check_event_references()", "pgrecs.delete_events_of_deleted_items()",
-            "pgrecs.delete_events_of_deleted_users()"}
+            "pgrecs.check_event_references()", "pgrecs.delete_events_of_deleted_rows()"}
         unprotected = c.execute(
             "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
             " join pg_attribute a on a.attrelid = c.oid and a.attname = 'tenant_id'"
