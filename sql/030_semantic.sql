@@ -65,11 +65,16 @@ begin
         '((embedding::halfvec(%s)) halfvec_cosine_ops) with (m = %s, ef_construction = %s) '
         'where model_id = %s',
         index_name, m.dimensions, m.hnsw_m, m.hnsw_ef_construction, m.model_id);
+    -- its static unfiltered branch in pgrecs.semantic_search (once that exists: sql/ order)
+    if to_regprocedure('pgrecs.generate_semantic_search()') is not null then
+        perform pgrecs.generate_semantic_search();
+    end if;
     return index_name;
 end
 $$;
 comment on function pgrecs.ensure_model_index(smallint) is
-    'Create (if missing) the HNSW cosine expression index of one model: (embedding::halfvec(dims)) where model_id = id.';
+    'Create (if missing) the HNSW cosine expression index of one model: (embedding::halfvec(dims)) where model_id = id; '
+    'then regenerate pgrecs.semantic_search so the model has its static unfiltered branch.';
 
 -------------------------------------------------------------------------------------------------
 -- Freshness: triggers on pgrecs.items queue (item, model) pairs and NOTIFY pgrecs_embed
@@ -160,6 +165,52 @@ create or replace trigger items_queue_embeddings_update
 create or replace trigger items_queue_neighbor_refill
     before delete on pgrecs.items
     for each row execute function pgrecs.items_queue_neighbor_refill();
+
+-- The similarity filter columns of pgrecs.item_embeddings (active, category_path, price, in_stock;
+-- migration 0007) copy pgrecs.items: filled when an embedding row is written, kept in step when
+-- an item changes. Filters then read the embedding row alone (no join on the hot path).
+create or replace function pgrecs.item_embeddings_copy_filters()
+returns trigger
+language plpgsql
+volatile
+as $$
+begin
+    select i.active, i.category_path, i.price, coalesce(i.stock, 1) > 0
+    into new.active, new.category_path, new.price, new.in_stock
+    from pgrecs.items as i
+    where i.item_id = new.item_id;
+    return new;
+end
+$$;
+comment on function pgrecs.item_embeddings_copy_filters() is
+    'Trigger: copy the item''s filter columns (active, category_path, price, in_stock) onto a new embedding row.';
+
+create or replace trigger item_embeddings_copy_filters
+    before insert on pgrecs.item_embeddings
+    for each row execute function pgrecs.item_embeddings_copy_filters();
+
+create or replace function pgrecs.items_sync_embedding_filters()
+returns trigger
+language plpgsql
+volatile
+as $$
+begin
+    update pgrecs.item_embeddings as e
+    set active = n.active, category_path = n.category_path, price = n.price, in_stock = coalesce(n.stock, 1) > 0
+    from new_rows as n
+    where e.item_id = n.item_id
+        and (e.active, e.category_path, e.price, e.in_stock)
+            is distinct from (n.active, n.category_path, n.price, coalesce(n.stock, 1) > 0);
+    return null;
+end
+$$;
+comment on function pgrecs.items_sync_embedding_filters() is
+    'Trigger: after items change, update the filter columns copied onto their embeddings (only rows that differ).';
+
+create or replace trigger items_sync_embedding_filters
+    after update on pgrecs.items
+    referencing new table as new_rows
+    for each statement execute function pgrecs.items_sync_embedding_filters();
 
 create or replace function pgrecs.enqueue_stale_embeddings(model_id smallint)
 returns integer
@@ -253,9 +304,11 @@ $$;
 comment on function pgrecs.filter_category(jsonb) is
     'The category prefix of a filter object as a text array ("Books > Fiction" or ["Books", "Fiction"]); null when absent.';
 
--- The filter predicate shared by the strategies and the count; $2..$7 are tenant, active, category
--- prefix, price_min, price_max, in_stock. Only the clauses of filters present are written, so the
--- planner sees plain indexable conditions (no "$n is null or ..." branches).
+-- The filter predicate shared by the strategies and the count, over pgrecs.item_embeddings e (whose
+-- filter columns copy pgrecs.items: migration 0007); $2..$7 are tenant, active, category prefix,
+-- price_min, price_max, in_stock. Only the clauses of filters present are written, so the planner
+-- sees plain indexable conditions (no "$n is null or ..." branches), and a one-shot plan folds the
+-- values in, so a partial HNSW index of a hot category (pgrecs.ensure_filter_index) can match.
 drop function if exists pgrecs.similarity_filter_sql();
 
 create or replace function pgrecs.similarity_filter_sql(
@@ -270,17 +323,17 @@ language sql
 immutable parallel safe
 as $$
     select concat_ws(' and ',
-        'i.tenant_id = $2',
-        case when active is not null then 'i.active = $3' end,
+        'e.tenant_id = $2',
+        case when active is not null then 'e.active = $3' end,
         case when category is not null
-            then 'i.category_path @> $4 and i.category_path[1:cardinality($4)] = $4' end,
-        case when price_min is not null then 'i.price >= $5' end,
-        case when price_max is not null then 'i.price <= $6' end,
-        case when in_stock is not null then '(coalesce(i.stock, 1) > 0) = $7' end)
+            then 'e.category_path @> $4 and e.category_path[1:cardinality($4)] = $4' end,
+        case when price_min is not null then 'e.price >= $5' end,
+        case when price_max is not null then 'e.price <= $6' end,
+        case when in_stock is not null then 'e.in_stock = $7' end)
 $$;
 comment on function pgrecs.similarity_filter_sql(boolean, text[], numeric, numeric, boolean) is
-    'SQL text of the similarity filter predicate over pgrecs.items i for the filters given (non-null), '
-    'parameters $2..$7; internal to semantic_search.';
+    'SQL text of the similarity filter predicate over pgrecs.item_embeddings e (or a relation with the same '
+    'filter columns) for the filters given (non-null), parameters $2..$7; internal to semantic_search.';
 
 -- Earlier versions estimated selectivity with EXPLAIN, which forced the helper to be volatile and
 -- cost a planner run per call; the statistics are read directly now.
@@ -372,7 +425,9 @@ as $$
 declare
     matching bigint;
 begin
-    execute format('select count(*) from (select from pgrecs.items i where %s limit $8) s',
+    -- over pgrecs.items (every item of the tenant, embedded or not) under the filter columns' names
+    execute format('select count(*) from (select from (select i.tenant_id, i.active, i.category_path, i.price, '
+                   'coalesce(i.stock, 1) > 0 as in_stock from pgrecs.items i) e where %s limit $8) s',
                    pgrecs.similarity_filter_sql(active, category, price_min, price_max, in_stock))
     into matching
     using null::halfvec, tenant, active, category, price_min, price_max, in_stock, cap + 1;
@@ -436,6 +491,10 @@ declare
     f jsonb := pgrecs.check_similarity_filters(filters);
     tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
 begin
+    if pgrecs.filter_category(f) is not null
+        and to_regclass(pgrecs.filter_index_name(m.model_id, pgrecs.filter_category(f))) is not null then
+        return 'hnsw';  -- a hot filter's partial index
+    end if;
     return pgrecs.similarity_choose(
         tenant, coalesce((f ->> 'active')::boolean, true), pgrecs.filter_category(f),
         (f ->> 'price_min')::numeric, (f ->> 'price_max')::numeric, (f ->> 'in_stock')::boolean,
@@ -443,9 +502,23 @@ begin
 end
 $$;
 comment on function pgrecs.similarity_strategy(jsonb, text) is
-    'The retrieval strategy recs.similar_items uses for a filter: hnsw (unfiltered, or pg_stats put it far above '
-    'embedding_models.exact_scan_max_rows matches) or exact (a bounded count finds at most that many).';
+    'The retrieval strategy recs.similar_items uses for a filter: hnsw (unfiltered, a category with its own partial '
+    'index from pgrecs.ensure_filter_index, or pg_stats put it far above embedding_models.exact_scan_max_rows '
+    'matches) or exact (a bounded count finds at most that many).';
 
+-- pgrecs.semantic_search is generated: its unfiltered path (the hot one) is one static statement
+-- per model, written with the model's dimensions and id as literals so that the planner matches
+-- the model's partial expression index, and planned once per session (plan_cache_mode
+-- force_generic_plan: no re-planning per call). Filtered paths stay dynamic (EXECUTE ... USING is
+-- a one-shot plan with the filter values folded in: the right index per filter, partial HNSW
+-- indexes of hot filters included). pgrecs.generate_semantic_search() re-creates it from the
+-- template below with one branch per registered model; ensure_model_index and this file call it.
+create or replace function pgrecs.semantic_search_template()
+returns text
+language sql
+immutable parallel safe
+as $template$
+    select $body$
 create or replace function pgrecs.semantic_search(
     query halfvec,
     k integer,
@@ -459,20 +532,24 @@ stable
 -- restored on exit, so set_config below never leaks into the caller's transaction
 set hnsw.iterative_scan = 'relaxed_order'
 set hnsw.ef_search = 100
-set enable_sort = on
+-- the HNSW-ordered scan is the only good plan for "order by distance limit k" (the exact path
+-- writes "+ 0", which no index can order, so it still sorts); static statements are planned once
+set enable_sort = off
 set enable_bitmapscan = on
-as $$
+set plan_cache_mode = force_generic_plan
+as $fn$
+#variable_conflict use_column
 declare
+    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
     m_dimensions integer;
     m_ef_search integer;
     m_exact_max integer;
-    f jsonb := pgrecs.check_similarity_filters(filters);
-    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
-    v_active boolean := coalesce((f ->> 'active')::boolean, true);
-    v_category text[] := pgrecs.filter_category(f);
-    v_price_min numeric := (f ->> 'price_min')::numeric;
-    v_price_max numeric := (f ->> 'price_max')::numeric;
-    v_in_stock boolean := (f ->> 'in_stock')::boolean;
+    f jsonb;
+    v_active boolean;
+    v_category text[];
+    v_price_min numeric;
+    v_price_max numeric;
+    v_in_stock boolean;
     predicate text;
     distance text;
     ids bigint[];
@@ -488,19 +565,38 @@ begin
     if not found or query is null then
         return;
     end if;
+    if m_ef_search <> 100 or k >= 100 then
+        perform set_config('hnsw.ef_search', greatest(m_ef_search, k + 1)::text, true);
+    end if;
+
+    if filters is null or filters = '{}'::jsonb then
+        -- unfiltered (active items of the tenant): one static statement per model
+        if false then
+            null;
+/*MODEL BRANCHES*/
+        end if;
+        -- a model registered without generate_semantic_search(): the dynamic path below
+        filters := '{}'::jsonb;
+    end if;
+
+    f := pgrecs.check_similarity_filters(filters);
+    v_active := coalesce((f ->> 'active')::boolean, true);
+    v_category := pgrecs.filter_category(f);
+    v_price_min := (f ->> 'price_min')::numeric;
+    v_price_max := (f ->> 'price_max')::numeric;
+    v_in_stock := (f ->> 'in_stock')::boolean;
     -- the dimensions and model id are integers from the models table, written as literals so the
     -- planner matches the partial expression index of this model
     distance := format('(e.embedding::halfvec(%s) <=> $1::halfvec(%s))', m_dimensions, m_dimensions);
     predicate := pgrecs.similarity_filter_sql(v_active, v_category, v_price_min, v_price_max, v_in_stock);
 
-    if pgrecs.similarity_choose(tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, m_exact_max)
+    -- a hot filter (a partial HNSW index over this category: pgrecs.ensure_filter_index) searches
+    -- its own small index, whatever the selectivity; otherwise the strategy follows selectivity
+    if (v_category is not null and to_regclass(pgrecs.filter_index_name(semantic_search.model_id, v_category)) is not null)
+        or pgrecs.similarity_choose(tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, m_exact_max)
         = 'hnsw' then
-        -- unfiltered or broad: the HNSW index, with relaxed-order iterative scans for filters; the
-        -- top k ids first, external ids joined afterwards (k rows)
-        perform set_config('hnsw.ef_search', greatest(m_ef_search, k + 1)::text, true);
-        -- the planner underestimates array-prefix filters and would pick GIN + sort over every
-        -- match; for a filter known to be broad, make the HNSW-ordered scan its only good plan
-        perform set_config('enable_sort', 'off', true);
+        -- broad: the HNSW index (a hot filter's partial index when one matches), relaxed-order
+        -- iterative scans checking the filter on the embedding row itself (no join); then the top k
         perform set_config('enable_bitmapscan', 'off', true);
         execute format(
             'select array_agg(s.item_id order by s.dist, s.item_id),
@@ -508,8 +604,7 @@ begin
              from (
                  select e.item_id, %1$s as dist
                  from pgrecs.item_embeddings e
-                 join pgrecs.items i on i.item_id = e.item_id
-                 where e.model_id = %2$s and e.tenant_id = $2 and %3$s
+                 where e.model_id = %2$s and %3$s
                      and e.item_id is distinct from $8
                  order by %1$s
                  limit $9
@@ -517,6 +612,7 @@ begin
             distance, semantic_search.model_id, predicate)
         into ids, scores
         using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k;
+        perform set_config('enable_bitmapscan', 'on', true);
         if coalesce(cardinality(ids), 0) >= k then
             return query
                 select u.item_id, i.external_id, u.score, u.ord::integer
@@ -529,28 +625,114 @@ begin
         -- matches exist): fall through to the exact answer
     end if;
 
-    -- selective (or the index gave up): exact scan over the btree/GIN-selected subset, each
-    -- embedding fetched by primary key. "+ 0" keeps the planner off the HNSW index.
+    -- selective (or the index gave up): exact scan over the GIN/btree-selected subset of the
+    -- model's embeddings. "+ 0" keeps the planner off the HNSW index.
     return query execute format(
-        'select s.item_id, s.external_id, (1 - s.dist)::real, (row_number() over (order by s.dist, s.item_id))::integer
+        'select s.item_id, i.external_id, (1 - s.dist)::real, (row_number() over (order by s.dist, s.item_id))::integer
          from (
-             select i.item_id, i.external_id, %1$s + 0 as dist
-             from pgrecs.items i
-             join pgrecs.item_embeddings e on e.item_id = i.item_id and e.model_id = %2$s
-             where %3$s and i.item_id is distinct from $8
-             order by %1$s + 0, i.item_id
+             select e.item_id, %1$s + 0 as dist
+             from pgrecs.item_embeddings e
+             where e.model_id = %2$s and %3$s and e.item_id is distinct from $8
+             order by %1$s + 0, e.item_id
              limit $9
          ) s
+         join pgrecs.items i on i.item_id = s.item_id
          order by s.dist, s.item_id',
         distance, semantic_search.model_id, predicate)
     using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k;
 end
+$fn$;
+$body$
+$template$;
+comment on function pgrecs.semantic_search_template() is
+    'Source of pgrecs.semantic_search with a /*MODEL BRANCHES*/ placeholder; see pgrecs.generate_semantic_search().';
+
+create or replace function pgrecs.generate_semantic_search()
+returns integer
+language plpgsql
+volatile
+as $$
+declare
+    m record;
+    branches text := '';
+    models integer := 0;
+begin
+    for m in select e.model_id, e.dimensions from pgrecs.embedding_models as e order by e.model_id loop
+        -- integers from the models table only
+        branches := branches || format($branch$
+        elsif model_id = %1$s then
+            return query
+                select s.item_id, i.external_id, (1 - s.dist)::real,
+                    (row_number() over (order by s.dist, s.item_id))::integer
+                from (
+                    select e.item_id, e.embedding::halfvec(%2$s) <=> query::halfvec(%2$s) as dist
+                    from pgrecs.item_embeddings as e
+                    where e.model_id = %1$s and e.tenant_id = tenant and e.active
+                        and e.item_id is distinct from exclude_item_id
+                    order by e.embedding::halfvec(%2$s) <=> query::halfvec(%2$s)
+                    limit k
+                ) as s
+                join pgrecs.items as i on i.item_id = s.item_id
+                order by s.dist, s.item_id;
+            return;$branch$, m.model_id, m.dimensions);
+        models := models + 1;
+    end loop;
+    execute replace(pgrecs.semantic_search_template(), '/*MODEL BRANCHES*/', branches);
+    execute $c$comment on function pgrecs.semantic_search(halfvec, integer, jsonb, smallint, bigint) is
+        'Top-k items of the current tenant nearest to a vector for one model, filtered. Unfiltered: the model''s '
+        'HNSW index through a static statement planned once (generated per model by '
+        'pgrecs.generate_semantic_search). Filtered: strategy from pgrecs.similarity_choose, exact scan over the '
+        'GIN/btree-selected embeddings when the filter matches few items, HNSW (relaxed-order iterative scans; a hot '
+        'filter''s partial index when one exists) otherwise, falling back to exact when the index returns < k. '
+        'Stable: the settings it changes are restored on exit by its SET clauses.'$c$;
+    return models;
+end
 $$;
-comment on function pgrecs.semantic_search(halfvec, integer, jsonb, smallint, bigint) is
-    'Top-k items of the current tenant nearest to a vector for one model, filtered; strategy from '
-    'pgrecs.similarity_choose: exact scan when the filter matches few items, HNSW (relaxed-order iterative scans '
-    'for filters) otherwise, falling back to exact when the index returns < k. '
-    'Stable: the hnsw.* settings it changes are restored on exit by its SET clauses.';
+comment on function pgrecs.generate_semantic_search() is
+    'Re-create pgrecs.semantic_search with one static unfiltered branch per registered model; returns how many.';
+
+select pgrecs.generate_semantic_search();
+
+create or replace function pgrecs.filter_index_name(model_id smallint, category text[])
+returns text
+language sql
+immutable parallel safe
+as $$
+    select 'pgrecs.' || left('item_embeddings_hnsw_m' || model_id || '_' || md5(array_to_string(category, chr(31))), 63)
+$$;
+comment on function pgrecs.filter_index_name(smallint, text[]) is
+    'Schema-qualified name of the partial HNSW index of a model over a category prefix (pgrecs.ensure_filter_index).';
+
+create or replace function pgrecs.ensure_filter_index(model_id smallint, category text[])
+returns text
+language plpgsql
+volatile
+as $$
+declare
+    m pgrecs.embedding_models;
+    index_name text;
+begin
+    select * into m from pgrecs.embedding_models as e where e.model_id = ensure_filter_index.model_id;
+    if not found then
+        raise exception 'unknown embedding model id: %', model_id using errcode = 'P0002';
+    end if;
+    if category is null or cardinality(category) = 0 then
+        raise exception 'a filter index needs a category prefix' using errcode = '22023';
+    end if;
+    index_name := split_part(pgrecs.filter_index_name(m.model_id, category), '.', 2);
+    -- DDL takes no parameters: the category is quoted as a literal with %L, integers come from
+    -- the models table. The predicate is the one semantic_search's filtered plan folds to.
+    execute format(
+        'create index if not exists %I on pgrecs.item_embeddings using hnsw '
+        '((embedding::halfvec(%s)) halfvec_cosine_ops) with (m = %s, ef_construction = %s) '
+        'where model_id = %s and category_path[1:%s] = %L::text[]',
+        index_name, m.dimensions, m.hnsw_m, m.hnsw_ef_construction, m.model_id, cardinality(category), category);
+    return index_name;
+end
+$$;
+comment on function pgrecs.ensure_filter_index(smallint, text[]) is
+    'Create (if missing) a partial HNSW index of one model over the items under a category prefix (a hot '
+    'filter): recs.similar_items with that category filter then searches only those items.';
 
 -------------------------------------------------------------------------------------------------
 -- Public API

@@ -16,16 +16,25 @@ after its neighbour lists (the freshness path). The first transaction re-queues 
 second deletes the queue rows again; after a crash in between, the next worker finds them queued,
 unchanged, with lists older than their embedding, and refreshes the lists.
 
-Throughput: a batch claims `batch_size` (default 512) rows and calls `encode(texts, batch_size=32)`
-once; sentence-transformers sorts the texts by length itself, so little is padded.
+Throughput (the model is ~90% of the work, so the database work hides behind it):
+
+* a batch claims `batch_size` (default 512) rows, sorts the texts to embed longest first (as
+  sentence-transformers does inside one `encode` call, so padding is the same) and encodes them in
+  chunks of `WRITE_CHUNK`; while the model encodes chunk i+1, a writer thread tokenizes chunk i for
+  the truncation flags and writes its embeddings on the batch's connection (torch and the
+  tokenizer release the GIL, so the two overlap on separate cores);
+* the neighbour lists of batch i (the second transaction) are written by a background thread on its
+  own connection while batch i+1 is claimed and encoded (`drain` and `watch`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import psycopg
@@ -39,6 +48,7 @@ CHANNEL = "pgrecs_embed"
 DEFAULT_NEIGHBORS = 50
 ENCODE_BATCH = 32
 CLAIM_BATCH = 512
+WRITE_CHUNK = 128  # texts per encode call within a batch: written while the next chunk encodes
 
 
 @dataclass
@@ -95,13 +105,65 @@ def _retrying(conn, fn, *args):
 
 
 def process_batch(conn, spec: ModelSpec, batch_size: int = CLAIM_BATCH,
-                  neighbors: int = DEFAULT_NEIGHBORS) -> EmbedStats:
+                  neighbors: int = DEFAULT_NEIGHBORS, lists: "_ListWriter | None" = None) -> EmbedStats:
     """Claim and process one batch (one transaction, retried on deadlock), then write the new
-    embeddings' neighbour lists in a second transaction. Returns what happened."""
-    stats, pending = _retrying(conn, _process_batch, spec, batch_size, neighbors)
+    embeddings' neighbour lists in a second transaction: here, or handed to `lists` (a background
+    writer with its own connection) so the next batch need not wait. Returns what happened."""
+    # items whose lists the background writer still has to write are queued again meanwhile: not ours
+    skip = lists.outstanding() if lists is not None else []
+    stats, pending = _retrying(conn, _process_batch, spec, batch_size, neighbors, skip)
     if pending:
-        stats.neighbor_lists += _retrying(conn, _refresh_pending, spec, pending, neighbors)
+        if lists is None:
+            stats.neighbor_lists += _retrying(conn, _refresh_pending, spec, pending, neighbors)
+        else:
+            lists.submit(pending)
     return stats
+
+
+class _ListWriter:
+    """Writes neighbour lists (the second transaction of each batch) on its own connection in one
+    background thread, in order; `close` waits for the last and re-raises a failure."""
+
+    def __init__(self, url: str | None, tenant: str, spec: ModelSpec, neighbors: int):
+        self._stack = contextlib.ExitStack()
+        self.conn = self._stack.enter_context(connect(url, tenant=tenant))
+        self.spec, self.neighbors = spec, neighbors
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="pgrecs-lists")
+        self.futures: list = []
+        self.written = 0
+
+    def submit(self, item_ids: list[int]) -> None:
+        self._collect(wait=False)
+        future = self.pool.submit(_retrying, self.conn, _refresh_pending, self.spec, item_ids, self.neighbors)
+        future.item_ids = item_ids
+        self.futures.append(future)
+
+    def outstanding(self) -> list[int]:
+        """Items whose lists are submitted and not written yet."""
+        return [i for future in self.futures if not future.done() for i in future.item_ids]
+
+    def _collect(self, wait: bool) -> None:
+        keep = []
+        for future in self.futures:
+            if wait or future.done():
+                self.written += future.result()
+            else:
+                keep.append(future)
+        self.futures = keep
+
+    def flush(self) -> int:
+        """Wait for the lists submitted so far; returns how many were written since the last flush."""
+        before = self.written
+        self._collect(wait=True)
+        return self.written - before
+
+    def close(self) -> int:
+        try:
+            self._collect(wait=True)
+        finally:
+            self.pool.shutdown(wait=True)
+            self._stack.close()
+        return self.written
 
 
 def _refresh_pending(conn, spec: ModelSpec, item_ids: list[int], neighbors: int) -> int:
@@ -123,7 +185,8 @@ def _refresh_pending(conn, spec: ModelSpec, item_ids: list[int], neighbors: int)
     return len(mine)
 
 
-def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int) -> tuple[EmbedStats, list[int]]:
+def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int,
+                   skip: list[int] = ()) -> tuple[EmbedStats, list[int]]:
     stats = EmbedStats()
     tenant = _tenant(conn)
     claimed = [r[0] for r in conn.execute(
@@ -132,6 +195,7 @@ def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int) -> tu
             select item_id
             from pgrecs.embedding_queue
             where tenant_id = %(tenant)s and model_id = %(model)s
+                and not (item_id = any(%(skip)s::bigint[]))
             order by enqueued_at, item_id
             limit %(limit)s
             for update skip locked
@@ -141,7 +205,7 @@ def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int) -> tu
         where q.item_id = c.item_id and q.model_id = %(model)s
         returning q.item_id
         """,
-        {"tenant": tenant, "model": spec.model_id, "limit": batch_size}).fetchall()]
+        {"tenant": tenant, "model": spec.model_id, "limit": batch_size, "skip": list(skip)}).fetchall()]
     stats.claimed = len(claimed)
     if not claimed:
         return stats, []
@@ -200,27 +264,23 @@ def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int) -> tu
 
     if to_embed:
         encoder = get_encoder(spec.source)
-        texts = [text for _, text, _ in to_embed]
-        flags = encoder.truncated(texts)
-        # one call for the whole claim: encode() sorts the texts by length and pads each model batch
-        # of 32 to its longest text only
-        started = time.perf_counter()
-        vectors = encoder.encode(texts, batch_size=ENCODE_BATCH)
-        stats.encode_seconds = time.perf_counter() - started
-        stats.model_calls += 1
+        # longest first, in chunks: the writer thread flags and writes chunk i while chunk i+1 encodes
+        order = sorted(to_embed, key=lambda e: -len(e[1]))
+        chunks = [order[i:i + WRITE_CHUNK] for i in range(0, len(order), WRITE_CHUNK)]
+        with ThreadPoolExecutor(1, thread_name_prefix="pgrecs-embed-write") as writer:
+            written = []
+            try:
+                for chunk in chunks:
+                    texts = [text for _, text, _ in chunk]
+                    started = time.perf_counter()
+                    vectors = encoder.encode(texts, batch_size=ENCODE_BATCH)
+                    stats.encode_seconds += time.perf_counter() - started
+                    stats.model_calls += 1
+                    written.append(writer.submit(_write_embeddings, conn, tenant, spec, encoder, chunk, vectors))
+            finally:
+                truncated = [future.result() for future in written]  # waits; re-raises a write failure
         stats.embedded = len(to_embed)
-        stats.truncated = sum(flags)
-        with conn.cursor() as cur:
-            cur.executemany(
-                """
-                insert into pgrecs.item_embeddings (tenant_id, item_id, model_id, embedding, text_sha256, truncated)
-                values (%s, %s, %s, %s, %s, %s)
-                on conflict (item_id, model_id) do update
-                    set embedding = excluded.embedding, text_sha256 = excluded.text_sha256,
-                        truncated = excluded.truncated, embedded_at = now()
-                """,
-                [(tenant, item_id, spec.model_id, HalfVector(vector), sha, flag)
-                 for (item_id, _, sha), vector, flag in zip(to_embed, vectors, flags)])
+        stats.truncated = sum(truncated)
         conn.execute("delete from pgrecs.not_embeddable where model_id = %s and item_id = any(%s)",
                      (spec.model_id, [e[0] for e in to_embed]))
 
@@ -244,6 +304,24 @@ def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int) -> tu
     return stats, pending
 
 
+def _write_embeddings(conn, tenant: str, spec: ModelSpec, encoder, chunk: list[tuple[int, str, bytes]],
+                      vectors) -> int:
+    """Upsert one encoded chunk with its text hashes and truncation flags; returns how many were truncated."""
+    flags = encoder.truncated([text for _, text, _ in chunk])
+    with conn.cursor() as cur:
+        cur.executemany(
+            """
+            insert into pgrecs.item_embeddings (tenant_id, item_id, model_id, embedding, text_sha256, truncated)
+            values (%s, %s, %s, %s, %s, %s)
+            on conflict (item_id, model_id) do update
+                set embedding = excluded.embedding, text_sha256 = excluded.text_sha256,
+                    truncated = excluded.truncated, embedded_at = now()
+            """,
+            [(tenant, item_id, spec.model_id, HalfVector(vector), sha, flag)
+             for (item_id, _, sha), vector, flag in zip(chunk, vectors, flags)])
+    return sum(flags)
+
+
 def drain(url: str | None, tenant: str, model: str | None = None, *, batch_size: int = CLAIM_BATCH,
           neighbors: int = DEFAULT_NEIGHBORS, progress: bool = True, enqueue: bool = True) -> EmbedStats:
     """Queue stale items (when enqueue) and process the queue until it is empty."""
@@ -260,13 +338,18 @@ def drain(url: str | None, tenant: str, model: str | None = None, *, batch_size:
         conn.commit()
         if depth:
             get_encoder(spec.source)  # fail fast on a missing model, before claiming anything
-        with tqdm(total=depth, unit="item", desc=f"embed {spec.name}", disable=not progress or depth == 0) as bar:
-            while True:
-                stats = process_batch(conn, spec, batch_size, neighbors)
-                if stats.claimed == 0:
-                    break
-                total.add(stats)
-                bar.update(stats.claimed)
+        lists = _ListWriter(url, tenant, spec, neighbors) if depth and spec.is_default and neighbors > 0 else None
+        try:
+            with tqdm(total=depth, unit="item", desc=f"embed {spec.name}", disable=not progress or depth == 0) as bar:
+                while True:
+                    stats = process_batch(conn, spec, batch_size, neighbors, lists)
+                    if stats.claimed == 0:
+                        break
+                    total.add(stats)
+                    bar.update(stats.claimed)
+        finally:
+            if lists is not None:
+                total.neighbor_lists += lists.close()
     total.seconds = time.perf_counter() - started
     return total
 
@@ -280,21 +363,27 @@ def watch(url: str | None, tenant: str, model: str | None = None, *, batch_size:
     """
     total = EmbedStats()
     deadline = None if stop_after is None else time.monotonic() + stop_after
-    with connect(url, tenant=tenant, autocommit=True) as listener, connect(url, tenant=tenant) as conn:
+    with connect(url, tenant=tenant, autocommit=True) as listener, connect(url, tenant=tenant) as conn, \
+            contextlib.ExitStack() as stack:
         listener.execute(f"listen {CHANNEL}")
         spec = load_spec(conn, model)
         conn.commit()
         get_encoder(spec.source)
         total.queued = enqueue_stale(conn, spec)
         conn.commit()
+        lists = _ListWriter(url, tenant, spec, neighbors) if spec.is_default and neighbors > 0 else None
+        stack.callback(lambda: lists and lists.close())
         while (deadline is None or time.monotonic() < deadline) and not (stop_event and stop_event.is_set()):
+            # a burst: each batch's lists are written (background) while the next one encodes
             while True:
-                stats = process_batch(conn, spec, batch_size, neighbors)
+                stats = process_batch(conn, spec, batch_size, neighbors, lists)
                 if stats.claimed == 0:
                     break
                 total.add(stats)
                 if on_batch is not None:
                     on_batch(stats)
+            if lists is not None:
+                total.neighbor_lists += lists.flush()
             wait = idle_seconds if deadline is None else max(0.0, min(idle_seconds, deadline - time.monotonic()))
             if stop_event is not None:
                 wait = min(wait, 0.5)
