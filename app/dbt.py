@@ -94,6 +94,11 @@ def run(
         "--target-path", str(target),
         "--log-path", str(target / "logs"),
         "--quiet",
+        # reuse target/partial_parse.msgpack (same project, vars and profile: no parsing at all);
+        # no usage tracking or version check: nothing to send from a refresh job
+        "--partial-parse",
+        "--no-send-anonymous-usage-stats",
+        "--no-version-check",
     ]
     if select:
         # only tests whose parents are all selected (a relationships test to an unbuilt model is not)

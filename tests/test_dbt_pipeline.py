@@ -207,36 +207,107 @@ def test_ease_published_for_the_small_catalog(dirty_url, built):
 EVENT_LEVEL_TABLES = {
     "int_user_items_aggregated": "select * from recs_intermediate.int_user_items_aggregated order by 1, 2, 3",
     "int_basket_items_weighted": "select * from recs_intermediate.int_basket_items_weighted order by 1, 3, 4",
+    "int_item_events_daily": "select * from recs_intermediate.int_item_events_daily order by 1, 2, 3",
+    "int_item_events_decayed": "select * from recs_intermediate.int_item_events_decayed order by 1, 2",
     "fct_user_recent_interactions": "select * from recs_marts.fct_user_recent_interactions order by 1, 2, 3",
+    "fct_item_popularity": "select * from recs_marts.fct_item_popularity order by 1, 2",
+    "item_signals": "select item_id, popularity, trending, category_popularity_rank, quality_score, quality_flags"
+                    " from pgrecs.item_signals order by 1",
 }
+# a day later, and a week later with two events on the day the 7-day trending boundary falls in
+# (as_of 2024-01-09 06:00: the boundary is 2024-01-02 06:00), one on each side of it
+WEEK_LATER_EVENTS = [("u1", "a4", "view", "s9", "2024-01-02 03:00+00"), ("u2", "a4", "click", None, "2024-01-02 08:00+00"),
+                     ("u5", "a1", "purchase", "s5", "2024-01-09 06:00+00")]
 
 
 def _rounded(rows):
     return [{k: round(v, 9) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
 
 
+def _node_names(report):
+    return {n.name for n in report.nodes}
+
+
 def test_incremental_refresh_equals_full_refresh(dirty_url, built):
+    """Incremental refreshes (new events on the same day, then on later days across a trending
+    window boundary) leave every event-level model, the published lists and the item signals
+    exactly as a full refresh over the same events does."""
     from app.signals.refresh import refresh
 
     sql = """select item_id, neighbor_item_id, rank, score from pgrecs.item_neighbors
              where signal = 'cooccurrence' order by 1, 3"""
     with psycopg.connect(dirty_url) as conn:
         insert_events(conn, LATER_EVENTS, at="2024-01-01 13:00+00")
-    report = refresh(dirty_url, run_tests=False)
+    report = refresh(dirty_url, run_tests=True)
     assert report.mode == "incremental"
     # u3's and u4's baskets (a1, a2, a6, a7) and a3, whose list holds a1 and a2; not a4 / a5
     assert report.tenants[0]["cooccurrence_items"] == 5
+    assert "fct_item_audit" not in _node_names(report)  # no item changed
+    with psycopg.connect(dirty_url) as conn:
+        for user, item, kind, session, at in WEEK_LATER_EVENTS:
+            insert_events(conn, [(user, item, kind, session)], at=at)
+    report = refresh(dirty_url, run_tests=True)
+    assert report.mode == "incremental" and report.tests > 0
     incremental = query(dirty_url, sql)
     incremental_tables = {name: query(dirty_url, q) for name, q in EVENT_LEVEL_TABLES.items()}
-    refresh(dirty_url, full=True, ease=False, run_tests=False)
+    report = refresh(dirty_url, full=True, ease=False, run_tests=False)
+    assert "fct_item_audit" in _node_names(report)
     full = query(dirty_url, sql)
     for name, q in EVENT_LEVEL_TABLES.items():
-        # the incremental event-level models (only the new events' users rebuilt) match a rebuild
+        # the incremental models (only the new events' users and days rebuilt) match a rebuild
         assert _rounded(incremental_tables[name]) == _rounded(query(dirty_url, q)), name
     assert [(r["item_id"], r["neighbor_item_id"], r["rank"]) for r in incremental] == \
         [(r["item_id"], r["neighbor_item_id"], r["rank"]) for r in full]
     assert [r["score"] for r in incremental] == pytest.approx([r["score"] for r in full], rel=1e-6)
-    assert len(full) == 8 + 2  # the new a6 <-> a7 pair (from u4's user and session baskets)
+    popularity = {r["item_id"]: r for r in incremental_tables["int_item_events_decayed"]}
+    a4 = query(dirty_url, "select item_id from pgrecs.items where external_id = 'a4'")[0]["item_id"]
+    # a4: the click (weight 2) on the boundary day after the boundary is recent; the view on the
+    # boundary day before it and the 2024-01-01 12:00 view (7.75 days old) are previous
+    assert (popularity[a4]["recent_weight"], popularity[a4]["previous_weight"]) == (2.0, 2.0)
+
+
+def test_popularity_from_daily_rollup_equals_the_event_formula(dirty_url, built):
+    """Popularity summed from the daily rollup equals sum(weight * 0.5 ^ (age / half-life)) over
+    the events themselves."""
+    rows = query(dirty_url, """
+        with ref as (select max(occurred_at) as as_of from pgrecs.events)
+        select e.item_id, sum(t.default_weight * power(0.5, extract(epoch from ref.as_of - e.occurred_at)::float8 / 86400 / 14))
+               as expected, max(d.popularity) as got
+        from pgrecs.events e join pgrecs.event_types t using (event_type) cross join ref
+        join recs_intermediate.int_item_events_decayed d using (item_id)
+        group by e.item_id""")
+    assert rows
+    for r in rows:
+        assert r["got"] == pytest.approx(r["expected"], rel=1e-12), r
+
+
+def test_no_change_refresh_skips_item_models_and_ease(dirty_url, built):
+    from app.signals.refresh import refresh
+
+    refresh(dirty_url, ease=True, run_tests=False)  # EASE in step with the current events
+    before = query(dirty_url, "select item_id, neighbor_item_id, score from pgrecs.item_neighbors"
+                              " where signal = 'ease' order by 1, 2")
+    report = refresh(dirty_url, ease=True)
+    assert report.mode == "incremental"
+    assert not _node_names(report) & {"stg_pgrecs__items", "dim_items_enriched", "fct_item_audit"}
+    assert any("EASE kept where the user x item matrix is unchanged" in n for n in report.notes)
+    assert report.tenants[0]["ease_rows"] == 0 and report.tenants[0]["cooccurrence_items"] == 0
+    assert query(dirty_url, "select item_id, neighbor_item_id, score from pgrecs.item_neighbors"
+                            " where signal = 'ease' order by 1, 2") == before
+    # an item changes: the item models run again and the audit sees the change
+    with psycopg.connect(dirty_url) as conn:
+        conn.execute("update pgrecs.items set brand = 'Brand New' where external_id = 'a8'")
+    report = refresh(dirty_url, run_tests=False)
+    assert report.mode == "incremental" and "fct_item_audit" in _node_names(report)
+    flags = query(dirty_url, "select a.quality_flags from recs_marts.fct_item_audit a"
+                             " join pgrecs.items i using (item_id) where i.external_id = 'a8'")[0]["quality_flags"]
+    assert "no_brand" not in flags
+    # a changed setting turns the next refresh into a full one
+    report = refresh(dirty_url, run_tests=False, variables={"popularity_half_life_days": 7})
+    assert report.mode == "full" and any("settings changed" in n for n in report.notes)
+    report = refresh(dirty_url, run_tests=False, variables={"popularity_half_life_days": 7})
+    assert report.mode == "incremental"
+    refresh(dirty_url, run_tests=False)  # back to the default settings (a full refresh)
 
 
 def test_python_cooccurrence_equals_the_dbt_mart(dirty_url, built):

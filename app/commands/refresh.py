@@ -23,12 +23,43 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict:
     return out
 
 
-def _progress_printer():
-    def show(node, index, total):
-        status = node.status.upper()
-        where = f"[{index}/{total}] " if total else ""
-        click.echo(f"  {where}{status:<5} {node.kind} {node.name} ({node.seconds:.1f}s)", err=True)
-    return show
+class _Progress:
+    """A concise progress display on stderr: on a terminal one status line rewritten in place
+    (step, node count, the node that just finished); elsewhere one line per finished step."""
+
+    def __init__(self) -> None:
+        self.tty = click.get_text_stream("stderr").isatty()
+        self.name: str | None = None
+        self.started = 0.0
+        self.nodes = 0
+        self.failed: list[str] = []
+
+    def step(self, name: str) -> None:
+        import time
+
+        self.close()
+        self.name, self.started, self.nodes = name, time.perf_counter(), 0
+
+    def node(self, node, index: int, total: int) -> None:
+        self.nodes += 1
+        if node.status not in ("success", "pass"):
+            self.failed.append(f"{node.status} {node.kind} {node.name}")
+        if self.tty:
+            where = f"{index}/{total}" if total else str(self.nodes)
+            line = f"{self.name} [{where}] {node.name}"[:100]
+            click.echo(f"\r\033[K{line}", err=True, nl=False)
+
+    def close(self) -> None:
+        import time
+
+        if self.name is None:
+            return
+        counted = f", {self.nodes} nodes" if self.nodes else ""
+        prefix = "\r\033[K" if self.tty else ""
+        click.echo(f"{prefix}{self.name}: {time.perf_counter() - self.started:.1f}s{counted}", err=True)
+        for failure in self.failed:
+            click.echo(f"  {failure}", err=True)
+        self.name, self.failed = None, []
 
 
 @click.command()
@@ -47,24 +78,33 @@ def _progress_printer():
 @click.option("--cooccurrence-in-dbt", is_flag=True,
               help="Build co-occurrence with the dbt mart fct_item_cooccurrence (SQL; slower) instead of the "
                    "sparse matrix product in Python (same scores).")
-@click.option("--quiet", is_flag=True, help="No per-model progress lines.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
 @click.pass_context
 def refresh(ctx, full, ease, ease_lambda, ease_max_items, top_n, dbt_vars, run_tests, cooccurrence_in_dbt, quiet):
     """Rebuild the dbt marts and publish co-occurrence, EASE, popularity and quality signals."""
     from app.signals.refresh import refresh as run_refresh
 
     url = url_from(ctx)
-    report = run_refresh(url, full=full, ease=ease, ease_lambda=ease_lambda, ease_max_items=ease_max_items,
-                         top_n=top_n, variables=_parse_vars(dbt_vars), run_tests=run_tests,
-                         cooccurrence_in_dbt=cooccurrence_in_dbt, progress=None if quiet else _progress_printer())
+    show = None if quiet else _Progress()
+    try:
+        report = run_refresh(url, full=full, ease=ease, ease_lambda=ease_lambda, ease_max_items=ease_max_items,
+                             top_n=top_n, variables=_parse_vars(dbt_vars), run_tests=run_tests,
+                             cooccurrence_in_dbt=cooccurrence_in_dbt, progress=show and show.node,
+                             step=show and show.step)
+    finally:
+        if show:
+            show.close()
+    if not quiet and report.nodes:
+        slow = ", ".join(f"{n.name} {n.seconds:.1f}s" for n in report.slowest(3))
+        click.echo(f"slowest dbt nodes: {slow}", err=True)
     for note in report.notes:
         click.echo(f"note: {note}", err=True)
     for t in report.tenants:
         click.echo(
             f"{report.mode} refresh, tenant {t['tenant_id']}: {t['cooccurrence_items']} co-occurrence lists "
             f"recomputed ({t['cooccurrence_rows']} rows), {t['ease_rows']} EASE rows, {t['signal_rows']} item signals")
-    click.echo(f"done in {report.seconds:.1f}s (dbt run {report.dbt_seconds:.1f}s: {report.models} models; "
-               f"dbt test {report.test_seconds:.1f}s: {report.tests} tests; "
+    click.echo(f"done in {report.seconds:.1f}s (dbt {report.dbt_seconds:.1f}s: {report.models} models, "
+               f"{report.tests} tests taking {report.test_seconds:.1f}s of dbt's threads; "
                f"co-occurrence {report.cooccurrence_seconds:.1f}s; EASE {report.ease_seconds:.1f}s; "
                f"publish {report.publish_seconds:.1f}s)")
 

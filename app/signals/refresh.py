@@ -1,8 +1,21 @@
-"""`pgrecs refresh`: dbt run + dbt test, co-occurrence and EASE in Python, one publishing transaction.
+"""`pgrecs refresh`: dbt build (models and tests), co-occurrence and EASE in Python, one publishing transaction.
 
-Full refresh: every co-occurrence list, EASE, popularity, audit. Incremental (the default once a
-full refresh has run): dbt recomputes only the co-occurrence lists touched by events newer than
-pgrecs.refresh_state; EASE is kept as it is unless asked for (it is a global model).
+Full refresh: every model, every co-occurrence list, EASE, popularity, audit, every test.
+Incremental (the default once a full refresh has run) does work in proportion to what changed:
+
+- the event-level models read only the events after their high-water mark (the users those
+  events belong to, the days they fall on); popularity is summed from the daily rollup;
+- only the co-occurrence lists touched by the new events are recomputed and replaced;
+- the item-text and audit models are skipped when no item row (and no text function) changed
+  since the last refresh (fingerprint `items` in pgrecs.refresh_state.inputs);
+- the dbt tests on the event-level relations read only the rows this run could change (var
+  incremental_refresh, macro get_where_subquery); every other model keeps all its tests;
+- EASE, a global model, is kept unless asked for (--ease); asked for, it is skipped when the
+  user x item matrix is the one it was computed from (fingerprint `ease`).
+
+A change of any dbt var, of --top-n, of the event types' weights or of the dbt project's SQL
+(fingerprint `settings`) turns an incremental refresh into a full one, since the stored
+incremental rows depend on them.
 """
 
 from __future__ import annotations
@@ -14,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import hashlib
+
 from app import dbt
 from app.db import connect
 from app.errors import PgrecsError
@@ -24,8 +39,8 @@ from app.signals import ease as ease_module
 @dataclass
 class RefreshReport:
     mode: str
-    dbt_seconds: float = 0.0
-    test_seconds: float = 0.0
+    dbt_seconds: float = 0.0  # the dbt invocation, wall clock: dbt build (models and tests) or dbt run
+    test_seconds: float = 0.0  # of which the tests' execution (summed over dbt's threads; not added to seconds)
     cooccurrence_seconds: float = 0.0
     ease_seconds: float = 0.0
     publish_seconds: float = 0.0
@@ -33,30 +48,102 @@ class RefreshReport:
     tests: int = 0
     tenants: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    nodes: list[dbt.NodeResult] = field(default_factory=list)
+
+    def slowest(self, n: int = 5) -> list[dbt.NodeResult]:
+        """The n slowest dbt models and tests of this refresh."""
+        return sorted(self.nodes, key=lambda node: -node.seconds)[:n]
 
     @property
     def seconds(self) -> float:
-        return self.dbt_seconds + self.test_seconds + self.cooccurrence_seconds + self.ease_seconds + self.publish_seconds
+        return self.dbt_seconds + self.cooccurrence_seconds + self.ease_seconds + self.publish_seconds
 
 
-def _snapshot(url: str) -> tuple[dict[str, int], bool]:
-    """Max event id per tenant before the build, and whether every tenant has refresh state."""
+ITEM_MODELS = ("stg_pgrecs__items", "int_item_titles_keyed", "int_item_titles_matched", "dim_items_enriched",
+               "fct_item_audit", "fct_catalog_audit_summary")
+ITEM_RELATIONS = ("recs_staging.stg_pgrecs__items", "recs_intermediate.int_item_titles_keyed",
+                  "recs_intermediate.int_item_titles_matched", "recs_marts.dim_items_enriched",
+                  "recs_marts.fct_item_audit", "recs_marts.fct_catalog_audit_summary")
+
+
+@dataclass
+class Snapshot:
+    last_event_ids: dict[str, int]  # max event id per tenant before the build
+    marks: dict[str, int]  # the last published event id per tenant (refresh_state)
+    inputs: dict | None  # the fingerprints every tenant's last refresh recorded (None: unknown or mixed)
+    item_relations_exist: bool
+
+    @property
+    def has_state(self) -> bool:
+        return bool(self.last_event_ids) and set(self.last_event_ids) <= set(self.marks)
+
+
+def _snapshot(url: str) -> Snapshot:
     with connect(url) as conn:
         ids = dict(conn.execute(
             "select tenant_id, max(event_id) from pgrecs.events group by tenant_id").fetchall())
-        stated = {row[0] for row in conn.execute("select tenant_id from pgrecs.refresh_state").fetchall()}
-    return ids, bool(ids) and set(ids) <= stated
+        state = conn.execute("select tenant_id, last_event_id, inputs from pgrecs.refresh_state").fetchall()
+        exist = conn.execute("select bool_and(to_regclass(r) is not null) from unnest(%s::text[]) as r",
+                             (list(ITEM_RELATIONS),)).fetchone()[0]
+    marks = {tenant: mark for tenant, mark, _ in state}
+    stored = {json.dumps(inputs.get("shared"), sort_keys=True) for tenant, _, inputs in state if tenant in ids}
+    inputs = None
+    if len(stored) == 1 and set(ids) <= set(marks):
+        inputs = {"shared": json.loads(stored.pop()),
+                  "ease": {tenant: (inp or {}).get("ease") for tenant, _, inp in state}}
+    return Snapshot(ids, marks, inputs, bool(exist))
+
+
+def _settings_fingerprint(url: str, dbt_vars: dict) -> str:
+    """What the stored incremental rows depend on: every dbt var (defaults merged with this run's
+    overrides), the event types' weights, and the dbt project's SQL and YAML."""
+    import yaml
+
+    with open(dbt.PROJECT_DIR / "dbt_project.yml", encoding="utf-8") as f:
+        effective = dict((yaml.safe_load(f).get("vars") or {}))
+    effective.update({k: v for k, v in dbt_vars.items() if k not in ("full_refresh", "incremental_refresh")})
+    digest = hashlib.sha256(json.dumps(effective, sort_keys=True, default=str).encode())
+    for path in sorted(dbt.PROJECT_DIR.glob("**/*")):
+        if path.suffix in (".sql", ".yml") and "target" not in path.parts and "logs" not in path.parts:
+            digest.update(path.relative_to(dbt.PROJECT_DIR).as_posix().encode())
+            digest.update(path.read_bytes())
+    with connect(url) as conn:
+        rows = conn.execute("select event_type, default_weight::text from pgrecs.event_types order by 1").fetchall()
+    digest.update(json.dumps(rows).encode())
+    return digest.hexdigest()
+
+
+def _items_fingerprint(url: str) -> str:
+    """The catalog rows (every column, every tenant) and the pgrecs text functions the item models call."""
+    with connect(url) as conn:
+        count, total = conn.execute(
+            "select count(*), coalesce(sum(hashtextextended(i::text, 0)), 0)::text from pgrecs.items as i").fetchone()
+        (functions,) = conn.execute(
+            "select md5(coalesce(string_agg(p.oid::regprocedure::text || p.prosrc, ',' order by p.oid::regprocedure::text), ''))"
+            " from pg_catalog.pg_proc as p where p.pronamespace = 'pgrecs'::regnamespace").fetchone()
+    return f"{count}:{total}:{functions}"
+
+
+def _ease_fingerprints(url: str, lam: float, top_n: int) -> dict[str, str]:
+    """Per tenant, the binary user x item matrix EASE reads, with its parameters."""
+    with connect(url) as conn:
+        rows = conn.execute(
+            "select tenant_id, count(*), sum(hashtextextended(user_id::text || ',' || item_id::text, 0))::text"
+            " from recs_intermediate.int_user_items_aggregated group by tenant_id").fetchall()
+    return {tenant: f"{count}:{total}:{lam}:{top_n}" for tenant, count, total in rows}
 
 
 def compute_ease(url: str, lam: float, top_n: int, max_items: int,
-                 notes: list[str]) -> dict[str, ease_module.EaseNeighbors]:
-    """EASE neighbours per tenant from recs_intermediate.int_user_items_aggregated."""
+                 notes: list[str], tenants: list[str] | None = None) -> dict[str, ease_module.EaseNeighbors]:
+    """EASE neighbours per tenant (all, or the given ones) from recs_intermediate.int_user_items_aggregated."""
     out: dict[str, ease_module.EaseNeighbors] = {}
     with connect(url) as conn:
-        tenants = conn.execute(
+        counts = conn.execute(
             "select tenant_id, count(distinct item_id) from recs_intermediate.int_user_items_aggregated "
             "group by tenant_id order by tenant_id").fetchall()
-        for tenant, n_items in tenants:
+        for tenant, n_items in counts:
+            if tenants is not None and tenant not in tenants:
+                continue
             if n_items > max_items:
                 notes.append(
                     f"EASE skipped for tenant {tenant}: {n_items:,} items with interactions exceed the limit of "
@@ -80,30 +167,43 @@ def _project_var(name: str, variables: dict):
         return (yaml.safe_load(f).get("vars") or {}).get(name)
 
 
+_NEIGHBOR_COLUMNS = "(tenant_id, item_id, neighbor_item_id, score, rank)"
+
+
+def _copy_neighbors(conn, table: str, per_tenant: dict) -> None:
+    """Rows of per-tenant neighbour lists into a temporary table, through one binary COPY built
+    with numpy (a Python call per row cost about a second per 200,000 rows)."""
+    conn.execute(f"create temporary table {table} (tenant_id text, item_id bigint, neighbor_item_id bigint,"
+                 " score real, rank smallint) on commit drop")
+    parts = [b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")]
+    for tenant, nb in per_tenant.items():
+        name = tenant.encode()
+        dtype = np.dtype([("count", ">i2"), ("l0", ">i4"), ("tenant", f"S{len(name)}"), ("l1", ">i4"), ("item", ">i8"),
+                          ("l2", ">i4"), ("neighbor", ">i8"), ("l3", ">i4"), ("score", ">f4"), ("l4", ">i4"),
+                          ("rank", ">i2")])
+        rows = np.zeros(len(nb.item_ids), dtype=dtype)
+        rows["count"], rows["l0"], rows["tenant"] = 5, len(name), name
+        rows["l1"], rows["item"] = 8, nb.item_ids
+        rows["l2"], rows["neighbor"] = 8, nb.neighbor_ids
+        rows["l3"], rows["score"] = 4, nb.scores
+        rows["l4"], rows["rank"] = 2, nb.ranks
+        parts.append(rows.tobytes())
+    parts.append((-1).to_bytes(2, "big", signed=True))
+    with conn.cursor().copy(f"copy {table} {_NEIGHBOR_COLUMNS} from stdin (format binary)") as copy:
+        copy.write(b"".join(parts))
+
+
 def publish(url: str, last_event_ids: dict[str, int], full: bool,
             ease: dict[str, ease_module.EaseNeighbors] | None,
-            cooccurrence: dict[str, cooccurrence_module.Neighbors] | None = None) -> list[dict]:
+            cooccurrence: dict[str, cooccurrence_module.Neighbors] | None = None,
+            inputs: dict | None = None) -> list[dict]:
+    """One transaction: the neighbour lists and the marts into the tables scoring reads, and the
+    refresh state (with the input fingerprints: {"shared": {...}, "ease": {tenant: fp}})."""
     with connect(url) as conn:
         if cooccurrence is not None:
-            conn.execute(
-                "create temporary table cooccurrence_neighbors (tenant_id text, item_id bigint,"
-                " neighbor_item_id bigint, score real, rank smallint) on commit drop")
-            with conn.cursor().copy(
-                    "copy cooccurrence_neighbors (tenant_id, item_id, neighbor_item_id, score, rank) from stdin") as copy:
-                for tenant, nb in cooccurrence.items():
-                    for row in zip(nb.item_ids.tolist(), nb.neighbor_ids.tolist(), nb.scores.tolist(),
-                                   nb.ranks.tolist()):
-                        copy.write_row((tenant, *row))
+            _copy_neighbors(conn, "cooccurrence_neighbors", cooccurrence)
         if ease is not None:
-            conn.execute(
-                "create temporary table ease_neighbors (tenant_id text, item_id bigint, neighbor_item_id bigint,"
-                " score real, rank smallint) on commit drop")
-            with conn.cursor().copy(
-                    "copy ease_neighbors (tenant_id, item_id, neighbor_item_id, score, rank) from stdin") as copy:
-                for tenant, nb in ease.items():
-                    for row in zip(nb.item_ids.tolist(), nb.neighbor_ids.tolist(), nb.scores.tolist(),
-                                   nb.ranks.tolist()):
-                        copy.write_row((tenant, *row))
+            _copy_neighbors(conn, "ease_neighbors", ease)
         cur = conn.execute(
             "select tenant_id, cooccurrence_items, cooccurrence_rows, ease_rows, signal_rows"
             " from pgrecs.publish_signals(last_event_ids => %s::jsonb, full_refresh => %s)",
@@ -117,6 +217,12 @@ def publish(url: str, last_event_ids: dict[str, int], full: bool,
             for tenant, nb in ease.items():
                 conn.execute("update pgrecs.refresh_state set ease_items = %s where tenant_id = %s",
                              (int(len(np.unique(nb.item_ids))), tenant))
+        if inputs is not None:
+            conn.execute("update pgrecs.refresh_state set inputs = inputs || jsonb_build_object('shared', %s::jsonb)"
+                         " where tenant_id = any(%s)", (json.dumps(inputs["shared"]), list(last_event_ids)))
+            for tenant, fingerprint in (inputs.get("ease") or {}).items():
+                conn.execute("update pgrecs.refresh_state set inputs = inputs || jsonb_build_object('ease', %s::text)"
+                             " where tenant_id = %s", (fingerprint, tenant))
     return rows
 
 
@@ -124,50 +230,91 @@ def refresh(url: str, *, full: bool | None = None, ease: bool | None = None,
             ease_lambda: float = ease_module.DEFAULT_LAMBDA, ease_max_items: int = ease_module.DEFAULT_MAX_ITEMS,
             top_n: int = 50, variables: dict | None = None, run_tests: bool = True,
             cooccurrence_in_dbt: bool = False,
-            progress: Callable[[dbt.NodeResult, int, int], None] | None = None) -> RefreshReport:
-    """dbt run, then the dbt tests (they gate publishing), co-occurrence (sparse product in
+            progress: Callable[[dbt.NodeResult, int, int], None] | None = None,
+            step: Callable[[str], None] | None = None) -> RefreshReport:
+    """dbt build (models and their tests, which gate publishing; dbt run without tests), co-occurrence (sparse product in
     Python unless cooccurrence_in_dbt: then the dbt mart fct_item_cooccurrence, the slow SQL
-    reference), EASE, and one publishing transaction."""
+    reference), EASE, and one publishing transaction. `step` is told the name of each step as
+    it starts; `progress` gets every dbt node as it finishes."""
     if top_n < 1 or top_n > 1000:
         raise PgrecsError("--top-n must be between 1 and 1000")
-    last_event_ids, has_state = _snapshot(url)
-    full = (not has_state) if full is None else full
-    ease = full if ease is None else ease
-    report = RefreshReport(mode="full" if full else "incremental")
+    say = step or (lambda _name: None)
+    snap = _snapshot(url)
     dbt_vars = dict(variables or {})
     dbt_vars["cooc_top_n"] = top_n
-    if full:
-        dbt_vars["full_refresh"] = True
+    settings = _settings_fingerprint(url, dbt_vars)
+    items = _items_fingerprint(url)
+    previous = (snap.inputs or {}).get("shared") or {}
+    if full is None:
+        full = not snap.has_state
+        if not full and previous.get("settings") != settings:
+            full = True
+            reason = "unknown" if not previous.get("settings") else "changed"
+            dbt_vars_note = f"settings {reason} since the last refresh (dbt vars, --top-n, event weights or dbt SQL): full refresh"
+            notes = [dbt_vars_note]
+        else:
+            notes = []
+    else:
+        notes = []
+    report = RefreshReport(mode="full" if full else "incremental", notes=notes)
+    # the same vars for the run and the test invocation, and for every incremental refresh: dbt
+    # re-parses the whole project whenever the vars differ from its last invocation's
+    dbt_vars["full_refresh" if full else "incremental_refresh"] = True
 
-    exclude = None if cooccurrence_in_dbt else "fct_item_cooccurrence"
+    excluded = [] if cooccurrence_in_dbt else ["fct_item_cooccurrence"]
+    if not full and previous.get("items") == items and snap.item_relations_exist:
+        excluded += ITEM_MODELS
+        report.notes.append("no item changed since the last refresh: item text and audit models kept")
+    exclude = " ".join(excluded) or None
+
     started = time.perf_counter()
-    built = dbt.run(url, "run", full_refresh=full, variables=dbt_vars, exclude=exclude, progress=progress)
+    if run_tests:
+        # one `dbt build` (one parse, one manifest, one relation cache) rather than dbt run + dbt
+        # test: each test runs right after its model, a failure skips what depends on it and
+        # still stops the refresh before anything is published. Incremental: the tests on the
+        # event-level relations read only what this run could change (macro get_where_subquery)
+        say("dbt build")
+        built = dbt.run(url, "build", full_refresh=full, variables=dbt_vars, exclude=exclude, progress=progress)
+        report.tests = built.tests
+        report.test_seconds = sum(n.seconds for n in built.nodes if n.kind in ("test", "unit_test"))
+    else:
+        say("dbt run")
+        built = dbt.run(url, "run", full_refresh=full, variables=dbt_vars, exclude=exclude, progress=progress)
     report.dbt_seconds = time.perf_counter() - started
     report.models = built.models
-    if run_tests:
-        # after every model rather than interleaved (dbt build): one pass, and a failure still
-        # stops the refresh before anything is published
-        started = time.perf_counter()
-        tested = dbt.run(url, "test", variables=dbt_vars, exclude=exclude, progress=progress)
-        report.test_seconds = time.perf_counter() - started
-        report.tests = tested.tests
+    report.nodes += built.nodes
 
     cooccurrence_result = None
     if not cooccurrence_in_dbt:
+        say("co-occurrence")
         started = time.perf_counter()
         cooccurrence_result = cooccurrence_module.compute(
             url, top_n, float(_project_var("cooc_shrinkage", dbt_vars)))
         report.cooccurrence_seconds = time.perf_counter() - started
 
     ease_result = None
+    ease_inputs: dict[str, str] = {}
+    if ease is None:
+        ease = full
     if ease:
+        say("EASE")
         started = time.perf_counter()
-        ease_result = compute_ease(url, ease_lambda, top_n, ease_max_items, report.notes)
+        ease_inputs = _ease_fingerprints(url, ease_lambda, top_n)
+        stored = (snap.inputs or {}).get("ease") or {}
+        stale = sorted(t for t, fp in ease_inputs.items() if full or stored.get(t) != fp)
+        if len(stale) < len(ease_inputs):
+            report.notes.append("EASE kept where the user x item matrix is unchanged since it was computed"
+                                + (f" (recomputed for {', '.join(stale)})" if stale else ""))
+        ease_result = compute_ease(url, ease_lambda, top_n, ease_max_items, report.notes, tenants=stale) \
+            if stale else None
+        ease_inputs = {t: ease_inputs[t] for t in (ease_result or {})}
         report.ease_seconds = time.perf_counter() - started
     else:
         report.notes.append("EASE kept from the last full refresh (pass --ease to recompute it)")
 
+    say("publish")
     started = time.perf_counter()
-    report.tenants = publish(url, last_event_ids, full, ease_result, cooccurrence_result)
+    report.tenants = publish(url, snap.last_event_ids, full, ease_result, cooccurrence_result,
+                             inputs={"shared": {"settings": settings, "items": items}, "ease": ease_inputs})
     report.publish_seconds = time.perf_counter() - started
     return report

@@ -3,10 +3,9 @@
     incremental_strategy='delete+insert',
     unique_key=['tenant_id', 'user_id'],
     post_hook=[
-    "create index if not exists {{ this.name }}_basket on {{ this }} (tenant_id, basket_id) include (item_id, weight)",
-    "create index if not exists {{ this.name }}_item on {{ this }} (tenant_id, item_id) include (basket_id, weight)",
-    "create index if not exists {{ this.name }}_user on {{ this }} (tenant_id, user_id)",
-    "analyze {{ this }}",
+    "{{ index_once('tenant_id, user_id') }}",
+    "{{ index_once('tenant_id, last_event_id') }}",
+    "{% if not is_incremental() %}analyze {{ this }}{% endif %}",
 ]) }}
 -- Baskets for co-occurrence: each user's history (basket_id = the user id) and, where events carry
 -- a session id, each session (basket_id = a negative 62-bit hash of user and session id, stable
@@ -24,9 +23,9 @@ user_items as (
 ),
 {%- if is_incremental() %}
 
-changed_users as (
+changed_users as materialized (
 
-    {{ changed_users_sql(ref('stg_pgrecs__events')) }}
+    {{ changed_users_sql() }}
 
 ),
 {%- endif %}
@@ -41,14 +40,12 @@ session_items as (
         sum(weight) as weight_sum,
         max(occurred_at) as last_at,
         max(event_id) as last_event_id
-    from {{ ref('stg_pgrecs__events') }} as events
-    where weight > 0 and session_id is not null
     {%- if is_incremental() %}
-        and exists (
-            select 1 from changed_users
-            where changed_users.tenant_id = events.tenant_id and changed_users.user_id = events.user_id
-        )
+    from ({{ events_of_users_sql('changed_users') }}) as events
+    {%- else %}
+    from {{ ref('stg_pgrecs__events') }} as events
     {%- endif %}
+    where weight > 0 and session_id is not null
     group by tenant_id, user_id, session_id, item_id
 
 ),
@@ -56,19 +53,20 @@ session_items as (
 baskets as (
 
     select
-        tenant_id,
-        user_id,
-        user_id as basket_id,
-        item_id,
-        ln(1 + weight_sum) as weight,
-        last_at,
-        last_event_id
-    from user_items
+        user_items.tenant_id,
+        user_items.user_id,
+        user_items.user_id as basket_id,
+        user_items.item_id,
+        ln(1 + user_items.weight_sum) as weight,
+        user_items.last_at,
+        user_items.last_event_id
     {%- if is_incremental() %}
-    where exists (
-        select 1 from changed_users
-        where changed_users.tenant_id = user_items.tenant_id and changed_users.user_id = user_items.user_id
-    )
+    from changed_users
+    inner join user_items
+        on user_items.tenant_id = changed_users.tenant_id
+        and user_items.user_id = changed_users.user_id
+    {%- else %}
+    from user_items
     {%- endif %}
 
     {%- if var('session_weight') | float > 0 %}

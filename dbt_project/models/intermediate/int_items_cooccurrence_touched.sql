@@ -30,9 +30,7 @@ published as (
 
 tenants as (
 
-    select distinct tenant_id from basket_items
-    union
-    select distinct tenant_id from published
+    select tenant_id from {{ source('pgrecs', 'tenants') }}
 
 ),
 

@@ -3,9 +3,10 @@
     incremental_strategy='delete+insert',
     unique_key=['tenant_id', 'user_id'],
     post_hook=[
-        "create index if not exists {{ this.name }}_item on {{ this }} (tenant_id, item_id)",
-        "create index if not exists {{ this.name }}_user on {{ this }} (tenant_id, user_id)",
-        "analyze {{ this }}",
+        "{{ index_once('tenant_id, item_id') }}",
+        "{{ index_once('tenant_id, user_id') }}",
+        "{{ index_once('tenant_id, last_event_id') }}",
+        "{% if not is_incremental() %}analyze {{ this }}{% endif %}",
     ],
 ) }}
 -- One row per user and item with a positive total event weight: the interaction matrix that the
@@ -26,19 +27,16 @@ events as (
 
 {%- if is_incremental() %}
 
-changed_users as (
+changed_users as materialized (
 
-    {{ changed_users_sql(ref('stg_pgrecs__events')) }}
+    {{ changed_users_sql() }}
 
 ),
 
 scoped as (
 
-    select events.*
-    from events
-    inner join changed_users
-        on changed_users.tenant_id = events.tenant_id
-        and changed_users.user_id = events.user_id
+    select * from ({{ events_of_users_sql('changed_users') }}) as user_events
+    where weight > 0
 
 ),
 {%- else %}
@@ -73,7 +71,7 @@ final as (
         max(weight) as strongest_event_weight,
         bool_or(event_type = 'purchase') as purchased,
         sum(weight * power(0.5, least(
-            extract(epoch from pair_last_at - occurred_at) / 86400.0 / {{ var("user_history_half_life_days") | float }},
+            extract(epoch from pair_last_at - occurred_at)::double precision / 86400.0 / {{ var("user_history_half_life_days") | float }},
             100))) as history_weight_at_last
     from with_pair_last
     group by tenant_id, user_id, item_id

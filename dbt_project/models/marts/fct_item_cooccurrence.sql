@@ -2,7 +2,7 @@
     materialized='incremental',
     incremental_strategy='append',
     pre_hook=["set work_mem = '512MB'", "{% if is_incremental() %}delete from {{ this }} as t using {{ ref('int_items_cooccurrence_touched') }} as touched where touched.tenant_id = t.tenant_id and touched.item_id = t.item_id{% endif %}"],
-    post_hook=["reset work_mem", "create index if not exists {{ this.name }}_item on {{ this }} (tenant_id, item_id, rank)", "analyze {{ this }}"],
+    post_hook=["reset work_mem", "{{ index_once('tenant_id, item_id, rank') }}", "analyze {{ this }}"],
 ) }}
 -- Top-N co-occurrence neighbours per item (var cooc_top_n), recomputed for the touched items only
 -- when run incrementally.

@@ -35,7 +35,7 @@ final as (
         events.value,
         events.occurred_at,
         reference.as_of,
-        extract(epoch from reference.as_of - events.occurred_at) / 86400.0 as age_days,
+        extract(epoch from reference.as_of - events.occurred_at)::double precision / 86400.0 as age_days,
         nullif(btrim(events.session_id), '') as session_id,
         events.request_id
     from events
