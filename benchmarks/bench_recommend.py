@@ -8,8 +8,14 @@ pipelines would), popularity from the events, 384-d halfvec embeddings for MMR.
 
 SQL: p50/p99 of one call each (k=10, seeded placements pdp_similar and home_for_you, MMR and
 caps on) over BENCH_QUERIES random anchors / users with history, prepared statements, one
-connection. HTTP (BENCH_HTTP=0 skips): gunicorn on 127.0.0.1 with 2 workers x 4 threads, a
-threaded keep-alive client for BENCH_HTTP_SECONDS per endpoint; requests/s and errors.
+connection. HTTP (BENCH_HTTP=0 skips): gunicorn on 127.0.0.1 as `pgrecs serve` runs it (2 gthread
+workers x 4 threads, keep-alive), 8 client threads for BENCH_HTTP_SECONDS per endpoint after a 2 s
+warm-up; requests/s, errors, and the CPU per request of gunicorn (master + workers), of the
+Postgres server (postmaster + all backends), of the client (this process) and of the whole
+machine (/proc/stat, which includes anything else running). The default client is a lean
+keep-alive one on raw sockets (~0.1 ms CPU a request; BENCH_HTTP_CLIENT=stdlib for http.client,
+~0.3 ms): on 2 cores the load generator's CPU is taken from the server's.
+BENCH_BASELINE_TREE=<dir> serves another checkout first (before/after on the same data and load).
 """
 
 from __future__ import annotations
@@ -41,6 +47,12 @@ DIM = 384
 HTTP = os.environ.get("BENCH_HTTP", "1") != "0"
 HTTP_SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", 15))
 HTTP_WORKERS = int(os.environ.get("BENCH_HTTP_WORKERS", 2))
+HTTP_THREADS = int(os.environ.get("BENCH_HTTP_THREADS", 4))
+HTTP_CLIENT_THREADS = int(os.environ.get("BENCH_HTTP_CLIENT_THREADS", 8))
+HTTP_CLIENT = os.environ.get("BENCH_HTTP_CLIENT", "lean")  # lean (raw sockets) | stdlib (http.client)
+# BENCH_BASELINE_TREE: another checkout (e.g. `git archive HEAD | tar -x -C /tmp/pgrecs_base`) served
+# the same way first, for a before/after HTTP comparison on the same data, machine and load
+BASELINE_TREE = os.environ.get("BENCH_BASELINE_TREE")
 # BENCH_REUSE=1 (default) keeps the populated database on the bench server between runs (named by
 # its scale) and only re-applies sql/ on the next run; BENCH_REUSE=0 builds a fresh one.
 REUSE = os.environ.get("BENCH_REUSE", "1") != "0"
@@ -163,6 +175,14 @@ def _backend_cpu_ms(pid: int) -> float | None:
         return None
 
 
+def _ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _latencies(conn: psycopg.Connection, sql: str, args: list) -> dict:
     times = []
     rows = 0
@@ -188,14 +208,137 @@ def _latencies(conn: psycopg.Connection, sql: str, args: list) -> dict:
     }
 
 
-def _http(url: str, key: str, paths: list[str], seconds: float, threads: int = 8) -> dict:
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def _tree_cpu_ms(pid: int) -> dict[int, float]:
+    """CPU ms so far of a process and its children (gunicorn master + workers, postmaster + backends)."""
+    cpu = {}
+    for p in [pid, *_children(pid)]:
+        ms = _backend_cpu_ms(p)
+        if ms is not None:
+            cpu[p] = ms
+    return cpu
+
+
+def _delta_ms(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(ms - before.get(p, 0.0) for p, ms in after.items())
+
+
+def _machine_cpu_ms() -> float:
+    """Busy CPU ms of the whole machine (all cores) so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def _lean_worker(port: int, key: str, paths: list[str], stop: float, seed: int, out: dict, lock) -> None:
+    """A keep-alive HTTP/1.1 client on a raw socket: pre-encoded requests, Content-Length framing."""
+    import socket
+
+    rnd = random.Random(seed)
+    requests = [f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n\r\n".encode() for p in paths]
+    ok = err = 0
+    first = None
+    sock = None
+    buf = b""
+    while time.time() < stop:
+        try:
+            if sock is None:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                buf = b""
+            sock.sendall(rnd.choice(requests))
+            while b"\r\n\r\n" not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("server closed the connection")
+                buf += chunk
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            while len(buf) < length:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("server closed the connection")
+                buf += chunk
+            buf = buf[length:]
+            if status == 200:
+                ok += 1
+            else:
+                err += 1
+                first = first or f"HTTP {status}"
+            if b"connection: close" in head.lower():
+                sock.close()
+                sock = None
+        except (OSError, ValueError) as exc:
+            err += 1
+            first = first or repr(exc)
+            if sock is not None:
+                sock.close()
+            sock = None
+    if sock is not None:
+        sock.close()
+    with lock:
+        out["ok"] += ok
+        out["errors"] += err
+        out["first_error"] = out["first_error"] or first
+
+
+def _stdlib_worker(port: int, key: str, paths: list[str], stop: float, seed: int, out: dict, lock) -> None:
+    """The previous client: http.client per thread (about 3x the client CPU of the lean one)."""
+    rnd = random.Random(seed)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    ok = err = 0
+    first = None
+    while time.time() < stop:
+        try:
+            c.request("GET", rnd.choice(paths), headers={"X-API-Key": key})
+            r = c.getresponse()
+            r.read()
+            if r.status == 200:
+                ok += 1
+            else:
+                err += 1
+                first = first or f"HTTP {r.status}"
+        except OSError as exc:
+            err += 1
+            first = first or repr(exc)
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    with lock:
+        out["ok"] += ok
+        out["errors"] += err
+        out["first_error"] = out["first_error"] or first
+
+
+def _http(url: str, key: str, paths: list[str], seconds: float, threads: int = HTTP_CLIENT_THREADS,
+          tree: Path = ROOT, client: str = HTTP_CLIENT, postmaster: int | None = None) -> dict:
+    """Requests/s of gunicorn serving `tree` (the working tree, or a baseline checkout), with the CPU
+    spent per request by gunicorn, by the Postgres server and by this client (and the whole machine)."""
+    import resource
+
     port = 18000 + os.getpid() % 1000
-    env = dict(os.environ, DATABASE_URL=url, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, DATABASE_URL=url, PYTHONPATH=str(tree))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", str(HTTP_WORKERS), "--threads", "4", "-b", f"127.0.0.1:{port}",
-         "--graceful-timeout", "5", "--log-level", "warning", "app.api:create_app()"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(LOG, "ab"),
+        [sys.executable, "-m", "gunicorn", "-w", str(HTTP_WORKERS), "--threads", str(HTTP_THREADS),
+         "--keep-alive", "5", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "--log-level", "warning",
+         "app.api:create_app()"],
+        cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=open(LOG, "ab"),
     )
+    worker = _lean_worker if client == "lean" else _stdlib_worker
     try:
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -206,41 +349,46 @@ def _http(url: str, key: str, paths: list[str], seconds: float, threads: int = 8
                     break
             except OSError:
                 time.sleep(0.3)
-        counts = {"ok": 0, "errors": 0, "first_error": None}
+        # warm-up: every worker connects, opens its pool and plans its statements
+        warm = {"ok": 0, "errors": 0, "first_error": None}
         lock = threading.Lock()
+        pool = [threading.Thread(target=worker, args=(port, key, paths, time.time() + 2, 100 + i, warm, lock))
+                for i in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        counts = {"ok": 0, "errors": 0, "first_error": None}
         stop = time.time() + seconds
-
-        def worker(seed: int) -> None:
-            rnd = random.Random(seed)
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            ok = err = 0
-            while time.time() < stop:
-                try:
-                    c.request("GET", rnd.choice(paths), headers={"X-API-Key": key})
-                    r = c.getresponse()
-                    r.read()
-                    if r.status == 200:
-                        ok += 1
-                    else:
-                        err += 1
-                        counts["first_error"] = counts["first_error"] or f"HTTP {r.status}"
-                except OSError as exc:
-                    err += 1
-                    counts["first_error"] = counts["first_error"] or repr(exc)
-                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            with lock:
-                counts["ok"] += ok
-                counts["errors"] += err
-
+        gunicorn0 = _tree_cpu_ms(proc.pid)
+        pg0 = _tree_cpu_ms(postmaster) if postmaster else {}
+        client0 = resource.getrusage(resource.RUSAGE_SELF)
+        machine0 = _machine_cpu_ms()
         started = time.time()
-        pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+        pool = [threading.Thread(target=worker, args=(port, key, paths, stop, i, counts, lock))
+                for i in range(threads)]
         for t in pool:
             t.start()
         for t in pool:
             t.join()
         elapsed = time.time() - started
+        client1 = resource.getrusage(resource.RUSAGE_SELF)
+        machine_ms = _machine_cpu_ms() - machine0
+        gunicorn_ms = _delta_ms(gunicorn0, _tree_cpu_ms(proc.pid))
+        pg_ms = _delta_ms(pg0, _tree_cpu_ms(postmaster)) if postmaster else None
+        client_ms = ((client1.ru_utime - client0.ru_utime) + (client1.ru_stime - client0.ru_stime)) * 1000
+        n = max(counts["ok"] + counts["errors"], 1)
         return {"requests_per_s": round(counts["ok"] / elapsed, 1), "ok": counts["ok"], "errors": counts["errors"],
-                "seconds": round(elapsed, 1), "client_threads": threads,
+                "seconds": round(elapsed, 1), "client": client, "client_threads": threads,
+                "gunicorn_workers": HTTP_WORKERS, "gunicorn_threads": HTTP_THREADS, "tree": str(tree),
+                "cpu_ms_per_request": {
+                    "gunicorn": round(gunicorn_ms / n, 2),
+                    "postgres": round(pg_ms / n, 2) if pg_ms is not None else None,
+                    "server_total": round((gunicorn_ms + (pg_ms or 0)) / n, 2),
+                    "client": round(client_ms / n, 2),
+                    "total": round((gunicorn_ms + (pg_ms or 0) + client_ms) / n, 2),
+                    "machine_all_processes": round(machine_ms / n, 2),
+                },
                 "first_error": counts["first_error"]}
     finally:
         proc.terminate()
@@ -328,10 +476,17 @@ def run() -> dict:
                 from app.api.auth import create_key
 
                 key = create_key(conn, "default", ["read"], "bench_recommend")[1]
-                result["http_item"] = _http(url, key, [f"/items/{e}/recommendations?k=10" for e in ext_items],
-                                            HTTP_SECONDS)
-                result["http_user"] = _http(url, key, [f"/users/{e}/recommendations?k=10" for e in ext_users],
-                                            HTTP_SECONDS)
+                postmaster = _ppid(conn.info.backend_pid)
+                item_paths = [f"/items/{e}/recommendations?k=10" for e in ext_items]
+                user_paths = [f"/users/{e}/recommendations?k=10" for e in ext_users]
+                if BASELINE_TREE:
+                    base = Path(BASELINE_TREE)
+                    result["baseline_http_item"] = _http(url, key, item_paths, HTTP_SECONDS, tree=base,
+                                                         postmaster=postmaster)
+                    result["baseline_http_user"] = _http(url, key, user_paths, HTTP_SECONDS, tree=base,
+                                                         postmaster=postmaster)
+                result["http_item"] = _http(url, key, item_paths, HTTP_SECONDS, postmaster=postmaster)
+                result["http_user"] = _http(url, key, user_paths, HTTP_SECONDS, postmaster=postmaster)
     item_p99 = result["sql_recommend_for_item"]["p99_ms"]
     user_p99 = result["sql_recommend_for_user"]["p99_ms"]
     result.update({

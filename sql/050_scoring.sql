@@ -13,9 +13,10 @@
 -- Speed (issue 5, p99 <= 30 ms at 100k items / 1M events): candidates travel as id arrays
 -- (index-only scans on item_neighbors_ranked, pkey lookups), never as a join the planner has to
 -- guess; every statement's plan is parameter-independent so rank_items runs on cached generic
--- plans (no per-call planning); the filter function is inlinable; the per-signal breakdown stays
--- in arrays and becomes jsonb only for the MMR pool; MMR computes k x pool similarities from
--- embeddings read once; reasons are built for the final k only.
+-- plans (no per-call planning); the filters are taken apart into scalars once per call and tested
+-- by an inlinable function (pgrecs.item_passes); the per-signal breakdown stays in flat arrays and
+-- becomes jsonb only for the k items returned; signals of weight 0 produce no rows; MMR computes
+-- k x pool similarities from embeddings read once; reasons are built for the final k only.
 
 create or replace function pgrecs.current_tenant()
 returns text
@@ -92,6 +93,27 @@ $$;
 comment on function pgrecs.item_matches_filters(pgrecs.items, jsonb) is
     'Whether an item passes a filters object: always active; in_stock (null stock counts as in stock), price range, category at any level, brand(s), exclusions. Only immutable operators, so the planner inlines it into the scoring queries (to_jsonb, being stable, blocked that and cost ~0.2 ms a row).';
 
+create or replace function pgrecs.item_passes(
+    i pgrecs.items, in_stock boolean, price_min numeric, price_max numeric, category text, brand text,
+    brands jsonb, exclude_brands jsonb, exclude jsonb
+)
+returns boolean
+language sql
+immutable parallel safe
+as $$
+    select i.active
+        and (not in_stock or coalesce(i.stock, 1) > 0)
+        and (price_min is null or i.price >= price_min)
+        and (price_max is null or i.price <= price_max)
+        and (category is null or category = any(i.category_path))
+        and (brand is null or i.brand = brand)
+        and (brands is null or coalesce(brands ? i.brand, false))
+        and (exclude_brands is null or not coalesce(exclude_brands ? i.brand, false))
+        and (exclude is null or not exclude @> (i.item_id::text)::jsonb)
+$$;
+comment on function pgrecs.item_passes(pgrecs.items, boolean, numeric, numeric, text, text, jsonb, jsonb, jsonb) is
+    'pgrecs.item_matches_filters with the filters object taken apart once per call (in_stock, price_min, price_max, category, brand, brands, exclude_brands, exclude): inlined into the scoring queries, it tests scalars per row instead of looking keys up in the filters object per row.';
+
 create or replace function pgrecs.rule_matches(
     rule_item_id bigint, rule_brand text, rule_category text, rule_min_margin numeric, i pgrecs.items
 )
@@ -154,6 +176,14 @@ declare
     t text := pgrecs.current_tenant();
     p pgrecs.placements;
     f jsonb;
+    f_in_stock boolean;
+    f_price_min numeric;
+    f_price_max numeric;
+    f_category text;
+    f_brand text;
+    f_brands jsonb;
+    f_exclude_brands jsonb;
+    f_exclude jsonb;
     w jsonb;
     v_model smallint;
     v_pool integer;
@@ -161,7 +191,14 @@ declare
     scores double precision[];
     brands text[];
     cats text[];
-    details jsonb[];
+    d_pos integer[];
+    d_signal text[];
+    d_raw double precision[];
+    d_norm double precision[];
+    d_rank bigint[];
+    d_weight double precision[];
+    d_contrib double precision[];
+    d_anchor bigint[];
     boosts jsonb[];
     n integer;
     embs halfvec[];
@@ -210,6 +247,15 @@ begin
     end if;
     p := pgrecs.placement_row(placement_name);
     f := p.default_filters || pgrecs.check_filters(filters);
+    -- the filters as scalars, for pgrecs.item_passes (same tests as pgrecs.item_matches_filters)
+    f_in_stock := coalesce((f ->> 'in_stock')::boolean, false);
+    f_price_min := (f ->> 'price_min')::numeric;
+    f_price_max := (f ->> 'price_max')::numeric;
+    f_category := f ->> 'category';
+    f_brand := f ->> 'brand';
+    f_brands := f -> 'brands';
+    f_exclude_brands := f -> 'exclude_brands';
+    f_exclude := f -> 'exclude';
     w := p.weights;
     lam := p.mmr_lambda;
     v_pool := case when lam < 1 or p.max_per_brand is not null or p.max_per_category is not null
@@ -271,7 +317,8 @@ begin
             select y.item_id
             from (
                 -- the filter is a column here, not a qual the planner would push into a scan of items
-                select x.item_id, pgrecs.item_matches_filters(i, f) as ok
+                select x.item_id, pgrecs.item_passes(i, f_in_stock, f_price_min, f_price_max, f_category, f_brand,
+                                    f_brands, f_exclude_brands, f_exclude) as ok
                 from (
                     select s.item_id, s.popularity
                     from pgrecs.item_signals s
@@ -304,7 +351,8 @@ begin
             select y.item_id
             from (
                 -- the filter is a column here, not a qual the planner would push into a scan of items
-                select x.item_id, pgrecs.item_matches_filters(i, f) as ok
+                select x.item_id, pgrecs.item_passes(i, f_in_stock, f_price_min, f_price_max, f_category, f_brand,
+                                    f_brands, f_exclude_brands, f_exclude) as ok
                 from (
                     select s.item_id, s.trending
                     from pgrecs.item_signals s
@@ -335,8 +383,10 @@ begin
         cand_ids := cand_ids || more_ids;
     end if;
     if v_catpop > 0 and cardinality(anchor_cats) > 0 then
-        -- per category: its items (items_tenant_category_path), each one's popularity by its key
-        -- (offset 0 keeps that a per-item lookup, not a scan of item_signals), best first
+        -- per category: its items (items_tenant_category_key: text equality is leakproof, so the
+        -- index serves the API role under row-level security too, where text[] equality fell back
+        -- to a scan of all items), each one's popularity by its key (offset 0 keeps that a
+        -- per-item lookup, not a scan of item_signals), best first
         cand_ids := cand_ids || array(
             select y.item_id
             from unnest(anchor_cats[1:5]) as ac (cp)
@@ -350,8 +400,9 @@ begin
                     offset 0
                 ) sp
                 where i.tenant_id = t
-                  and i.category_path = string_to_array(ac.cp, chr(31))
-                  and pgrecs.item_matches_filters(i, f)
+                  and i.category_key = ac.cp
+                  and pgrecs.item_passes(i, f_in_stock, f_price_min, f_price_max, f_category, f_brand,
+                                    f_brands, f_exclude_brands, f_exclude)
                 order by sp.popularity desc
                 limit v_catpop
             ) y);
@@ -386,7 +437,8 @@ begin
         join pgrecs.items i on i.item_id = c.id
         left join pgrecs.item_signals sg on sg.item_id = c.id
         where i.tenant_id = t
-          and pgrecs.item_matches_filters(i, f)
+          and pgrecs.item_passes(i, f_in_stock, f_price_min, f_price_max, f_category, f_brand,
+                                    f_brands, f_exclude_brands, f_exclude)
           and not (c.id = any(exclude_ids))
           and not exists (
               select 1 from live_rules br
@@ -400,24 +452,34 @@ begin
         from unnest(h_item, h_signal, h_s, h_anchor) as h (item_id, signal, s, anchor_id)
         join cand c on c.item_id = h.item_id
         group by h.item_id, h.signal
+        -- signals of weight 0 are left out here already (cfg below would drop their rows)
         union all
-        select c.item_id, 'popularity', c.popularity, null from cand c where c.popularity > 0
+        select c.item_id, 'popularity', c.popularity, null from cand c
+        where 'popularity' = any(sig_names) and c.popularity > 0
         union all
-        select c.item_id, 'trending', c.trending, null from cand c where c.trending > 0
+        select c.item_id, 'trending', c.trending, null from cand c
+        where 'trending' = any(sig_names) and c.trending > 0
         union all
         select c.item_id, 'category_popularity', c.popularity, null
-        from cand c where c.in_anchor_category and c.popularity > 0
+        from cand c where 'category_popularity' = any(sig_names) and c.in_anchor_category and c.popularity > 0
         union all
-        select c.item_id, 'margin', c.margin::double precision, null from cand c where c.margin > 0
+        select c.item_id, 'margin', c.margin::double precision, null from cand c
+        where 'margin' = any(sig_names) and c.margin > 0
     ),
     scored as (
         select r.item_id, r.signal, r.raw, r.anchor_id, c.weight,
-               r.raw / nullif(max(abs(r.raw)) over (partition by r.signal), 0) as normalized,
-               rank() over (partition by r.signal order by r.raw desc) as signal_rank
+               -- collate "C": signal names are ASCII, so the order is the same, and sorting by them
+               -- skips the locale's comparison routine
+               -- skips the locale's comparison routine; one window (one sort, one pass) for both: the
+               -- frame is the whole partition, so max() is computed once per signal
+               r.raw / nullif(max(abs(r.raw)) over w, 0) as normalized,
+               rank() over w as signal_rank
         from raw r
         join cfg c on c.signal = r.signal
+        window w as (partition by r.signal collate "C" order by r.raw desc
+                     rows between unbounded preceding and unbounded following)
     ),
-    contributed as (
+    contributed as materialized (
         select s.*,
                case when p.fusion = 'rrf'
                     then case when s.raw > 0 then s.weight / (p.rrf_k + s.signal_rank) else 0 end
@@ -425,12 +487,9 @@ begin
         from scored s
     ),
     fused as (
-        select cb.item_id,
-               sum(cb.contribution) as base,
-               array_agg(cb.signal) as d_signal, array_agg(cb.raw) as d_raw,
-               array_agg(cb.normalized) as d_norm, array_agg(cb.signal_rank) as d_rank,
-               array_agg(cb.weight) as d_weight, array_agg(cb.contribution) as d_contrib,
-               array_agg(cb.anchor_id) as d_anchor
+        -- the base score only: the per-signal breakdown is built for the pool (below), not for
+        -- every candidate (seven array_agg per candidate made this the costliest step of a request)
+        select cb.item_id, sum(cb.contribution) as base
         from contributed cb
         group by cb.item_id
     ),
@@ -450,28 +509,37 @@ begin
     ),
     final as (
         select c.item_id, c.brand, c.category_path[p.category_level] as cat,
-               fu.base * coalesce(b.factor, 1) as score, fu.d_signal, fu.d_raw, fu.d_norm, fu.d_rank,
-               fu.d_weight, fu.d_contrib, fu.d_anchor,
+               fu.base * coalesce(b.factor, 1) as score,
                coalesce(b.rules, '[]'::jsonb) as rules
         from cand c
         join fused fu on fu.item_id = c.item_id
         left join boosted b on b.item_id = c.item_id
         order by fu.base * coalesce(b.factor, 1) desc, c.item_id
         limit v_pool
+    ),
+    pooled as materialized (
+        select fi.*, row_number() over (order by fi.score desc, fi.item_id)::integer as pos
+        from final fi
+    ),
+    -- the per-signal breakdown of the pool, flat (pool position, signal, ...): jsonb is built in
+    -- step 5 for the k items shown, not for the whole pool
+    breakdown as (
+        select array_agg(po.pos) as d_pos, array_agg(cb.signal) as d_signal, array_agg(cb.raw) as d_raw,
+               array_agg(cb.normalized) as d_norm, array_agg(cb.signal_rank) as d_rank,
+               array_agg(cb.weight) as d_weight, array_agg(cb.contribution) as d_contrib,
+               array_agg(cb.anchor_id) as d_anchor
+        from pooled po
+        join contributed cb on cb.item_id = po.item_id
     )
-    select array_agg(fi.item_id order by fi.score desc, fi.item_id),
-           array_agg(fi.score order by fi.score desc, fi.item_id),
-           array_agg(fi.brand order by fi.score desc, fi.item_id),
-           array_agg(fi.cat order by fi.score desc, fi.item_id),
-           array_agg((select jsonb_object_agg(d.signal, jsonb_build_object(
-                          'raw', d.raw, 'normalized', d.norm, 'signal_rank', d.rnk,
-                          'weight', d.weight, 'contribution', d.contrib, 'anchor_item_id', d.anchor))
-                      from unnest(fi.d_signal, fi.d_raw, fi.d_norm, fi.d_rank, fi.d_weight, fi.d_contrib,
-                                  fi.d_anchor) as d (signal, raw, norm, rnk, weight, contrib, anchor))
-                     order by fi.score desc, fi.item_id),
-           array_agg(fi.rules order by fi.score desc, fi.item_id)
-    into ids, scores, brands, cats, details, boosts
-    from final fi;
+    select (select array_agg(po.item_id order by po.pos) from pooled po),
+           (select array_agg(po.score order by po.pos) from pooled po),
+           (select array_agg(po.brand order by po.pos) from pooled po),
+           (select array_agg(po.cat order by po.pos) from pooled po),
+           (select array_agg(po.rules order by po.pos) from pooled po),
+           bd.d_pos, bd.d_signal, bd.d_raw, bd.d_norm, bd.d_rank, bd.d_weight, bd.d_contrib, bd.d_anchor
+    into ids, scores, brands, cats, boosts,
+         d_pos, d_signal, d_raw, d_norm, d_rank, d_weight, d_contrib, d_anchor
+    from breakdown bd;
 
     n := coalesce(cardinality(ids), 0);
 
@@ -551,7 +619,8 @@ begin
           and (br.starts_at is null or br.starts_at <= now())
           and (br.ends_at is null or now() < br.ends_at)
           and i.tenant_id = t
-          and pgrecs.item_matches_filters(i, f)
+          and pgrecs.item_passes(i, f_in_stock, f_price_min, f_price_max, f_category, f_brand,
+                                    f_brands, f_exclude_brands, f_exclude)
           and not (i.item_id = any(exclude_ids))
           and not exists (
               select 1 from pgrecs.business_rules bb
@@ -615,17 +684,26 @@ begin
         select a.item_id, a.weight, a.label, ai.external_id, ai.title, ai.brand, ai.category_path
         from unnest(anchor_ids, anchor_weights, anchor_labels) as a (item_id, weight, label)
         join pgrecs.items ai on ai.item_id = a.item_id
+    ),
+    -- the breakdown rows of the chosen items (pins from outside the pool have none)
+    det as (
+        select d.pos, d.signal, d.raw, d.norm, d.rnk, d.weight, d.contrib, d.anchor
+        from unnest(d_pos, d_signal, d_raw, d_norm, d_rank, d_weight, d_contrib, d_anchor)
+             as d (pos, signal, raw, norm, rnk, weight, contrib, anchor)
+        where d.pos = any(final_idx)
     )
     select ch.id,
            it.external_id,
            case when ch.idx > 0 then scores[ch.idx] else 0 end,
            ch.pos,
            case when explain then
-               coalesce((select jsonb_object_agg(d.key, d.value || jsonb_build_object(
+               coalesce((select jsonb_object_agg(d.signal, jsonb_build_object(
+                                'raw', d.raw, 'normalized', d.norm, 'signal_rank', d.rnk, 'weight', d.weight,
+                                'contribution', d.contrib, 'anchor_item_id', d.anchor,
                                 'anchor_external_id', an.external_id, 'anchor_title', an.title))
-                         from jsonb_each(details[ch.idx]) d
-                         left join anchors an on an.item_id = (d.value ->> 'anchor_item_id')::bigint
-                         where ch.idx > 0), '{}'::jsonb)
+                         from det d
+                         left join anchors an on an.item_id = d.anchor
+                         where d.pos = ch.idx), '{}'::jsonb)
                || jsonb_build_object(
                    '_fusion', p.fusion,
                    '_boosts', case when ch.idx > 0 then boosts[ch.idx] else '[]'::jsonb end,
@@ -634,14 +712,15 @@ begin
                    '_mmr', jsonb_build_object('lambda', lam, 'relevance_rank', nullif(ch.idx, 0),
                                               'relevance', case when ch.idx > 0 then scores[ch.idx] / maxrel end))
            else
-               coalesce((select jsonb_object_agg(d.key, round((d.value ->> 'contribution')::numeric, 6))
-                         from jsonb_each(details[ch.idx]) d where ch.idx > 0), '{}'::jsonb)
+               -- via text, as jsonb stores a float (shortest exact digits), then rounded
+               coalesce((select jsonb_object_agg(d.signal, round(d.contrib::text::numeric, 6))
+                         from det d where d.pos = ch.idx), '{}'::jsonb)
            end,
            array(
                select x.reason
                from (
-                   select 1 as grp, (d.value ->> 'contribution')::double precision as c,
-                          case d.key
+                   select 1 as grp, d.contrib as c, octet_length(d.signal) as kl, d.signal as k,
+                          case d.signal
                               when 'semantic' then format('similar to "%s"%s', an.title, an.label)
                               when 'cooccurrence' then format('often bought with "%s"%s', an.title, an.label)
                               when 'ease' then format('people who liked "%s" also liked this', an.title)
@@ -649,11 +728,11 @@ begin
                               when 'trending' then 'trending'
                               when 'category_popularity' then format('popular in %s', array_to_string(it.category_path, ' > '))
                           end as reason
-                   from jsonb_each(case when ch.idx > 0 then details[ch.idx] else '{}'::jsonb end) d
-                   left join anchors an on an.item_id = (d.value ->> 'anchor_item_id')::bigint
-                   where (d.value ->> 'contribution')::double precision > 0
+                   from det d
+                   left join anchors an on an.item_id = d.anchor
+                   where d.pos = ch.idx and d.contrib > 0
                    union all
-                   select 2, 0, shared.reason
+                   select 2, 0, 0, '', shared.reason
                    from (
                        select case when an.brand = it.brand
                                    then format('same brand as "%s": %s', an.title, it.brand)
@@ -666,19 +745,20 @@ begin
                        limit 1
                    ) shared
                    union all
-                   select 3, 0, 'boosted: campaign ' || (b.value ->> 'name')
+                   select 3, 0, 0, '', 'boosted: campaign ' || (b.value ->> 'name')
                    from jsonb_array_elements(case when ch.idx > 0 then boosts[ch.idx] else '[]'::jsonb end) b
                    where (b.value ->> 'factor')::double precision >= 1
                    union all
-                   select 3, 0, 'demoted: ' || (b.value ->> 'name')
+                   select 3, 0, 0, '', 'demoted: ' || (b.value ->> 'name')
                    from jsonb_array_elements(case when ch.idx > 0 then boosts[ch.idx] else '[]'::jsonb end) b
                    where (b.value ->> 'factor')::double precision < 1
                    union all
-                   select 4, 0, format('pinned at position %s: %s', ch.pos, pin_names[ch.pin_no])
+                   select 4, 0, 0, '', format('pinned at position %s: %s', ch.pos, pin_names[ch.pin_no])
                    where ch.pin_no is not null
                ) x
                where x.reason is not null
-               order by x.grp, x.c desc
+               -- ties in the order of a jsonb object's keys (shorter first), as when these came from jsonb
+               order by x.grp, x.c desc, x.kl, x.k
            )
     from chosen ch
     join pgrecs.items it on it.item_id = ch.id

@@ -346,3 +346,29 @@ def test_functions_are_stable_commented_and_read_only(conn):
         assert volatility == "s", name
         assert parallel == "s", name
         assert comment, name
+
+
+@pytest.mark.parametrize("filters", [
+    {}, {"in_stock": True}, {"in_stock": False}, {"price_min": 10}, {"price_max": 20.5},
+    {"price_min": 5, "price_max": 30, "in_stock": True}, {"category": "Running"}, {"brand": "Acme"},
+    {"brands": ["Acme", "Zed"]}, {"exclude_brands": ["Acme"]}, {"in_stock": None, "category": None},
+])
+def test_item_passes_agrees_with_item_matches_filters(conn, ids, filters):
+    # rank_items tests the filters as scalars (pgrecs.item_passes); it must accept exactly the items
+    # pgrecs.item_matches_filters accepts, on every item of the world
+    first = min(ids.values())
+    filters = {**filters, "exclude": [first]} if filters.get("brand") else filters
+    rows = conn.execute(
+        """
+        select i.item_id, pgrecs.item_matches_filters(i, f),
+               pgrecs.item_passes(i, coalesce((f ->> 'in_stock')::boolean, false), (f ->> 'price_min')::numeric,
+                                  (f ->> 'price_max')::numeric, f ->> 'category', f ->> 'brand', f -> 'brands',
+                                  f -> 'exclude_brands', f -> 'exclude')
+        from pgrecs.items i, (select pgrecs.check_filters(%s) as f) x
+        """,
+        (Jsonb(filters),),
+    ).fetchall()
+    assert len(rows) >= 5
+    assert [(r[0], r[1]) for r in rows] == [(r[0], r[2]) for r in rows]
+    if filters.get("brand") or filters.get("price_min") or filters.get("category"):
+        assert not all(r[1] for r in rows)  # the filter does reject something in this world

@@ -4,7 +4,9 @@ A key is `pgr_` + 43 url-safe characters (256 random bits). Postgres stores only
 (pgrecs.api_keys), with the tenant and scopes. The API's database role cannot read that table: it
 asks the SECURITY DEFINER function pgrecs.api_key_lookup(sha256), which returns the active key's
 tenant and scopes, and the same statement sets pgrecs.tenant for the rest of the request, so
-row-level security scopes every later query to the key's tenant.
+row-level security scopes every later query to the key's tenant. That statement is the first on
+the request's pooled connection (app.api.database.checkout_for_key): one round trip, no cache,
+so a revoked key is refused from the next request on.
 
 Scopes: read (recommendations, similar items, search), write (events, items), admin (keys,
 placements, metrics). A route may declare its scope with @require_scope; otherwise it is found
@@ -91,15 +93,10 @@ def authenticate() -> None:
         _problem(401, f"missing {HEADER} header")
     if len(key) > 200 or not key.isascii() or not key.startswith(PREFIX):
         _problem(401, "invalid API key")
-    from app.api.database import get_conn
+    from app.api.database import checkout_for_key
 
-    conn = get_conn()
-    row = conn.execute(
-        "select k.key_id, k.tenant_id, k.scopes, set_config('pgrecs.tenant', k.tenant_id, false)"
-        " from pgrecs.api_key_lookup(%s) as k",
-        (key_sha256(key),),
-    ).fetchone()
-    conn.commit()
+    # one round trip: borrows the request's connection, looks the key up, sets its tenant
+    row = checkout_for_key(key_sha256(key))
     if row is None:
         _problem(401, "invalid or revoked API key")
     g.api_key_id, g.tenant, g.scopes = row[0], row[1], frozenset(row[2])

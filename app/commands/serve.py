@@ -11,8 +11,10 @@ from app.cli import tenant_from, url_from
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
-              help="gunicorn worker processes (each loads the query model once, on its first /search).")
-@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), help="Threads per worker.")
+              help="gunicorn worker processes (each loads the query model once, on its first /search). "
+                   "One per core: Postgres does most of a request's work and needs the rest.")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Threads per worker (gthread): a thread waits on Postgres while another runs Python.")
 @click.pass_context
 def serve(ctx, host, port, workers, threads):
     """Serve the HTTP API (items, similar items, search, health)."""
@@ -31,7 +33,11 @@ def serve(ctx, host, port, workers, threads):
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
-            self.cfg.set("accesslog", "-")
+            self.cfg.set("worker_class", "gthread")
+            # keep-alive connections from clients and proxies: no TCP handshake per request
+            self.cfg.set("keepalive", 5)
+            # no gunicorn access log: the app writes one structured JSON line per request
+            # (app.api.observability), a second plain-text line only cost CPU
 
         def load(self):
             return create_app(config)
