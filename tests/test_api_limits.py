@@ -91,6 +91,51 @@ CASES = [
     ("unknown route", "get", "/admin/../../etc/passwd", {}, 404, ""),
     ("wrong method", "delete", "/items/A", {}, 405, ""),
     ("too many query parameters", "get", "/search?" + "&".join(f"p{i}=1" for i in range(60)), {}, 400, "at most 50"),
+    # request schema validation (app/api/schemas.py): one line naming each bad field
+    ("unknown query parameter (typo)", "get", "/items/A/similar?catgory=Shoes", {}, 400,
+     "unknown query parameter: catgory"),
+    ("k negative", "get", "/search?q=x&k=-3", {}, 400, "k must be between 1 and 100"),
+    ("wrong type: price_max is text", "get", "/items/A/recommendations?price_max=cheap", {}, 400,
+     "price_max must be a number"),
+    ("huge price", "get", "/items/A/similar?price_min=1e300", {}, 400, "price_min must be between -1e12 and 1e12"),
+    ("infinite price", "get", "/items/A/similar?price_max=inf", {}, 400, "price_max must be a finite number"),
+    ("wrong type: in_stock=maybe", "get", "/items/A/similar?in_stock=maybe", {}, 400, "in_stock must be true or false"),
+    ("two bad query parameters", "get", "/items/A/recommendations?in_stock=maybe&price_min=x", {}, 400,
+     "price_min must be a number; in_stock must be true or false"),
+    ("filters not JSON", "get", "/items/A/recommendations?filters=%7Bnope", {}, 400, "filters must be a JSON object"),
+    ("unknown filter", "get", '/items/A/recommendations?filters={"colour":"red"}', {}, 400, "unknown filter: colour"),
+    ("wrong type inside filters", "post", "/recommendations", {"json": {"examples": ["A"], "filters": {"brands": "Acme"}}},
+     400, "filters.brands must be a list of brands"),
+    ("q missing", "get", "/search?k=3", {}, 400, "q is required"),
+    ("q over 1,000 characters", "get", "/search?q=" + "a" * 1001, {}, 400, "q must be 1..1000 characters"),
+    ("placement over 63 characters", "get", "/items/A/recommendations?placement=" + "p" * 64, {}, 400,
+     "placement is longer than 63 characters"),
+    ("101 examples", "post", "/recommendations", {"json": {"examples": ["A"] * 101}}, 400,
+     "examples holds at most 100 items"),
+    ("an example id over 512 characters", "post", "/recommendations", {"json": {"examples": ["x" * 513]}}, 400,
+     "examples[0] must be an item id of 1..512 characters"),
+    ("wrong type: an example is a number", "post", "/recommendations", {"json": {"examples": ["A", 7]}}, 400,
+     "examples[1] must be an item id (a string)"),
+    ("no examples", "post", "/recommendations", {"json": {"examples": []}}, 400, "at least one item"),
+    ("body is a list, object expected", "post", "/recommendations", {"json": ["A"]}, 400,
+     "the body must be a JSON object"),
+    ("body not sent as JSON", "put", "/items/A", {"data": "title=x", "content_type": "application/x-www-form-urlencoded"},
+     400, "Content-Type: application/json"),
+    ("empty JSON body", "post", "/events", {"data": "", "content_type": "application/json"}, 400, "body is empty"),
+    ("empty event list", "post", "/events", {"json": []}, 400, "no events given"),
+    ("wrong type: an event id is an object", "post", "/events",
+     {"json": [{"user_id": "u", "item_id": "A", "event_type": "view"}, {"user_id": {"$ne": 1}, "item_id": "A"}]},
+     400, "events[1].user_id must be a string or an integer"),
+    ("wrong type: a title is a list", "put", "/items/B", {"json": {"title": ["t"]}}, 400, "title must be a string"),
+    ("external_id in body differs from the URL", "put", "/items/B", {"json": {"external_id": "C"}}, 400, "differs"),
+    ("unknown item in an event (kept as a reject)", "post", "/events",
+     {"json": {"user_id": "u", "item_id": "NOPE", "event_type": "view"}}, 200, "unknown item"),
+    ("unknown event type (kept as a reject)", "post", "/events",
+     {"json": {"user_id": "u", "item_id": "A", "event_type": "teleport"}}, 200, "unknown event type"),
+    ("SQL injection in a JSON id", "post", "/recommendations", {"json": {"examples": ["A' or 1=1--"]}}, 404,
+     "unknown item"),
+    ("SQL injection in the search text", "get", "/search?q=%27%3B%20drop%20table%20pgrecs.items%3B--", {}, 200, ""),
+    ("emoji and RTL text in an id", "get", "/items/%F0%9F%91%9F%E2%80%AE/recommendations", {}, 404, "unknown item"),
 ]
 
 
@@ -98,11 +143,13 @@ CASES = [
 def test_bad_input_gets_a_problem(client, what, method, path, kwargs, status, words):
     response = getattr(client, method)(path, **kwargs)
     assert response.status_code == status, (what, response.get_json())
+    if status < 400:
+        assert words in response.get_data(as_text=True), response.get_json()
     if status >= 400:
         assert response.mimetype == "application/problem+json"
         body = response.get_json()
         assert body["status"] == status and body["type"] == "about:blank" and body["title"]
-        assert words in body["detail"], body
+        assert words in body["detail"] and "\n" not in body["detail"], body
         assert body["request_id"] == response.headers["X-Request-Id"]
 
 

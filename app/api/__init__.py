@@ -73,4 +73,6 @@ def _document_security(spec: dict) -> dict:
             if method in ("put", "post", "patch"):
                 responses.setdefault("413", {"description": "Request body too large",
                                              "content": {PROBLEM_JSON: {"schema": ref}}})
-    return spec
+    from app.api.schemas import complete_spec
+
+    return complete_spec(spec)

@@ -5,6 +5,10 @@ Body: `type` (about:blank: the status says it all), `title` (the HTTP reason phr
 `request_id` (the X-Request-Id of the request, also in the logs), `message` (the same text as
 `detail`, kept for APIFlask clients) and `errors` (field-level details, e.g. validation errors).
 
+Request validation errors (app.api.schemas) are 400s whose `detail` names every bad field in one
+line ("k must be between 1 and 100; unknown query parameter: colour") and whose `errors` holds
+marshmallow's map by location ({"query": {"k": [...]}}).
+
 Covers APIFlask's abort()/validation errors, werkzeug's HTTP errors (404, 405, 413, ...) and any
 other exception: database timeouts and outages become 503, bad values the database refused 400,
 anything else a 500 whose cause goes to the log, never to the client.
@@ -17,6 +21,7 @@ from http import HTTPStatus
 
 import psycopg
 from apiflask import APIFlask, HTTPError
+from apiflask.exceptions import _ValidationError
 from flask import g, has_request_context, request
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -74,7 +79,60 @@ def _rollback() -> None:
             pass
 
 
+def _path(parts: list) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _flatten(messages, parts: list, noun: str = "field") -> list[str]:
+    """marshmallow's nested error map -> lines like "k must be between 1 and 100"."""
+    if isinstance(messages, dict):
+        lines: list[str] = []
+        for key, value in messages.items():
+            if key == "_schema":  # whole-object messages are full sentences
+                texts = value if isinstance(value, list) else [value]
+                lines += [_object_message(str(m), _path(parts)) for m in texts]
+            else:
+                lines += _flatten(value, parts + [key], noun)
+        return lines
+    if isinstance(messages, (list, tuple)):
+        return [line for m in messages for line in _flatten(m, parts, noun)]
+    text, where = str(messages), _path(parts)
+    if text == "Unknown field.":
+        return [f"unknown {noun}: {where}"]
+    if not where or text.startswith(where + " "):
+        return [text]
+    if text[:1].islower():
+        return [f"{where} {text}"]
+    return [f"{where}: {text}"]
+
+
+def _object_message(text: str, where: str) -> str:
+    if text == "Invalid input type.":
+        return f"{where} must be a JSON object" if where else "the body must be a JSON object"
+    return text
+
+
+def validation_detail(messages: dict) -> str:
+    """One line for a validation error map ({location: {field: [messages]}}), each problem once."""
+    lines: list[str] = []
+    for location, fields in (messages or {}).items():
+        noun = "query parameter" if location == "query" else "field"
+        for line in _flatten(fields, [] if location in ("json", "query", "path", "view_args") else [location], noun):
+            if line not in lines:
+                lines.append(line)
+    return "; ".join(lines) or "invalid request"
+
+
 def _http_error(error: HTTPError):
+    if isinstance(error, _ValidationError):
+        return problem(error.status_code, validation_detail(error.detail), errors=error.detail,
+                       headers=dict(error.headers or {}))
     detail = error.detail if isinstance(error.detail, dict) else ({"detail": error.detail} if error.detail else None)
     if error.status_code >= 500:
         _rollback()
@@ -113,6 +171,10 @@ def _exception(error: Exception):
 
 def init_app(app: APIFlask) -> None:
     app.config["HTTP_ERROR_SCHEMA"] = PROBLEM_SCHEMA
+    # request validation (app.api.schemas) answers 400 like every other bad request here
+    app.config["VALIDATION_ERROR_STATUS_CODE"] = 400
+    app.config["VALIDATION_ERROR_SCHEMA"] = PROBLEM_SCHEMA
+    app.config["VALIDATION_ERROR_DESCRIPTION"] = "Validation error"
     app.error_processor(_http_error)
     # replaces APIFlask's werkzeug handler, which drops the description
     app.register_error_handler(HTTPException, _werkzeug_error)

@@ -8,43 +8,32 @@ Events may carry the request_id of the recommendation list they came from.
 from __future__ import annotations
 
 from apiflask import APIBlueprint, abort
-from flask import request
 
 from app.api.database import get_conn
+from app.api.schemas import EVENTS_MAX, EventsBody, EventsOut, ok
 from app.errors import PgrecsError
 
 bp = APIBlueprint("events", __name__)
 
-BATCH_MAX = 1000
+BATCH_MAX = EVENTS_MAX
 
 
 @bp.post("/events")
-@bp.doc(summary="Record one or many events",
-        description='Body: an event object or a list of them: {"user_id", "item_id" (external ids), "event_type", '
-                    '"occurred_at" (ISO 8601, default now), "value", "session_id", "request_id", "event_id"}.')
-def post_events():
+@bp.input(EventsBody, location="json", arg_name="body")
+@bp.doc(summary="Record one or many events", responses=ok(EventsOut, "Stored (201 when any event was new)", 201,
+        **{"200": {"description": "Nothing new: duplicates or rejects only",
+                   "content": {"application/json": {"schema": EventsOut}}}}),
+        description="Body: an event object or a list of 1..1000. A field of the wrong JSON type or an unknown "
+                    "field fails the whole request (400); an event the loader refuses (unknown item, unknown "
+                    "event type, bad timestamp) comes back in `rejected` with its index and reason and is kept "
+                    "in pgrecs.ingest_rejects.")
+def post_events(body: dict):
     from datetime import datetime, timezone
 
-    from app.ingest import field_names, ingest_records
+    from app.ingest import ingest_records
 
-    body = request.get_json(silent=True)
-    records = body if isinstance(body, list) else [body] if isinstance(body, dict) else None
-    if records is None or not all(isinstance(r, dict) for r in records):
-        abort(400, message="the body must be an event object or a list of event objects")
-    if not records:
-        abort(400, message="no events given")
-    if len(records) > BATCH_MAX:
-        abort(400, message=f"at most {BATCH_MAX} events per request")
-    known = set(field_names("events"))
     now = datetime.now(timezone.utc).isoformat()
-    cleaned = []
-    for record in records:
-        unknown = sorted(set(record) - known)
-        if unknown:
-            abort(400, message=f"unknown field: {unknown[0]}")
-        row = dict(record)
-        row.setdefault("occurred_at", now)
-        cleaned.append(row)
+    cleaned = [event if "occurred_at" in event else {**event, "occurred_at": now} for event in body["events"]]
     conn = get_conn()
     try:
         result = ingest_records(conn, "events", cleaned, source="api")

@@ -7,26 +7,31 @@ from apiflask import APIBlueprint
 from flask import current_app
 
 from app.api.database import get_conn
+from app.api.schemas import HealthOut, ReadyOut, ok
 from app.errors import PgrecsError
 
 bp = APIBlueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@bp.doc(responses=ok(HealthOut, "The process is up"))
 def healthz():
     """The process is up."""
     return {"status": "ok"}
 
 
 @bp.get("/readyz")
+@bp.doc(responses=ok(ReadyOut, "Ready: database, migrations and model checked",
+                     **{"503": "Not ready: the detail names the failed check"}))
 def readyz():
-    """The database answers, its schema is at the code's migration head, and the query model loads.
+    """The database answers, its schema is at the code's migration head, and the query model is loaded.
 
-    503 problem+json naming the failed check otherwise.
+    The model is loaded into this process (and cached) by the first call, so a worker reports ready
+    only once /search can answer without a cold start. 503 problem+json naming the failed check otherwise.
     """
     from apiflask import abort
 
-    from app.embeddings.models import load_spec, resolve_source
+    from app.embeddings.models import get_encoder, load_spec
     from app.migrate import head_revision
 
     checks: dict[str, str] = {}
@@ -44,7 +49,8 @@ def readyz():
     checks["migrations"] = head
     try:
         spec = load_spec(conn, current_app.config.get("EMBEDDING_MODEL"))
-        resolve_source(spec.source)
+        conn.commit()
+        get_encoder(spec.source)  # loads once per process, then a dictionary look-up
         checks["model"] = spec.name
     except PgrecsError as exc:
         abort(503, message=f"query model not loadable: {exc}")

@@ -6,60 +6,22 @@ import json
 
 import psycopg
 from apiflask import APIBlueprint, abort
-from flask import current_app, request
+from marshmallow import RAISE
+from flask import current_app
 
 from app.api.database import get_conn
+from app.api.schemas import ItemBody, ItemOut, SemanticQuery, SimilarOut, ok
 
 bp = APIBlueprint("items", __name__)
 
-K_MAX = 100
 
-
-def _bool(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    abort(400, message=f"{name} must be true or false")
-
-
-def _number(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        abort(400, message=f"{name} must be a number")
-    if number != number or number in (float("inf"), float("-inf")) or abs(number) > 1e12:
-        abort(400, message=f"{name} must be a finite number")
-    return number
-
-
-def parse_k(args) -> int:
-    raw = args.get("k", "10")
-    try:
-        k = int(raw)
-    except ValueError:
-        abort(400, message="k must be an integer")
-    if not 1 <= k <= K_MAX:
-        abort(400, message=f"k must be between 1 and {K_MAX}")
-    return k
-
-
-def parse_filters(args) -> dict:
-    """Query-string filters -> the jsonb filter object of recs.similar_items / recs.search_by_vector."""
-    filters: dict = {}
-    if args.get("category"):
-        category = args["category"].strip()
-        if len(category) > 1000:
-            abort(400, message="category is too long")
-        filters["category"] = category
-    for name in ("price_min", "price_max"):
-        if args.get(name):
-            filters[name] = _number(name, args[name])
-    if "price_min" in filters and "price_max" in filters and filters["price_min"] > filters["price_max"]:
-        abort(400, message="price_min must not exceed price_max")
-    if args.get("in_stock"):
-        filters["in_stock"] = _bool("in_stock", args["in_stock"])
+def parse_filters(data: dict) -> dict:
+    """Loaded SemanticQuery data -> the jsonb filter object of recs.similar_items / recs.search_by_vector."""
+    filters = {name: data[name] for name in ("category", "price_min", "price_max", "in_stock") if name in data}
+    if "category" in filters:
+        filters["category"] = filters["category"].strip()
+        if not filters["category"]:
+            del filters["category"]
     return filters
 
 
@@ -74,13 +36,16 @@ def rows_to_results(rows) -> list[dict]:
 
 
 @bp.put("/items/<path:external_id>")
-def put_item(external_id: str):
-    """Insert or update one item through the loader's validation; its embedding follows via the queue."""
+@bp.input(ItemBody, location="json", arg_name="record")
+@bp.doc(responses=ok(ItemOut, "Updated or unchanged", 200, **{"201": {"description": "Inserted",
+        "content": {"application/json": {"schema": ItemOut}}}}))
+def put_item(external_id: str, record: dict):
+    """Insert or update one item through the loader's validation; its embedding follows via the queue.
+
+    The fields' values are judged by the loader; a refused item is a 400 naming the reasons.
+    """
     from app.ingest import ingest_records
 
-    record = request.get_json(silent=True)
-    if not isinstance(record, dict):
-        abort(400, message="the body must be a JSON object of item fields")
     if "external_id" in record and str(record["external_id"]) != external_id:
         abort(400, message="external_id in the body differs from the URL")
     record = {**record, "external_id": external_id}
@@ -102,10 +67,12 @@ def put_item(external_id: str):
 
 
 @bp.get("/items/<path:external_id>/similar")
-def similar(external_id: str):
+@bp.input(SemanticQuery, location="query", arg_name="query", unknown=RAISE)
+@bp.doc(responses=ok(SimilarOut, "The k nearest items by embedding", **{"404": "Unknown item"}))
+def similar(external_id: str, query: dict):
     """The k items most similar to this one (semantic), with optional filters."""
-    k = parse_k(request.args)
-    filters = parse_filters(request.args)
+    k = query["k"]
+    filters = parse_filters(query)
     conn = get_conn()
     row = conn.execute(
         "select item_id from pgrecs.items "

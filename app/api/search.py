@@ -6,29 +6,25 @@ import json
 
 import psycopg
 from apiflask import APIBlueprint, abort
-from flask import request
+from marshmallow import RAISE
 from pgvector import HalfVector
 
 from app.api.database import get_conn
-from app.api.items import model_name, parse_filters, parse_k, rows_to_results
+from app.api.items import model_name, parse_filters, rows_to_results
+from app.api.schemas import SearchQuery, SearchOut, ok
 from app.errors import PgrecsError
 from app.embeddings.models import get_encoder, load_spec
 
 bp = APIBlueprint("search", __name__)
 
-Q_MAX = 1000
-
 
 @bp.get("/search")
-def search():
+@bp.input(SearchQuery, location="query", arg_name="query", unknown=RAISE)
+@bp.doc(responses=ok(SearchOut, "The k items nearest to the query text"))
+def search(query: dict):
     """Items whose embedding is nearest to the embedded query text."""
-    q = (request.args.get("q") or "").strip()
-    if not q:
-        abort(400, message="q is required")
-    if len(q) > Q_MAX:
-        abort(400, message=f"q must be at most {Q_MAX} characters")
-    k = parse_k(request.args)
-    filters = parse_filters(request.args)
+    q, k = query["q"], query["k"]
+    filters = parse_filters(query)
     conn = get_conn()
     try:
         spec = load_spec(conn, model_name())
