@@ -79,3 +79,24 @@ def test_beyond_accuracy_hand_computed():
     assert out["popularity_bias@2"] == pytest.approx(np.mean([1.0, 2 / 3, 1.0, 1 / 6]))
     # exposure: brand a 3, brand b 1 -> gini of [1, 3] = 0.25
     assert out["gini_brand@2"] == pytest.approx(0.25)
+
+
+def test_targets_and_comparison_table():
+    from app.evaluation.report import comparison_table, targets
+
+    def entry(ndcg, hr=0.1):
+        return {"all": {"users": 100, "ndcg@10": ndcg, "hit_rate@10": hr}}
+
+    summary = {"dataset": "retail", "split": {"evaluated_users": 100},
+               "strategies": {"tuned": entry(0.13), "cooccurrence": entry(0.12), "baseline:ease": entry(0.125),
+                              "semantic": {**entry(0.03), "cold_items": {"users": 4, "ndcg@10": 0.1, "hit_rate@10": 0.25}}}}
+    t = targets(summary)
+    # best reference for retail is EASE 0.111: 0.13 >= 0.1221
+    assert t["best_reference"] == 0.111 and t["above_reference_by_10pct"] is True
+    assert t["not_below_best_single"] is True and t["not_below_external"] is True
+    summary["strategies"]["ease"] = entry(0.14)
+    assert targets(summary)["not_below_best_single"] is False
+    table = comparison_table([summary])
+    assert "| tuned | 0.130 / 0.100 |" in table
+    assert "| tuned >= best single signal | **no** |" in table
+    assert "semantic 0.250 vs co-occurrence 0.000 (4 users)" in table

@@ -71,16 +71,30 @@ def test_evaluate_errors(cli, tmp_path):
 
 @pytest.mark.slow
 def test_tuning_never_loses_to_a_single_signal_on_validation(cli, loaded, db_url, tmp_path):
-    result = cli("evaluate", "--strategies", "ease,tuned", "--tune", "--tune-users", "40", "--tune-trials", "10",
-                 "--k", "10", "--out", str(tmp_path))
+    result = cli("evaluate", "--strategies", "ease,cooccurrence,cooccurrence:raw_counts,tuned", "--tune",
+                 "--tune-users", "40", "--tune-trials", "14", "--tune-folds", "2", "--k", "10", "--out", str(tmp_path),
+                 "--summary", str(tmp_path / "summary.json"))
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "evaluation.json").read_text())
     trace = report["tuning_trace"]
-    assert 6 <= len(trace) <= 10
-    singles = [t["validation_ndcg@10"] for t in trace if len(t["weights"]) == 1 and "max_per_brand" in t]
-    assert len(singles) == 4  # every single signal was a starting point
-    assert report["tuned"]["validation_ndcg@10"] >= max(singles)
-    assert "tuned" in report["strategies"]
+    assert 10 <= len(trace) <= 14
+    # signal parameters first: each EASE lambda and co-occurrence shrinkage on its own signal
+    lambdas = {t["signal_params"]["ease_lambda"] for t in trace if list(t["weights"]) == ["ease"]}
+    shrinkages = {t["signal_params"]["cooc_shrinkage"] for t in trace if list(t["weights"]) == ["cooccurrence"]}
+    assert lambdas == {300.0, 100.0, 1000.0, 3000.0} and shrinkages == {10.0, 0.0, 50.0}
+    singles = {}
+    for t in trace:
+        if len(t["weights"]) == 1 and "max_per_brand" in t:
+            (signal,) = t["weights"]
+            singles[signal] = max(singles.get(signal, 0.0), t["validation_ndcg@10"])
+    assert set(singles) == {"semantic", "cooccurrence", "ease", "popularity"}  # every single signal was tried
+    assert report["tuned"]["validation_ndcg@10"] >= max(singles.values())
+    assert report["tuned"]["signal_params"]["ease_lambda"] in lambdas
+    assert report["tuned"]["validation_users"] == [40, 40]  # two nested folds
+    assert {"tuned", "cooccurrence", "cooccurrence:raw_counts"} <= set(report["strategies"])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["strategies"]["tuned"]["all"]["ndcg@10"] == round(
+        report["strategies"]["tuned"]["slices"]["all"]["metrics"]["ndcg@10"], 4)
     with psycopg.connect(db_url) as conn:
         weights, fusion, brand_cap = conn.execute(
             "select weights, fusion, max_per_brand from pgrecs.placements where placement = 'home_for_you'").fetchone()

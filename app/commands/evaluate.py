@@ -65,13 +65,20 @@ def _parse_cutoff(value: str | None) -> float | None:
 @click.option("--tune-users", type=int, default=500, show_default=True, help="validation users sampled for tuning.")
 @click.option("--tune-trials", type=int, default=60, show_default=True,
               help="most placement configurations tried on the validation split.")
+@click.option("--tune-folds", type=click.IntRange(1, 5), default=1, show_default=True,
+              help="nested validation folds (the last, second-last, ... training interaction) averaged by tuning.")
+@click.option("--tune-signals/--no-tune-signals", default=True, show_default=True,
+              help="with --tune: also choose the EASE lambda and the co-occurrence shrinkage on validation "
+                   "(reported as `pgrecs refresh` parameters).")
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="also write a compact JSON summary (headline metrics per strategy) to this file.")
 @click.option("--max-users", type=int, default=None, help="evaluate a seeded sample of test users (default: all).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--dataset", default=None, help="label stored with the run and shown in the report.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("evaluation"), show_default=True)
 @click.pass_context
 def evaluate(ctx, protocol, cutoff, min_history, ks, strategies, weights, tune, tune_placement, tune_users,
-             tune_trials, max_users, seed, dataset, out_dir):
+             tune_trials, tune_folds, tune_signals, summary_path, max_users, seed, dataset, out_dir):
     """Offline evaluation through the serving SQL, with external baselines; writes JSON + HTML."""
     from app.evaluation import report as report_mod
     from app.evaluation.runner import Options, evaluate as run
@@ -79,10 +86,12 @@ def evaluate(ctx, protocol, cutoff, min_history, ks, strategies, weights, tune, 
     opts = Options(protocol=protocol, cutoff=_parse_cutoff(cutoff), min_history=min_history, ks=_parse_ks(ks),
                    strategies=tuple(s.strip() for s in strategies.split(",")) if strategies else None,
                    weights=_parse_weights(weights), tune=tune, tune_placement=tune_placement,
-                   tune_users=tune_users, tune_trials=tune_trials, max_users=max_users, seed=seed, dataset=dataset,
+                   tune_users=tune_users, tune_trials=tune_trials, tune_folds=tune_folds, tune_signals=tune_signals, max_users=max_users, seed=seed, dataset=dataset,
                    progress=lambda m: click.echo(m, err=True))
     result = run(url_from(ctx), tenant_from(ctx), opts)
     json_path, html_path = report_mod.write(result, out_dir)
+    if summary_path:
+        report_mod.write_summary(result, summary_path)
     click.echo(report_mod.markdown_table(result))
     click.echo(f"run {result['run_id']}: wrote {json_path} and {html_path}")
 

@@ -3,6 +3,7 @@ strategy (SQL placements and Python baselines), compute metrics per slice, tune,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ class Options:
     tune_placement: str = "home_for_you"
     tune_users: int = 500
     tune_trials: int = 60
+    tune_folds: int = 1  # nested validation folds averaged (more: less noise on small datasets)
+    tune_signals: bool = True  # also tune EASE lambda and co-occurrence shrinkage
     max_users: int | None = None
     seed: int = 0
     dataset: str | None = None
@@ -163,8 +166,12 @@ def _sql_strategies(url: str, tenant: str, catalog, inter, split, opts: Options,
 
 TUNE_FACTORS = (0.0, 0.25, 0.5, 2.0, 4.0)
 TUNE_MMR = (1.0, 0.9, 0.8)
+TUNE_MIN_GAIN = 0.01
 TUNE_HISTORY_LIMITS = (20, 50, 100)
 TUNE_HALF_LIVES = ("14 days", "90 days", "3650 days")
+# signal parameters (`pgrecs refresh --ease-lambda`, dbt var cooc_shrinkage): the first is the default
+TUNE_EASE_LAMBDAS = (300.0, 100.0, 1000.0, 3000.0)
+TUNE_COOC_SHRINKAGE = (10.0, 0.0, 50.0)
 
 
 def _config_key(cfg: dict) -> str:
@@ -172,45 +179,91 @@ def _config_key(cfg: dict) -> str:
 
 
 def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, base_row: dict) -> tuple[dict, list]:
-    """Search the placement configuration on the validation split (inside the training period only).
+    """Search the placement configuration on validation splits inside the training period only
+    (`tune_folds` nested folds, NDCG@10 averaged over their users).
 
+    0. Signal parameters, each on its own signal alone: EASE lambda and co-occurrence shrinkage
+       (the neighbour lists of the validation databases recomputed as `pgrecs refresh` would).
     1. Starting points: the placement as configured (its caps, filters and pools), the same weights
        as a pure ranking configuration (pools as the single-signal strategies, no caps or default
        filters), and each single signal alone, so the tuned hybrid can never be worse on
        validation than its best single signal.
-    2. Coordinate ascent over every signal weight (x0, x0.25, x0.5, x2, x4; a switched-off signal
-       is tried at 0.1, 0.3 and 1), repeated while a round improves.
-    3. History: anchors kept (history_limit) and their recency half-life.
-    4. Fusion (weighted sum of max-normalised signals vs reciprocal rank fusion), then MMR lambda.
-    Returns (placement overrides of the best configuration, trace of every trial)."""
+    2. One round of coordinate ascent over every signal weight (x0, x0.25, x0.5, x2, x4; a
+       switched-off signal is tried at 0.1, 0.3 and 1); a step must gain TUNE_MIN_GAIN.
+    3. History: anchors kept (history_limit) and their recency half-life; fusion (weighted sum of
+       max-normalised signals vs reciprocal rank fusion).
+    4. Up to two more weight rounds, then the MMR lambda.
+    Returns (placement overrides of the best configuration plus `signal_params`, trace of every trial)."""
     from app.db import connect
 
-    val_inter, val_split = splits.validation_split(inter, split)
-    users = _sample_users(val_split.test, opts.tune_users, opts.seed)
-    truth = {u: val_split.test[u] for u in users}
+    # validation folds, each nested inside the previous one's training part: fold 1 holds out
+    # the last training interaction, fold 2 the one before it, ... (the test period is never read)
+    folds = []
+    f_inter, f_split = inter, split
+    for _ in range(max(1, opts.tune_folds)):
+        try:
+            f_inter, f_split = splits.validation_split(f_inter, f_split)
+        except PgrecsError:
+            break
+        f_users = _sample_users(f_split.test, opts.tune_users, opts.seed)
+        folds.append({"inter": f_inter, "split": f_split, "users": f_users,
+                      "truth": {u: f_split.test[u] for u in f_users},
+                      "train_items": f_split.train_items_by_user(f_inter)})
     trace: list[dict] = []
     seen: dict[str, float] = {}
-    with scratch.scratch_database(source_url, "tune") as url:
-        scratch.populate(source_url, url, tenant, val_inter.event_id[val_split.train_mask])
-        scratch.refresh(url, tenant)
-        train_items = val_split.train_items_by_user(val_inter)
+    params = {"ease_lambda": TUNE_EASE_LAMBDAS[0], "cooc_shrinkage": TUNE_COOC_SHRINKAGE[0]}
+    with contextlib.ExitStack() as stack:
+        for fold in folds:
+            fold["url"] = stack.enter_context(scratch.scratch_database(source_url, "tune"))
+            scratch.populate(source_url, fold["url"], tenant, fold["inter"].event_id[fold["split"].train_mask])
+            scratch.refresh(fold["url"], tenant)
+        _log(opts, f"tuning on {len(folds)} validation fold(s) of {[len(f['users']) for f in folds]} users")
 
         def run(cfg: dict) -> float:
             cfg = dict(cfg, weights={k: v for k, v in cfg["weights"].items() if v > 0})
-            key = _config_key(cfg)
+            relevant = {"ease_lambda": "ease", "cooc_shrinkage": "cooccurrence"}
+            key = _config_key({**cfg, "signal_params": {p: v for p, v in params.items() if relevant[p] in cfg["weights"]}})
             if key in seen:
                 return seen[key]
             if not cfg["weights"] or len(seen) >= opts.tune_trials:
                 return -1.0
-            with connect(url, tenant=tenant) as conn:
-                scratch.add_placement(conn, tenant, "eval_candidate", opts.tune_placement, cfg)
-            strat = scratch.SQLStrategy(url, tenant, "eval_candidate", catalog, val_inter, train_items)
-            value = metrics.ranking_metrics(strat.recommend(users, 10), truth, ks=(10,))["ndcg@10"]
+            total = n = 0
+            for fold in folds:
+                with connect(fold["url"], tenant=tenant) as conn:
+                    scratch.add_placement(conn, tenant, "eval_candidate", opts.tune_placement, cfg)
+                strat = scratch.SQLStrategy(fold["url"], tenant, "eval_candidate", catalog, fold["inter"],
+                                            fold["train_items"])
+                ndcg = metrics.ranking_metrics(strat.recommend(fold["users"], 10), fold["truth"], ks=(10,))["ndcg@10"]
+                total += ndcg * len(fold["users"])
+                n += len(fold["users"])
+            value = total / n
             seen[key] = value
-            trace.append({**cfg, "validation_ndcg@10": value})
-            _log(opts, f"tune {_describe(cfg)}: validation NDCG@10 {value:.4f}")
+            trace.append({**cfg, "signal_params": dict(params), "validation_ndcg@10": value})
+            _log(opts, f"tune {_describe(cfg)} {params}: validation NDCG@10 {value:.4f}")
             return value
 
+        def replace(signal: str, build, value) -> None:
+            for fold in folds:
+                scratch.replace_neighbors(fold["url"], tenant, signal, build(fold["url"], value))
+
+        def tune_signal(signal: str, param: str, grid, build) -> None:
+            alone = {**scratch.signal_overrides({signal: 1.0}), "mmr_lambda": 1.0, "fusion": "weighted"}
+            results = {grid[0]: run(alone)}
+            for value in grid[1:]:
+                params[param] = value
+                replace(signal, build, value)
+                results[value] = run(alone)
+            chosen = max(grid, key=lambda v: (results[v], -grid.index(v)))
+            if chosen != params[param]:
+                replace(signal, build, chosen)
+            params[param] = chosen
+            _log(opts, f"tune {param}: {results} -> {chosen:g}")
+
+        if opts.tune_signals:
+            tune_signal("ease", "ease_lambda", TUNE_EASE_LAMBDAS,
+                        lambda url, lam: scratch.ease_neighbors(url, tenant, lam))
+            tune_signal("cooccurrence", "cooc_shrinkage", TUNE_COOC_SHRINKAGE,
+                        lambda url, shrink: scratch.cooccurrence_neighbors(url, tenant, shrink))
         weights = {s: float(base_row["weights"].get(s, 0.0)) for s in SIGNALS}
         for s, v in base_row["weights"].items():
             weights.setdefault(s, float(v))
@@ -218,12 +271,17 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
                          "fusion": base_row.get("fusion") or "weighted"}
         clean = {**scratch.signal_overrides(weights, _pools(weights)), "mmr_lambda": 1.0, "fusion": "weighted"}
         starts = [as_configured, clean] + [
-            {**clean, "weights": {s: 1.0}} for s in SIGNALS]
+            {**scratch.signal_overrides({s: 1.0}), "mmr_lambda": 1.0, "fusion": "weighted"} for s in SIGNALS]
         scored = [(run(c), i, c) for i, c in enumerate(starts)]
         best, _, cfg = max(scored, key=lambda t: (t[0], -t[1]))
         cfg = dict(cfg, weights={**{s: 0.0 for s in weights}, **cfg["weights"]})
 
-        for _round in range(3):
+        def better(value: float) -> bool:
+            # a step must gain at least TUNE_MIN_GAIN (relative): smaller moves are validation noise
+            return value > best * (1 + TUNE_MIN_GAIN) + 1e-6
+
+        def weight_round() -> bool:
+            nonlocal best, cfg
             improved = False
             for signal in list(cfg["weights"]):
                 current = cfg["weights"][signal]
@@ -232,30 +290,36 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
                     trial = dict(cfg, weights=dict(cfg["weights"], **{signal: w}))
                     trial["pool_sizes"] = _pools(trial["weights"], cfg.get("pool_sizes"))
                     value = run(trial)
-                    if value > best + 1e-6:
+                    if better(value):
                         best, cfg, improved = value, trial, True
-            if not improved:
+            return improved
+
+        def try_values(column: str, values) -> None:
+            nonlocal best, cfg
+            for v in values:
+                value = run(dict(cfg, **{column: v}))
+                if better(value):
+                    best, cfg = value, dict(cfg, **{column: v})
+
+        weight_round()
+        # how much of the user's history anchors the list, how fast it fades, and the fusion,
+        # before further weight rounds so the trial budget always reaches them
+        try_values("history_limit", TUNE_HISTORY_LIMITS)
+        try_values("history_half_life", TUNE_HALF_LIVES)
+        try_values("fusion", ("weighted", "rrf"))
+        for _round in range(2):
+            if not weight_round():
                 break
-        # how much of the user's history anchors the list, and how fast it fades
-        for limit in TUNE_HISTORY_LIMITS:
-            value = run(dict(cfg, history_limit=limit))
-            if value > best + 1e-6:
-                best, cfg = value, dict(cfg, history_limit=limit)
-        for half_life in TUNE_HALF_LIVES:
-            value = run(dict(cfg, history_half_life=half_life))
-            if value > best + 1e-6:
-                best, cfg = value, dict(cfg, history_half_life=half_life)
-        for fusion in ("weighted", "rrf"):
-            value = run(dict(cfg, fusion=fusion))
-            if value > best + 1e-6:
-                best, cfg = value, dict(cfg, fusion=fusion)
-        for mmr in TUNE_MMR:
-            value = run(dict(cfg, mmr_lambda=mmr))
-            if value > best + 1e-6:
-                best, cfg = value, dict(cfg, mmr_lambda=mmr)
+        try_values("mmr_lambda", TUNE_MMR)
     out = dict(cfg, weights={k: v for k, v in cfg["weights"].items() if v > 0})
     out["validation_ndcg@10"] = best
+    out["signal_params"] = dict(params)
+    out["validation_users"] = [len(f["users"]) for f in folds]
     return out, trace
+
+
+def _placement_overrides(tuned: dict) -> dict:
+    return {k: v for k, v in tuned.items() if k not in ("validation_ndcg@10", "signal_params", "validation_users")}
 
 
 def _pools(weights: dict, existing: dict | None = None) -> dict:
@@ -319,14 +383,22 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
         with scratch.scratch_database(source_url, "eval") as url:
             counts = scratch.populate(source_url, url, tenant, inter.event_id[split.train_mask])
             _log(opts, f"scratch database: {counts}")
-            scratch.refresh(url, tenant)
+            signal_params = (tuned or {}).get("signal_params")
+            scratch.refresh(url, tenant, signal_params)
             sql_strats = _sql_strategies(url, tenant, catalog, inter, split, opts, placements,
-                                         {k: v for k, v in tuned.items() if k != "validation_ndcg@10"} if tuned else None)
+                                         _placement_overrides(tuned) if tuned else None)
             recs.update(score(sql_strats, users, kmax, opts))
+            if "cooccurrence" in sql_strats and _wanted(opts, "cooccurrence:raw_counts"):
+                # the same placement over un-normalised co-occurrence (basket counts), for the
+                # normalisation comparison; last, as it replaces the lists in the scratch database
+                scratch.replace_neighbors(url, tenant, "cooccurrence", scratch.raw_count_neighbors(url, tenant))
+                raw = sql_strats["cooccurrence"]
+                raw.name = "cooccurrence:raw_counts"
+                recs.update(score({"cooccurrence:raw_counts": raw}, users, kmax, opts))
             sql_ran = True
         if tuned:
             with connect(source_url, tenant=tenant) as conn:
-                best = {k: v for k, v in tuned.items() if k != "validation_ndcg@10"}
+                best = _placement_overrides(tuned)
                 scratch.add_placement(conn, tenant, "eval_tuned_tmp", opts.tune_placement, best)
                 conn.execute(
                     "update pgrecs.placements p set weights = t.weights, pool_sizes = t.pool_sizes, "

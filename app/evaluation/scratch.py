@@ -120,14 +120,22 @@ def populate(source_url: str, scratch_url: str, tenant: str, train_event_ids: np
     return counts
 
 
-def refresh(scratch_url: str, tenant: str) -> None:
-    """Run the production refresh pipeline (`pgrecs refresh`) against the scratch database."""
+def refresh(scratch_url: str, tenant: str, signal_params: dict | None = None) -> None:
+    """Run the production refresh pipeline (`pgrecs refresh`) against the scratch database, with
+    the signal parameters chosen by tuning (`ease_lambda`, dbt vars such as `cooc_shrinkage`).
+    The dbt data tests are skipped: the scratch data is a filtered copy of the loaded tables."""
     from app.cli import main
 
     if "refresh" not in main.commands:
         raise PgrecsError("`pgrecs refresh` is not available: SQL strategies need the dbt signals")
+    args = ["--db-url", scratch_url, "--tenant", tenant, "refresh", "--full", "--ease", "--quiet", "--no-test"]
+    for key, value in sorted((signal_params or {}).items()):
+        if key == "ease_lambda":
+            args += ["--ease-lambda", str(value)]
+        else:
+            args += ["--var", f"{key}={value}"]
     try:
-        main.main(["--db-url", scratch_url, "--tenant", tenant, "refresh", "--full", "--ease", "--quiet"], standalone_mode=False)
+        main.main(args, standalone_mode=False)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise PgrecsError("`pgrecs refresh` failed on the evaluation database") from exc
@@ -198,3 +206,75 @@ class SQLStrategy:
                 codes = [code_of[r[0]] for r in rows if r[0] in code_of and code_of[r[0]] not in seen]
                 out[u] = np.array(codes[:k], dtype=np.int64)
         return out
+
+
+# --- signal variants in a scratch database (tuning and the normalisation comparison) ----------
+
+def replace_neighbors(url: str, tenant: str, signal: str, nb) -> int:
+    """Swap one signal's neighbour lists in a scratch database for `nb` (item_ids, neighbor_ids,
+    scores, ranks arrays, as app.signals builds them)."""
+    with psycopg.connect(url) as conn:
+        conn.execute("delete from pgrecs.item_neighbors where tenant_id = %s and signal = %s", (tenant, signal))
+        with conn.cursor().copy("copy pgrecs.item_neighbors (tenant_id, signal, item_id, neighbor_item_id, score, rank)"
+                                " from stdin") as copy:
+            for row in zip(nb.item_ids.tolist(), nb.neighbor_ids.tolist(), nb.scores.tolist(), nb.ranks.tolist()):
+                copy.write_row((tenant, signal, *row))
+        conn.commit()
+    return len(nb.item_ids)
+
+
+def _baskets(url: str, tenant: str):
+    from app.signals.cooccurrence import _read_columns
+
+    with psycopg.connect(url) as conn:
+        return _read_columns(
+            conn, "select basket_id, item_id, weight::float8 from recs_intermediate.int_basket_items_weighted"
+            " where tenant_id = %s", (tenant,), ("int8", "int8", "float8"))
+
+
+def cooccurrence_neighbors(url: str, tenant: str, shrinkage: float, top_n: int = 50):
+    """Co-occurrence lists exactly as `pgrecs refresh` scores them, for another shrinkage."""
+    from app.signals.cooccurrence import neighbors_from_baskets
+
+    baskets, items, weights = _baskets(url, tenant)
+    return neighbors_from_baskets(baskets, items, weights, None, top_n, shrinkage)
+
+
+def raw_count_neighbors(url: str, tenant: str, top_n: int = 50):
+    """The un-normalised alternative: neighbours ranked by the number of baskets holding both
+    items (ties by item id), score = that count."""
+    from app.signals.cooccurrence import Neighbors
+    from scipy import sparse
+
+    baskets, items, _ = _baskets(url, tenant)
+    item_ids, col = np.unique(items, return_inverse=True)
+    _, row = np.unique(baskets, return_inverse=True)
+    b = sparse.csr_matrix((np.ones(len(col)), (row, col)), shape=(int(row.max()) + 1, len(item_ids)))
+    b.data[:] = 1.0
+    counts = (b.T @ b).tocsr()
+    out = [[], [], [], []]
+    for r in range(counts.shape[0]):
+        lo, hi = counts.indptr[r], counts.indptr[r + 1]
+        cols, vals = counts.indices[lo:hi], counts.data[lo:hi]
+        keep = cols != r
+        cols, vals = cols[keep], vals[keep]
+        if len(cols) == 0:
+            continue
+        order = np.lexsort((item_ids[cols], -vals))[:top_n]
+        out[0].append(np.full(len(order), item_ids[r]))
+        out[1].append(item_ids[cols[order]])
+        out[2].append(vals[order])
+        out[3].append(np.arange(1, len(order) + 1))
+    cat = [np.concatenate(x) if x else np.array([], dtype=np.int64) for x in out]
+    return Neighbors(cat[0], cat[1], cat[2], cat[2].astype(np.int64), cat[3])
+
+
+def ease_neighbors(url: str, tenant: str, lam: float, top_n: int = 50):
+    """EASE lists exactly as `pgrecs refresh` builds them, for another lambda."""
+    from app.signals.ease import ease_from_pairs
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("select user_id, item_id from recs_intermediate.int_user_items_aggregated"
+                            " where tenant_id = %s", (tenant,)).fetchall()
+    pairs = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
+    return ease_from_pairs(pairs[:, 0], pairs[:, 1], lam=lam, top_n=top_n)
