@@ -86,6 +86,9 @@ def test_merged_migrations_are_never_edited():
         "0004_scoring.py": "2b6f30fdb869d50f8027a8e60e955f07a2daa2e39250dc91db0fe6ca69036dd7",
         "0005_experiments.py": "ac8c0dedc1f271ac1fc1141d2f8a40b37e197f4408906b3c01f101a35804c9de",
         "0006_security.py": "83b0b7f9d1b00c9cd211dff3b99bdc7557f2573232f893b1c7b4b0bfc21377f9",
+        "0007_embedding_filters.py": "23acc09cb6dced547101a3711eb0f6585e93acc8cd4206782de54a6bb8f634e9",
+        "0008_refresh_inputs.py": "2ba81a707c91655346e16193b58075ccddc1a3eae79d85cd2689ee53612af687",
+        "0009_category_key.py": "66adaae669c052b15bf44185997cd0da6fd947345d38d4055e3e2e6c9003c635",
     }
     for name, digest in pinned.items():
         path = REPO / "migrations" / "versions" / name
