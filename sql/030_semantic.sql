@@ -864,6 +864,11 @@ begin
             and x.item_id = r.item_id and x.neighbor_item_id = r.neighbor_item_id
             and x.rank <> r.rn;
     end if;
+    -- a bulk rewrite leaves the statistics describing the old lists; with them the planner picks
+    -- scans that made the next single-item updates (the watcher's) take seconds
+    if cardinality(item_ids) >= 100 then
+        analyze pgrecs.item_neighbors;
+    end if;
     return written;
 end
 $$;

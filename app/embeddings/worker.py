@@ -151,12 +151,6 @@ class _ListWriter:
                 keep.append(future)
         self.futures = keep
 
-    def flush(self) -> int:
-        """Wait for the lists submitted so far; returns how many were written since the last flush."""
-        before = self.written
-        self._collect(wait=True)
-        return self.written - before
-
     def close(self) -> int:
         try:
             self._collect(wait=True)
@@ -363,27 +357,23 @@ def watch(url: str | None, tenant: str, model: str | None = None, *, batch_size:
     """
     total = EmbedStats()
     deadline = None if stop_after is None else time.monotonic() + stop_after
-    with connect(url, tenant=tenant, autocommit=True) as listener, connect(url, tenant=tenant) as conn, \
-            contextlib.ExitStack() as stack:
+    with connect(url, tenant=tenant, autocommit=True) as listener, connect(url, tenant=tenant) as conn:
         listener.execute(f"listen {CHANNEL}")
         spec = load_spec(conn, model)
         conn.commit()
         get_encoder(spec.source)
         total.queued = enqueue_stale(conn, spec)
         conn.commit()
-        lists = _ListWriter(url, tenant, spec, neighbors) if spec.is_default and neighbors > 0 else None
-        stack.callback(lambda: lists and lists.close())
         while (deadline is None or time.monotonic() < deadline) and not (stop_event and stop_event.is_set()):
-            # a burst: each batch's lists are written (background) while the next one encodes
             while True:
-                stats = process_batch(conn, spec, batch_size, neighbors, lists)
+                # each batch's lists are written right after it (no background writer): the
+                # watcher's batches are small and freshness counts
+                stats = process_batch(conn, spec, batch_size, neighbors)
                 if stats.claimed == 0:
                     break
                 total.add(stats)
                 if on_batch is not None:
                     on_batch(stats)
-            if lists is not None:
-                total.neighbor_lists += lists.flush()
             wait = idle_seconds if deadline is None else max(0.0, min(idle_seconds, deadline - time.monotonic()))
             if stop_event is not None:
                 wait = min(wait, 0.5)
