@@ -809,7 +809,11 @@ begin
     from pgrecs.item_embeddings as e
     join pgrecs.items as i on i.item_id = e.item_id and i.active
     cross join lateral pgrecs.semantic_search(e.embedding, n, '{}', m.model_id, e.item_id) as s
-    where e.item_id = any(item_ids) and e.model_id = m.model_id and e.tenant_id = tenant;
+    where e.item_id = any(item_ids) and e.model_id = m.model_id and e.tenant_id = tenant
+    -- another worker (or this worker's background list writer) may have just entered one of
+    -- these pairs through step 2 of its own call: take the fresh score instead of failing
+    on conflict (tenant_id, signal, item_id, neighbor_item_id)
+        do update set score = excluded.score, rank = excluded.rank, computed_at = now();
     get diagnostics written = row_count;
 
     if not propagate then
