@@ -38,12 +38,21 @@ def serve(ctx, host, port, workers, threads):
             self.cfg.set("keepalive", 5)
             # no gunicorn access log: the app writes one structured JSON line per request
             # (app.api.observability), a second plain-text line only cost CPU
+            # each worker runs its own readiness check (which loads the query model) before it
+            # takes requests, so no /search waits seconds for the model under load
+            self.cfg.set("post_worker_init", _check_worker_ready)
 
         def load(self):
             return create_app(config)
 
     click.echo(f"serving on http://{host}:{port} ({workers} workers x {threads} threads)", err=True)
     Server().run()
+
+
+def _check_worker_ready(worker) -> None:
+    response = worker.wsgi.test_client().get("/readyz")
+    if response.status_code != 200:
+        worker.log.warning("worker not ready yet: %s", response.get_json())
 
 
 COMMANDS = [serve]
