@@ -75,24 +75,6 @@ $$;
 comment on function pgrecs.check_filters(jsonb) is
     'Validates a filters object (known keys, JSON types) and returns it; raises 22023 otherwise.';
 
-create or replace function pgrecs.item_matches_filters(i pgrecs.items, filters jsonb)
-returns boolean
-language sql
-immutable parallel safe
-as $$
-    select i.active
-        and (coalesce((filters ->> 'in_stock')::boolean, false) is false or coalesce(i.stock, 1) > 0)
-        and (filters ->> 'price_min' is null or i.price >= (filters ->> 'price_min')::numeric)
-        and (filters ->> 'price_max' is null or i.price <= (filters ->> 'price_max')::numeric)
-        and (filters ->> 'category' is null or (filters ->> 'category') = any(i.category_path))
-        and (filters ->> 'brand' is null or i.brand = (filters ->> 'brand'))
-        and (filters -> 'brands' is null or coalesce(filters -> 'brands' ? i.brand, false))
-        and (filters -> 'exclude_brands' is null or not coalesce(filters -> 'exclude_brands' ? i.brand, false))
-        and (filters -> 'exclude' is null or not (filters -> 'exclude') @> (i.item_id::text)::jsonb)
-$$;
-comment on function pgrecs.item_matches_filters(pgrecs.items, jsonb) is
-    'Whether an item passes a filters object: always active; in_stock (null stock counts as in stock), price range, category at any level, brand(s), exclusions. Only immutable operators, so the planner inlines it into the scoring queries (to_jsonb, being stable, blocked that and cost ~0.2 ms a row).';
-
 create or replace function pgrecs.item_passes(
     i pgrecs.items, in_stock boolean, price_min numeric, price_max numeric, category text, brand text,
     brands jsonb, exclude_brands jsonb, exclude jsonb
@@ -112,7 +94,27 @@ as $$
         and (exclude is null or not exclude @> (i.item_id::text)::jsonb)
 $$;
 comment on function pgrecs.item_passes(pgrecs.items, boolean, numeric, numeric, text, text, jsonb, jsonb, jsonb) is
-    'pgrecs.item_matches_filters with the filters object taken apart once per call (in_stock, price_min, price_max, category, brand, brands, exclude_brands, exclude): inlined into the scoring queries, it tests scalars per row instead of looking keys up in the filters object per row.';
+    'The filter rules, on values taken apart once per call (in_stock, price_min, price_max, category, brand, brands, exclude_brands, exclude): always active; in stock (null stock counts as in stock); price range; category at any level; brand(s); exclusions. Inlined into the scoring queries, it tests scalars per row; pgrecs.item_matches_filters is the same on a filters object.';
+
+create or replace function pgrecs.item_matches_filters(i pgrecs.items, filters jsonb)
+returns boolean
+language sql
+immutable parallel safe
+as $$
+    -- the filter rules live in pgrecs.item_passes; this only unpacks the jsonb
+    select pgrecs.item_passes(
+        i,
+        coalesce((filters ->> 'in_stock')::boolean, false),
+        (filters ->> 'price_min')::numeric,
+        (filters ->> 'price_max')::numeric,
+        filters ->> 'category',
+        filters ->> 'brand',
+        filters -> 'brands',
+        filters -> 'exclude_brands',
+        filters -> 'exclude')
+$$;
+comment on function pgrecs.item_matches_filters(pgrecs.items, jsonb) is
+    'Whether an item passes a filters object (the rules are pgrecs.item_passes). Only immutable operators, so the planner inlines it into the scoring queries (to_jsonb, being stable, blocked that and cost ~0.2 ms a row).';
 
 create or replace function pgrecs.rule_matches(
     rule_item_id bigint, rule_brand text, rule_category text, rule_min_margin numeric, i pgrecs.items
