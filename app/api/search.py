@@ -13,7 +13,7 @@ from app.api.database import get_conn
 from app.api.items import model_name, parse_filters, rows_to_results
 from app.api.schemas import SearchQuery, SearchOut, ok
 from app.errors import PgrecsError
-from app.embeddings.models import get_encoder, load_spec
+from app.embeddings.models import encoder_for, load_spec
 
 bp = APIBlueprint("search", __name__)
 
@@ -28,7 +28,7 @@ def search(query: dict):
     conn = get_conn()
     try:
         spec = load_spec(conn, model_name())
-        vector = get_encoder(spec.source).encode([q])[0]
+        vector = encoder_for(spec).encode([q])[0]
     except PgrecsError as exc:
         abort(503, message=str(exc))
     try:

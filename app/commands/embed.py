@@ -69,16 +69,16 @@ def models_list(ctx):
     with connect(url_from(ctx), tenant=tenant_from(ctx)) as conn:
         rows = conn.execute(
             """
-            select m.name, m.version, m.dimensions, m.tier, m.is_default, m.source,
+            select m.name, m.version, m.dimensions, m.tier, m.compute_precision, m.is_default, m.source,
                 (select count(*) from pgrecs.item_embeddings e
                  where e.model_id = m.model_id
                    and e.tenant_id = coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default'))
             from pgrecs.embedding_models m
             order by m.model_id
             """).fetchall()
-    for name, version, dims, tier, is_default, source, count in rows:
+    for name, version, dims, tier, precision, is_default, source, count in rows:
         mark = "*" if is_default else " "
-        click.echo(f"{mark} {name}\t{version}\t{dims}d\t{tier}\t{count} embeddings\t{source}")
+        click.echo(f"{mark} {name}\t{version}\t{dims}d\t{tier}\t{precision}\t{count} embeddings\t{source}")
 
 
 @models.command("register")
@@ -86,16 +86,19 @@ def models_list(ctx):
 @click.argument("path")
 @click.option("--version", "version", default="local", show_default=True)
 @click.option("--tier", type=click.Choice(["quality", "fast"]), default="quality", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
+              help="Compute precision: auto is bfloat16 on CPUs with native bfloat16 (Intel AMX), else float32.")
 @click.option("--default", "make_default", is_flag=True, help="Make it the default model.")
 @click.pass_context
-def models_register(ctx, name, path, version, tier, make_default):
+def models_register(ctx, name, path, version, tier, precision, make_default):
     """Register a local sentence-transformers (or model2vec) directory, or package:<name>."""
     from app.db import connect
     from app.embeddings.models import register_model
 
     with connect(url_from(ctx), tenant=tenant_from(ctx)) as conn:
-        spec = register_model(conn, name, path, version=version, tier=tier, make_default=make_default)
-    click.echo(f"registered {spec.name} ({spec.dimensions}d, {spec.tier}); run `pgrecs embed --model {spec.name}`")
+        spec = register_model(conn, name, path, version=version, tier=tier, precision=precision,
+                              make_default=make_default)
+    click.echo(f"registered {spec.name} ({spec.dimensions}d, {spec.tier}, {spec.compute_precision}); run `pgrecs embed --model {spec.name}`")
 
 
 @models.command("distill-fast")

