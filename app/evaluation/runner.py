@@ -4,6 +4,7 @@ strategy (SQL placements and Python baselines), compute metrics per slice, tune,
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -395,6 +396,17 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
                 raw = sql_strats["cooccurrence"]
                 raw.name = "cooccurrence:raw_counts"
                 recs.update(score({"cooccurrence:raw_counts": raw}, users, kmax, opts))
+            if "semantic" in sql_strats:
+                # the semantic signal from each other registered model (e.g. the fast static tier
+                # against MiniLM); last, as it replaces the semantic lists in the scratch database
+                for model in scratch.other_embedding_models(url, tenant):
+                    name = f"semantic:{model}"
+                    if _wanted(opts, name):
+                        built = scratch.use_semantic_model(url, tenant, model)
+                        _log(opts, f"semantic lists from model {model}: {built} items")
+                        other = copy.copy(sql_strats["semantic"])
+                        other.name = name
+                        recs.update(score({name: other}, users, kmax, opts))
             sql_ran = True
         if tuned:
             with connect(source_url, tenant=tenant) as conn:

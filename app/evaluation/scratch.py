@@ -223,6 +223,32 @@ def replace_neighbors(url: str, tenant: str, signal: str, nb) -> int:
     return len(nb.item_ids)
 
 
+def other_embedding_models(url: str, tenant: str) -> list[str]:
+    """Registered models other than the default with embeddings for the tenant (candidates for
+    `semantic:<model>` strategies)."""
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute(
+            "select m.name from pgrecs.embedding_models as m where not m.is_default and exists ("
+            "select 1 from pgrecs.item_embeddings as e where e.model_id = m.model_id and e.tenant_id = %s) "
+            "order by m.model_id", (tenant,))]
+
+
+def use_semantic_model(url: str, tenant: str, model: str, neighbors: int = 50) -> int:
+    """Make `model` the scratch database's default and rebuild its semantic neighbour lists from
+    that model's embeddings, as `pgrecs embed` does for the default model; returns the lists built."""
+    with psycopg.connect(url) as conn:
+        conn.execute("select set_config('pgrecs.tenant', %s, false)", (tenant,))
+        conn.execute("update pgrecs.embedding_models set is_default = false where is_default")
+        conn.execute("update pgrecs.embedding_models set is_default = true where name = %s", (model,))
+        conn.execute("delete from pgrecs.item_neighbors where tenant_id = %s and signal = 'semantic'", (tenant,))
+        ids = [r[0] for r in conn.execute(
+            "select e.item_id from pgrecs.item_embeddings as e join pgrecs.embedding_models as m using (model_id) "
+            "where m.name = %s and e.tenant_id = %s", (model, tenant))]
+        conn.execute("select pgrecs.refresh_semantic_neighbors(%s, %s, false)", (ids, neighbors))
+        conn.commit()
+    return len(ids)
+
+
 def _baskets(url: str, tenant: str):
     from app.signals.cooccurrence import _read_columns
 
