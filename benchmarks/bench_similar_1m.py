@@ -1,4 +1,5 @@
-"""recs.similar_items at 1,000,000 items: benchmarks/bench_similar.py at N = 1,000,000 on its own
+"""recs.similar_items at 1,000,000 items (realistic vectors; isotropic: bench_similar_1m_isotropic.py):
+benchmarks/bench_similar.py at N = 1,000,000 on its own
 benchmark server (PGRECS_BENCH_1M_DIR, default /tmp/pgrecs_bench_1m) with shared_buffers 4GB (the HNSW
 index alone is about 1.1 GB); results in benchmarks/results/similar_1m.json.
 

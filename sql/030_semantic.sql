@@ -596,7 +596,10 @@ begin
         or pgrecs.similarity_choose(tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, m_exact_max)
         = 'hnsw' then
         -- broad: the HNSW index (a hot filter's partial index when one matches), relaxed-order
-        -- iterative scans checking the filter on the embedding row itself (no join); then the top k
+        -- iterative scans checking the filter on the embedding row itself (no join); then the top k.
+        -- A filter keeps only part of each candidate list: at least the default ef_search of 100
+        -- (a model tuned lower for unfiltered search lost recall here: 0.9495 at 40, 20% filter)
+        perform set_config('hnsw.ef_search', greatest(m_ef_search, 100, k + 1)::text, true);
         perform set_config('enable_bitmapscan', 'off', true);
         execute format(
             'select array_agg(s.item_id order by s.dist, s.item_id),
@@ -733,6 +736,54 @@ $$;
 comment on function pgrecs.ensure_filter_index(smallint, text[]) is
     'Create (if missing) a partial HNSW index of one model over the items under a category prefix (a hot '
     'filter): recs.similar_items with that category filter then searches only those items.';
+
+-- Categories too big for an exact scan but too small a share for HNSW iterative scans to keep
+-- their recall (at 1,000,000 items a 2% category: iterative scans give recall 0.90 and p99 31 ms;
+-- its partial index 0.97 and 1.5 ms): each gets its own partial index, like a partition.
+create or replace function pgrecs.ensure_category_filter_indexes(
+    model_id smallint,
+    max_share double precision default 0.1,
+    levels integer default 1
+)
+returns text[]
+language plpgsql
+volatile
+as $$
+declare
+    m pgrecs.embedding_models;
+    total bigint;
+    prefixes jsonb;
+    prefix jsonb;
+    made text[] := '{}';
+begin
+    select * into m from pgrecs.embedding_models as e where e.model_id = ensure_category_filter_indexes.model_id;
+    if not found then
+        raise exception 'unknown embedding model id: %', model_id using errcode = 'P0002';
+    end if;
+    select count(*) into total
+    from pgrecs.item_embeddings as e where e.model_id = m.model_id and e.active;
+    -- collected first: an index cannot be created while a query on the table is still open
+    select coalesce(jsonb_agg(to_jsonb(c.category) order by c.category), '[]') into prefixes
+    from (
+        select p.category
+        from pgrecs.item_embeddings as e
+        cross join lateral generate_series(1, least(levels, cardinality(e.category_path))) as l(level)
+        cross join lateral (select e.category_path[1:l.level] as category) as p
+        where e.model_id = m.model_id and e.active
+        group by p.category
+        having count(*) > m.exact_scan_max_rows and count(*) <= max_share * total
+    ) as c;
+    for prefix in select jsonb_array_elements(prefixes) loop
+        made := made || pgrecs.ensure_filter_index(
+            m.model_id, array(select jsonb_array_elements_text(prefix)));
+    end loop;
+    return made;
+end
+$$;
+comment on function pgrecs.ensure_category_filter_indexes(smallint, double precision, integer) is
+    'Give every category prefix (down to `levels` levels) of a model''s active embeddings with more than '
+    'exact_scan_max_rows items but at most max_share of them its partial HNSW index '
+    '(pgrecs.ensure_filter_index); returns the index names. pgrecs embed calls it after draining the queue.';
 
 -------------------------------------------------------------------------------------------------
 -- Public API

@@ -120,3 +120,21 @@ def test_hot_filter_index_is_used_and_exact(conn, catalog):
     assert cheap and all(p <= 20 for p in prices.values())
     with pytest.raises(Exception, match="category prefix"):
         conn.execute("select pgrecs.ensure_filter_index(1::smallint, '{}')")
+
+
+def test_mid_sized_categories_get_their_own_index(conn, catalog):
+    """Between exact-scan size and max_share of the catalog: a partial index per category prefix
+    (here Toys and Toys > Lego, 50 of 400 items each); the big Garden category keeps the main index."""
+    conn.execute("update pgrecs.embedding_models set exact_scan_max_rows = 20 where model_id = 1")
+    made = conn.execute("select pgrecs.ensure_category_filter_indexes(1::smallint, 0.2, 2)").fetchone()[0]
+    expected = [conn.execute("select pgrecs.filter_index_name(1::smallint, %s)", (c,)).fetchone()[0]
+                for c in (["Toys"], ["Toys", "Lego"])]
+    assert ["pgrecs." + name for name in made] == expected
+    assert all(conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()[0] for name in expected)
+    garden = conn.execute("select pgrecs.filter_index_name(1::smallint, array['Garden'])").fetchone()[0]
+    assert conn.execute("select to_regclass(%s)", (garden,)).fetchone()[0] is None
+    # idempotent; one level only: Toys alone; above exact-scan size only: nothing
+    assert conn.execute("select pgrecs.ensure_category_filter_indexes(1::smallint, 0.2, 2)").fetchone()[0] == made
+    assert conn.execute("select pgrecs.ensure_category_filter_indexes(1::smallint, 0.2, 1)").fetchone()[0] == made[:1]
+    conn.execute("update pgrecs.embedding_models set exact_scan_max_rows = 50 where model_id = 1")
+    assert conn.execute("select pgrecs.ensure_category_filter_indexes(1::smallint, 0.2, 2)").fetchone()[0] == []

@@ -45,6 +45,8 @@ def embed(ctx, model, batch_size, neighbors, watch, idle_seconds, workers, as_js
         stats = worker.drain_parallel(url, tenant, model, workers=workers, batch_size=batch_size, neighbors=neighbors)
     else:
         stats = worker.drain(url, tenant, model, batch_size=batch_size, neighbors=neighbors)
+    # categories too big for an exact scan and too small for iterative HNSW scans get their own index
+    filter_indexes = worker.ensure_filter_indexes(url, tenant, model) if stats.claimed else []
     if as_json:
         click.echo(json.dumps(stats.as_dict()))
     else:
@@ -53,6 +55,8 @@ def embed(ctx, model, batch_size, neighbors, watch, idle_seconds, workers, as_js
         click.echo(f"embedded {stats.embedded} ({stats.truncated} truncated), unchanged {stats.unchanged}, "
                    f"not embeddable {stats.not_embeddable}{f' ({reasons})' if reasons else ''}, "
                    f"inactive {stats.inactive}; {stats.seconds:.1f} s, {rate:.1f} items/s")
+        if filter_indexes:
+            click.echo(f"{len(filter_indexes)} categories have their own partial HNSW index")
 
 
 @click.group()

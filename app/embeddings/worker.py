@@ -348,6 +348,17 @@ def drain(url: str | None, tenant: str, model: str | None = None, *, batch_size:
     return total
 
 
+def ensure_filter_indexes(url: str | None, tenant: str, model: str | None = None) -> list[str]:
+    """Partial HNSW indexes for the categories between exact-scan size and 10% of the catalog
+    (pgrecs.ensure_category_filter_indexes); returns every such index of the model."""
+    with connect(url, tenant=tenant) as conn:
+        spec = load_spec(conn, model)
+        names = conn.execute("select pgrecs.ensure_category_filter_indexes(%s::smallint)",
+                             (spec.model_id,)).fetchone()[0]
+        conn.commit()
+    return names
+
+
 def watch(url: str | None, tenant: str, model: str | None = None, *, batch_size: int = CLAIM_BATCH,
           neighbors: int = DEFAULT_NEIGHBORS, idle_seconds: float = 5.0, stop_after: float | None = None,
           on_batch=None, stop_event=None) -> EmbedStats:
