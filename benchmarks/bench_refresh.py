@@ -11,7 +11,9 @@ interaction matrix changed, measured on its own); 10,000 more events from users 
 (the worst case: nearly every user's baskets change) and an incremental refresh. Every run is
 one dbt build (models and tests) + co-occurrence + EASE (full, or asked for) + publish; times are
 reported per step (dbt_run_s: the dbt build's wall clock; dbt_test_s: the tests' execution time
-within it, summed over dbt's threads), with the slowest dbt nodes. The first refresh of the process also pays for importing dbt.
+within it, summed over dbt's threads; cooccurrence_s: what the refresh waited for co-occurrence
+after dbt, cooccurrence_compute_s: its whole computation, which starts while dbt still runs), with
+the slowest dbt nodes. The first refresh of the process also pays for importing dbt.
 Targets: full <= 60 s, incremental <= 10 s.
 """
 
@@ -131,7 +133,9 @@ def run() -> dict:
         report, wall = timed_report
         return {"wall_s": round(wall, 2), "dbt_run_s": round(report.dbt_seconds, 2),
                 "dbt_test_s": round(report.test_seconds, 2),
-                "cooccurrence_s": round(report.cooccurrence_seconds, 2), "ease_s": round(report.ease_seconds, 2),
+                "cooccurrence_s": round(report.cooccurrence_seconds, 2),
+                "cooccurrence_compute_s": round(report.cooccurrence_compute_seconds, 2),
+                "ease_s": round(report.ease_seconds, 2),
                 "publish_s": round(report.publish_seconds, 2), "models": report.models, "tests": report.tests,
                 "cooccurrence_items_recomputed": sum(t["cooccurrence_items"] for t in report.tenants),
                 "slowest_nodes": {n.name: round(n.seconds, 2) for n in report.slowest(5)},

@@ -206,6 +206,7 @@ def test_ease_published_for_the_small_catalog(dirty_url, built):
 
 EVENT_LEVEL_TABLES = {
     "int_user_items_aggregated": "select * from recs_intermediate.int_user_items_aggregated order by 1, 2, 3",
+    "int_session_items_aggregated": "select * from recs_intermediate.int_session_items_aggregated order by 1, 2, 3",
     "int_basket_items_weighted": "select * from recs_intermediate.int_basket_items_weighted order by 1, 3, 4",
     "int_item_events_daily": "select * from recs_intermediate.int_item_events_daily order by 1, 2, 3",
     "int_item_events_decayed": "select * from recs_intermediate.int_item_events_decayed order by 1, 2",
@@ -218,6 +219,11 @@ EVENT_LEVEL_TABLES = {
 # (as_of 2024-01-09 06:00: the boundary is 2024-01-02 06:00), one on each side of it
 WEEK_LATER_EVENTS = [("u1", "a4", "view", "s9", "2024-01-02 03:00+00"), ("u2", "a4", "click", None, "2024-01-02 08:00+00"),
                      ("u5", "a1", "purchase", "s5", "2024-01-09 06:00+00")]
+# merged into stored rows: a session that goes on after a refresh (u4's s1, pair (s1, a6) again), and
+# late events older than their pair's last event (u3-a1 stored at 2024-01-01 12:00, (s5, a1) at
+# 2024-01-09 06:00)
+MERGED_EVENTS = [("u4", "a6", "click", "s1", "2024-01-09 05:30+00"), ("u4", "a8", "view", "s1", "2024-01-09 05:45+00"),
+                 ("u3", "a1", "click", None, "2024-01-01 06:00+00"), ("u5", "a1", "view", "s5", "2024-01-09 05:00+00")]
 
 
 def _rounded(rows):
@@ -248,6 +254,21 @@ def test_incremental_refresh_equals_full_refresh(dirty_url, built):
             insert_events(conn, [(user, item, kind, session)], at=at)
     report = refresh(dirty_url, run_tests=True)
     assert report.mode == "incremental" and report.tests > 0
+    stored = {(r["user_id"], r["item_id"]): r for r in query(
+        dirty_url, "select * from recs_intermediate.int_user_items_aggregated")}
+    with psycopg.connect(dirty_url) as conn:
+        for user, item, kind, session, at in MERGED_EVENTS:
+            insert_events(conn, [(user, item, kind, session)], at=at)
+    report = refresh(dirty_url, run_tests=True)
+    assert report.mode == "incremental"
+    merged = {(r["user_id"], r["item_id"]): r for r in query(
+        dirty_url, "select * from recs_intermediate.int_user_items_aggregated")}
+    u3_a1 = query(dirty_url, "select u.user_id, i.item_id from pgrecs.users u, pgrecs.items i"
+                             " where u.external_id = 'u3' and i.external_id = 'a1'")[0]
+    key = (u3_a1["user_id"], u3_a1["item_id"])
+    # the late click (weight 2, 6 hours before the stored last event) was merged into the stored row
+    assert merged[key]["interactions"] == stored[key]["interactions"] + 1
+    assert merged[key]["last_at"] == stored[key]["last_at"] and merged[key]["first_at"] < stored[key]["first_at"]
     incremental = query(dirty_url, sql)
     incremental_tables = {name: query(dirty_url, q) for name, q in EVENT_LEVEL_TABLES.items()}
     report = refresh(dirty_url, full=True, ease=False, run_tests=False)
@@ -315,7 +336,8 @@ def test_python_cooccurrence_equals_the_dbt_mart(dirty_url, built):
     model fct_item_cooccurrence built over the same baskets."""
     from app import dbt
 
-    dbt.run(dirty_url, "run", select="fct_item_cooccurrence", full_refresh=True, variables={"full_refresh": True})
+    dbt.run(dirty_url, "run", select="int_item_basket_norms fct_item_cooccurrence", full_refresh=True,
+            variables={"full_refresh": True})
     mart = query(dirty_url, "select item_id, neighbor_item_id, rank, score from recs_marts.fct_item_cooccurrence"
                             " order by 1, 3")
     published = query(dirty_url, "select item_id, neighbor_item_id, rank, score from pgrecs.item_neighbors"

@@ -15,6 +15,8 @@ refresh): X[:, touched]^T X reads every basket, so a recomputed item's sums are 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,8 +73,11 @@ def neighbors_from_baskets(baskets: np.ndarray, items: np.ndarray, weights: np.n
     else:
         anchors = np.flatnonzero(np.isin(item_ids, touched))
     x_anchors, b_anchors = (x, b) if touched is None else (x[:, anchors], b[:, anchors])
-    dots = (x_anchors.T @ x).tocsr()
-    supports = (b_anchors.T @ b).tocsr()
+    # the two products side by side: scipy's sparse product releases the GIL
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        dots_future = pool.submit(lambda: (x_anchors.T @ x).tocsr())
+        supports = (b_anchors.T @ b).tocsr()
+        dots = dots_future.result()
     # x and b share one sparsity structure, so the two products list their entries in one order
     if not (np.array_equal(dots.indptr, supports.indptr) and np.array_equal(dots.indices, supports.indices)):
         dots.sort_indices()
@@ -108,18 +113,34 @@ def neighbors_from_baskets(baskets: np.ndarray, items: np.ndarray, weights: np.n
                      np.concatenate(out_supports), np.concatenate(out_ranks))
 
 
-def compute(url: str, top_n: int, shrinkage: float) -> dict[str, Neighbors]:
-    """Neighbours per tenant for the items listed in int_items_cooccurrence_touched."""
+def compute(url: str, top_n: int, shrinkage: float, touched_ready: Callable[[], None] | None = None) -> dict[str, Neighbors]:
+    """Neighbours per tenant for the items listed in int_items_cooccurrence_touched.
+
+    The baskets are read first; touched_ready, when given, is then called and must return once
+    int_items_cooccurrence_touched is built (`pgrecs refresh` starts this as soon as dbt has built
+    the baskets, so reading them overlaps the rest of the dbt build)."""
     out: dict[str, Neighbors] = {}
+    touched_sql = "select distinct tenant_id from recs_intermediate.int_items_cooccurrence_touched"
     with connect(url) as conn:
-        tenants = [r[0] for r in conn.execute(
-            "select distinct tenant_id from recs_intermediate.int_items_cooccurrence_touched order by 1").fetchall()]
+        if touched_ready is None:  # built already: only the tenants with touched items
+            tenants = sorted(r[0] for r in conn.execute(touched_sql).fetchall())
+        else:
+            tenants = [r[0] for r in conn.execute("select tenant_id from pgrecs.tenants order by 1").fetchall()]
+        loaded = {}
         for tenant in tenants:
+            loaded[tenant] = _read_columns(
+                conn, "select basket_id, item_id, weight::float8 from recs_intermediate.int_basket_items_weighted"
+                " where tenant_id = %s", (tenant,), ("int8", "int8", "float8"))
+        conn.commit()  # the touched items are read in a new snapshot
+        if touched_ready is not None:
+            touched_ready()
+        touched_tenants = {r[0] for r in conn.execute(touched_sql).fetchall()}
+        for tenant in tenants:
+            if tenant not in touched_tenants:
+                continue
             (touched,) = _read_columns(
                 conn, "select item_id from recs_intermediate.int_items_cooccurrence_touched where tenant_id = %s",
                 (tenant,), ("int8",))
-            baskets, items, weights = _read_columns(
-                conn, "select basket_id, item_id, weight::float8 from recs_intermediate.int_basket_items_weighted"
-                " where tenant_id = %s", (tenant,), ("int8", "int8", "float8"))
+            baskets, items, weights = loaded.pop(tenant)
             out[tenant] = neighbors_from_baskets(baskets, items, weights, touched, top_n, shrinkage)
     return out

@@ -3,9 +3,12 @@
 Full refresh: every model, every co-occurrence list, EASE, popularity, audit, every test.
 Incremental (the default once a full refresh has run) does work in proportion to what changed:
 
-- the event-level models read only the events after their high-water mark (the users those
-  events belong to, the days they fall on); popularity is summed from the daily rollup;
-- only the co-occurrence lists touched by the new events are recomputed and replaced;
+- the event-level models read only the events after their high-water mark and merge them into
+  the stored (user, item) and (session, item) rows they belong to; only the baskets of those
+  users and sessions are rebuilt, only the days and months holding new events are re-rolled;
+  popularity is summed from the monthly rollup, the trending windows from the last days;
+- only the co-occurrence lists touched by the new events are recomputed and replaced; the
+  Python product starts reading the baskets while dbt is still testing them;
 - the item-text and audit models are skipped when no item row (and no text function) changed
   since the last refresh (fingerprint `items` in pgrecs.refresh_state.inputs);
 - the dbt tests on the event-level relations read only the rows this run could change (var
@@ -21,8 +24,10 @@ incremental rows depend on them.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,7 +46,8 @@ class RefreshReport:
     mode: str
     dbt_seconds: float = 0.0  # the dbt invocation, wall clock: dbt build (models and tests) or dbt run
     test_seconds: float = 0.0  # of which the tests' execution (summed over dbt's threads; not added to seconds)
-    cooccurrence_seconds: float = 0.0
+    cooccurrence_seconds: float = 0.0  # what the refresh waited for co-occurrence after dbt (the critical path)
+    cooccurrence_compute_seconds: float = 0.0  # its whole computation, mostly while dbt's last nodes ran
     ease_seconds: float = 0.0
     publish_seconds: float = 0.0
     models: int = 0
@@ -226,6 +232,19 @@ def publish(url: str, last_event_ids: dict[str, int], full: bool,
     return rows
 
 
+def _build(url: str, run_tests: bool, full: bool, dbt_vars: dict, exclude: str | None,
+           progress: Callable[[dbt.NodeResult, int, int], None], say: Callable[[str], None]) -> dbt.BuildResult:
+    if run_tests:
+        # one `dbt build` (one parse, one manifest, one relation cache) rather than dbt run + dbt
+        # test: each test runs right after its model, a failure skips what depends on it and
+        # still stops the refresh before anything is published. Incremental: the tests on the
+        # event-level relations read only what this run could change (macro get_where_subquery)
+        say("dbt build")
+        return dbt.run(url, "build", full_refresh=full, variables=dbt_vars, exclude=exclude, progress=progress)
+    say("dbt run")
+    return dbt.run(url, "run", full_refresh=full, variables=dbt_vars, exclude=exclude, progress=progress)
+
+
 def refresh(url: str, *, full: bool | None = None, ease: bool | None = None,
             ease_lambda: float = ease_module.DEFAULT_LAMBDA, ease_max_items: int = ease_module.DEFAULT_MAX_ITEMS,
             top_n: int = 50, variables: dict | None = None, run_tests: bool = True,
@@ -261,35 +280,63 @@ def refresh(url: str, *, full: bool | None = None, ease: bool | None = None,
     # re-parses the whole project whenever the vars differ from its last invocation's
     dbt_vars["full_refresh" if full else "incremental_refresh"] = True
 
-    excluded = [] if cooccurrence_in_dbt else ["fct_item_cooccurrence"]
+    # the SQL co-occurrence mart and the item norms only it reads (the Python product computes its own)
+    excluded = [] if cooccurrence_in_dbt else ["fct_item_cooccurrence", "int_item_basket_norms"]
     if not full and previous.get("items") == items and snap.item_relations_exist:
         excluded += ITEM_MODELS
         report.notes.append("no item changed since the last refresh: item text and audit models kept")
     exclude = " ".join(excluded) or None
 
+    # Co-occurrence (Python) reads int_basket_items_weighted, then int_items_cooccurrence_touched:
+    # it starts reading the baskets as soon as dbt has built them, while dbt goes on with their
+    # tests, the touched items and the other marts, and computes once the touched items are
+    # built. A failing dbt node still stops the refresh before anything is published.
+    shrinkage = float(_project_var("cooc_shrinkage", dbt_vars))
+    pool = None if cooccurrence_in_dbt else ThreadPoolExecutor(max_workers=1)
+    touched_built = threading.Event()
+    cooccurrence_future: Future | None = None
+
+    def timed_cooccurrence(early: bool):
+        began = time.perf_counter()
+        result = cooccurrence_module.compute(url, top_n, shrinkage, touched_ready=touched_built.wait if early else None)
+        return result, time.perf_counter() - began
+
+    def on_node(node: dbt.NodeResult, index: int, total: int) -> None:
+        nonlocal cooccurrence_future
+        built_ok = node.kind == "model" and not node.status.lower().startswith(("error", "fail", "skip", "runtime"))
+        # early only when baskets changed ("INSERT 0 0": an incremental run without new events)
+        if (pool is not None and cooccurrence_future is None and built_ok and node.name == "int_basket_items_weighted"
+                and node.status.strip() != "INSERT 0 0"):
+            cooccurrence_future = pool.submit(timed_cooccurrence, True)
+        if built_ok and node.name == "int_items_cooccurrence_touched":
+            touched_built.set()
+        if progress:
+            progress(node, index, total)
+
     started = time.perf_counter()
+    try:
+        built = _build(url, run_tests, full, dbt_vars, exclude, on_node, say)
+    except BaseException:
+        touched_built.set()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    touched_built.set()
     if run_tests:
-        # one `dbt build` (one parse, one manifest, one relation cache) rather than dbt run + dbt
-        # test: each test runs right after its model, a failure skips what depends on it and
-        # still stops the refresh before anything is published. Incremental: the tests on the
-        # event-level relations read only what this run could change (macro get_where_subquery)
-        say("dbt build")
-        built = dbt.run(url, "build", full_refresh=full, variables=dbt_vars, exclude=exclude, progress=progress)
         report.tests = built.tests
         report.test_seconds = sum(n.seconds for n in built.nodes if n.kind in ("test", "unit_test"))
-    else:
-        say("dbt run")
-        built = dbt.run(url, "run", full_refresh=full, variables=dbt_vars, exclude=exclude, progress=progress)
     report.dbt_seconds = time.perf_counter() - started
     report.models = built.models
     report.nodes += built.nodes
 
     cooccurrence_result = None
-    if not cooccurrence_in_dbt:
+    if pool is not None:
         say("co-occurrence")
         started = time.perf_counter()
-        cooccurrence_result = cooccurrence_module.compute(
-            url, top_n, float(_project_var("cooc_shrinkage", dbt_vars)))
+        with pool:
+            if cooccurrence_future is None:  # no basket changed (or the basket model did not run)
+                cooccurrence_future = pool.submit(timed_cooccurrence, False)
+            cooccurrence_result, report.cooccurrence_compute_seconds = cooccurrence_future.result()
         report.cooccurrence_seconds = time.perf_counter() - started
 
     ease_result = None

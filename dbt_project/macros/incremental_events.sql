@@ -56,3 +56,42 @@
 {% macro index_once(columns) -%}
     {%- if not is_incremental() -%}create index on {{ this }} ({{ columns }}){%- else -%}select 1{%- endif -%}
 {%- endmacro %}
+
+{#- Per tenant, the staged events (weights applied) newer than this model's high-water mark: the
+    mark from the (tenant_id, last_event_id) index, the events after it from the primary key
+    through stg_pgrecs__events (the event_id filter reaches the view's scan of the event log). -#}
+{% macro new_staged_events_sql() -%}
+    select new_events.*
+    from {{ source('pgrecs', 'tenants') }} as tenants
+    cross join lateral (
+        select coalesce(max(done.last_event_id), 0) as last_event_id
+        from {{ this }} as done
+        where done.tenant_id = tenants.tenant_id
+    ) as mark
+    cross join lateral (
+        select staged.*
+        from {{ ref('stg_pgrecs__events') }} as staged
+        where staged.event_id > mark.last_event_id
+            and staged.tenant_id = tenants.tenant_id
+        offset 0  -- not flattened: the id range reaches the view, down to the primary key
+    ) as new_events
+{%- endmacro %}
+
+{#- The rows of an upstream relation rebuilt since this model's high-water mark (rows whose
+    last_event_id is newer), read per tenant through the upstream's (tenant_id, last_event_id) index. -#}
+{% macro rows_after_mark_sql(upstream, columns) -%}
+    select distinct {{ columns }}
+    from {{ source('pgrecs', 'tenants') }} as tenants
+    cross join lateral (
+        select coalesce(max(done.last_event_id), 0) as last_event_id
+        from {{ this }} as done
+        where done.tenant_id = tenants.tenant_id
+    ) as mark
+    cross join lateral (
+        select changed.*
+        from {{ upstream }} as changed
+        where changed.tenant_id = tenants.tenant_id
+            and changed.last_event_id > mark.last_event_id
+        offset 0
+    ) as changed
+{%- endmacro %}

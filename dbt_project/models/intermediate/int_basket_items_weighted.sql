@@ -1,56 +1,40 @@
 {{ config(
     materialized='incremental' if events_incremental_ok() else 'table',
     incremental_strategy='delete+insert',
-    unique_key=['tenant_id', 'user_id'],
+    unique_key=['tenant_id', 'basket_id'],
     post_hook=[
-    "{{ index_once('tenant_id, user_id') }}",
+    "{{ index_once('tenant_id, basket_id') }}",
     "{{ index_once('tenant_id, last_event_id') }}",
     "{% if not is_incremental() %}analyze {{ this }}{% endif %}",
 ]) }}
--- Baskets for co-occurrence: each user's history (basket_id = the user id) and, where events carry
--- a session id, each session (basket_id = a negative 62-bit hash of user and session id, stable
--- across runs; weight times var session_weight).
--- Incremental: a run rebuilds every basket of the users with events newer than the model's
--- high-water mark (max last_event_id), like int_user_items_aggregated.
+-- Baskets for co-occurrence: each user's history (basket_id = the user id, from
+-- int_user_items_aggregated) and, where events carry a session id, each session (basket_id = a
+-- negative 62-bit hash of user and session id, from int_session_items_aggregated; weight times
+-- var session_weight).
 -- Item weight in a basket: ln(1 + total event weight). A basket keeps its
--- var cooc_max_basket_items most recent distinct items.
+-- var cooc_max_basket_items most recent distinct items (ties: the higher item id).
+-- Incremental: a run rebuilds only the baskets whose rows upstream changed since the model's
+-- high-water mark (max last_event_id): the user baskets of the users, and the session baskets of
+-- the sessions, with new events; each from its upstream rows' top var cooc_max_basket_items by
+-- recency.
+{%- set cap = var('cooc_max_basket_items') | int %}
 with
 
-user_items as (
-
-    select * from {{ ref('int_user_items_aggregated') }}
-
-),
 {%- if is_incremental() %}
 
 changed_users as materialized (
 
-    {{ changed_users_sql() }}
-
-),
-{%- endif %}
-
-session_items as (
-
-    select
-        tenant_id,
-        user_id,
-        session_id,
-        item_id,
-        sum(weight) as weight_sum,
-        max(occurred_at) as last_at,
-        max(event_id) as last_event_id
-    {%- if is_incremental() %}
-    from ({{ events_of_users_sql('changed_users') }}) as events
-    {%- else %}
-    from {{ ref('stg_pgrecs__events') }} as events
-    {%- endif %}
-    where weight > 0 and session_id is not null
-    group by tenant_id, user_id, session_id, item_id
+    {{ rows_after_mark_sql(ref('int_user_items_aggregated'), 'changed.tenant_id, changed.user_id') }}
 
 ),
 
-baskets as (
+changed_sessions as materialized (
+
+    {{ rows_after_mark_sql(ref('int_session_items_aggregated'), 'changed.tenant_id, changed.basket_id') }}
+
+),
+
+capped as (
 
     select
         user_items.tenant_id,
@@ -58,16 +42,52 @@ baskets as (
         user_items.user_id as basket_id,
         user_items.item_id,
         ln(1 + user_items.weight_sum) as weight,
-        user_items.last_at,
         user_items.last_event_id
-    {%- if is_incremental() %}
     from changed_users
-    inner join user_items
-        on user_items.tenant_id = changed_users.tenant_id
-        and user_items.user_id = changed_users.user_id
-    {%- else %}
-    from user_items
+    cross join lateral (
+        select *
+        from {{ ref('int_user_items_aggregated') }} as user_items
+        where user_items.tenant_id = changed_users.tenant_id
+            and user_items.user_id = changed_users.user_id
+        order by user_items.last_at desc, user_items.item_id desc
+        limit {{ cap }}
+    ) as user_items
+
+    {%- if var('session_weight') | float > 0 %}
+    union all
+
+    select
+        session_items.tenant_id,
+        session_items.user_id,
+        session_items.basket_id,
+        session_items.item_id,
+        {{ var('session_weight') | float }} * ln(1 + session_items.weight_sum) as weight,
+        session_items.last_event_id
+    from changed_sessions
+    cross join lateral (
+        select *
+        from {{ ref('int_session_items_aggregated') }} as session_items
+        where session_items.tenant_id = changed_sessions.tenant_id
+            and session_items.basket_id = changed_sessions.basket_id
+        order by session_items.last_at desc, session_items.item_id desc
+        limit {{ cap }}
+    ) as session_items
     {%- endif %}
+
+),
+{%- else %}
+
+baskets as (
+
+    select
+        tenant_id,
+        user_id,
+        user_id as basket_id,
+        item_id,
+        ln(1 + weight_sum) as weight,
+        last_at,
+        last_event_id
+    from {{ ref('int_user_items_aggregated') }}
 
     {%- if var('session_weight') | float > 0 %}
     union all
@@ -75,17 +95,17 @@ baskets as (
     select
         tenant_id,
         user_id,
-        -1 - (hashtextextended(user_id::text || ' ' || session_id, 0) & 4611686018427387903) as basket_id,
+        basket_id,
         item_id,
         {{ var('session_weight') | float }} * ln(1 + weight_sum) as weight,
         last_at,
         last_event_id
-    from session_items
+    from {{ ref('int_session_items_aggregated') }}
     {%- endif %}
 
 ),
 
-capped as (
+ranked as (
 
     select
         *,
@@ -94,11 +114,19 @@ capped as (
 
 ),
 
+capped as (
+
+    select tenant_id, user_id, basket_id, item_id, weight, last_event_id
+    from ranked
+    where recency_rank <= {{ cap }}
+
+),
+{%- endif %}
+
 final as (
 
     select tenant_id, user_id, basket_id, item_id, weight, last_event_id
     from capped
-    where recency_rank <= {{ var('cooc_max_basket_items') | int }}
 
 )
 

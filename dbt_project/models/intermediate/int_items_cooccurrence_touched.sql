@@ -1,8 +1,8 @@
 -- The items whose co-occurrence list must be (re)computed in this run.
 -- Full refresh (dbt --full-refresh, var full_refresh, or no refresh state yet for the tenant):
 -- every item with interactions, plus every item with a published list (so stale lists are cleared).
--- Incremental: the items in the baskets of users with events newer than pgrecs.refresh_state
--- (their pair sums and norms changed), plus the items whose published list contains one of them
+-- Incremental: the items in the baskets rebuilt since pgrecs.refresh_state (the user baskets of
+-- users, and the session baskets of sessions, with new events: their pair sums and norms changed), plus the items whose published list contains one of them
 -- (the neighbour's norm changed, so its score did). See README: eviction by the basket cap and
 -- the sliding window are applied to other items' lists at the next full refresh.
 {%- set full = flags.FULL_REFRESH or var('full_refresh', false) %}
@@ -14,14 +14,16 @@ state as (
 
 ),
 
-basket_items as (
+basket_items as not materialized (
 
     select * from {{ ref('int_basket_items_weighted') }}
 
 ),
 
-published as (
+published as materialized (
 
+    -- one scan of the co-occurrence lists, hashed against the changed items (per changed item
+    -- the reverse index would visit every signal's rows)
     select tenant_id, item_id, neighbor_item_id
     from {{ source('pgrecs', 'item_neighbors') }}
     where signal = 'cooccurrence'
@@ -45,22 +47,43 @@ full_tenants as (
 
 ),
 
-new_users as (
+changed_baskets as materialized (
 
-    select distinct events.tenant_id, events.user_id
-    from {{ source('pgrecs', 'events') }} as events
-    inner join state on state.tenant_id = events.tenant_id
-    where events.event_id > state.last_event_id
+    -- the baskets rebuilt since the last published refresh: the user baskets of the users, and
+    -- the session baskets of the sessions, with rows newer than the mark (index range scans)
+    select distinct changed.tenant_id, changed.user_id as basket_id
+    from state
+    cross join lateral (
+        select user_items.tenant_id, user_items.user_id
+        from {{ ref('int_user_items_aggregated') }} as user_items
+        where user_items.tenant_id = state.tenant_id
+            and user_items.last_event_id > state.last_event_id
+        offset 0
+    ) as changed
+    union
+    select changed.tenant_id, changed.basket_id
+    from state
+    cross join lateral (
+        select session_items.tenant_id, session_items.basket_id
+        from {{ ref('int_session_items_aggregated') }} as session_items
+        where session_items.tenant_id = state.tenant_id
+            and session_items.last_event_id > state.last_event_id
+        offset 0
+    ) as changed
 
 ),
 
-changed_items as (
+changed_items as materialized (
 
     select distinct basket_items.tenant_id, basket_items.item_id
-    from basket_items
-    inner join new_users
-        on new_users.tenant_id = basket_items.tenant_id
-        and new_users.user_id = basket_items.user_id
+    from changed_baskets
+    cross join lateral (
+        select basket_items.tenant_id, basket_items.item_id
+        from basket_items
+        where basket_items.tenant_id = changed_baskets.tenant_id
+            and basket_items.basket_id = changed_baskets.basket_id
+        offset 0  -- one index lookup per basket
+    ) as basket_items
 
 ),
 

@@ -1,3 +1,5 @@
+{{ config(post_hook=["analyze {{ this }}"]) }}
+-- Analyzed after each build, so that the planner knows it holds one row per tenant.
 -- The reference time of each tenant with events: var as_of, or the tenant's latest event (read
 -- from the daily rollup, not from the event log). Popularity and the user histories decay to it.
 with

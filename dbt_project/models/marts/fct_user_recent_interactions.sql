@@ -8,9 +8,9 @@
 -- (evaluation, analysts, a fallback when the events table is large).
 with
 
-user_items as (
+users as (
 
-    select * from {{ ref('int_user_items_aggregated') }}
+    select * from {{ ref('stg_pgrecs__users') }}
 
 ),
 
@@ -20,38 +20,51 @@ reference as (
 
 ),
 
-per_user_item as (
+recent as (
 
+    -- per user, the most recent items straight from the (tenant_id, user_id, last_at desc,
+    -- item_id desc) index of int_user_items_aggregated: the scan stops at the cap, and a filter on
+    -- the user reaches it
     select
-        user_items.tenant_id,
-        user_items.user_id,
+        users.tenant_id,
+        users.user_id,
         user_items.item_id,
-        user_items.history_weight_at_last * power(0.5, least(
-            extract(epoch from reference.as_of - user_items.last_at)::double precision / 86400.0
-            / {{ var("user_history_half_life_days") | float }}, 100)) as weight,
+        user_items.history_weight_at_last,
         user_items.interactions,
         user_items.strongest_event_weight,
         user_items.purchased,
-        user_items.last_at
-    from user_items
-    inner join reference on reference.tenant_id = user_items.tenant_id
-
-),
-
-ranked as (
-
-    select
-        *,
-        row_number() over (partition by tenant_id, user_id order by last_at desc, item_id desc) as recency_rank
-    from per_user_item
+        user_items.last_at,
+        user_items.recency_rank
+    from users
+    cross join lateral (
+        select
+            user_items.*,
+            row_number() over (order by user_items.last_at desc, user_items.item_id desc) as recency_rank
+        from {{ ref('int_user_items_aggregated') }} as user_items
+        where user_items.tenant_id = users.tenant_id
+            and user_items.user_id = users.user_id
+        order by user_items.last_at desc, user_items.item_id desc
+        limit {{ var('user_history_items') | int }}
+    ) as user_items
 
 ),
 
 final as (
 
-    select *
-    from ranked
-    where recency_rank <= {{ var('user_history_items') | int }}
+    select
+        recent.tenant_id,
+        recent.user_id,
+        recent.item_id,
+        recent.history_weight_at_last * power(0.5, least(
+            extract(epoch from reference.as_of - recent.last_at)::double precision / 86400.0
+            / {{ var("user_history_half_life_days") | float }}, 100)) as weight,
+        recent.interactions,
+        recent.strongest_event_weight,
+        recent.purchased,
+        recent.last_at,
+        recent.recency_rank
+    from recent
+    inner join reference on reference.tenant_id = recent.tenant_id
 
 )
 
