@@ -90,6 +90,7 @@ def test_merged_migrations_are_never_edited():
         "0008_refresh_inputs.py": "2ba81a707c91655346e16193b58075ccddc1a3eae79d85cd2689ee53612af687",
         "0009_category_key.py": "66adaae669c052b15bf44185997cd0da6fd947345d38d4055e3e2e6c9003c635",
         "0010_model_precision.py": "cb7a2704b8772c9d16d609e61421ae071cd5ba1c52c9515ee742347e8ab22e50",
+        "0011_neighbor_cleanup.py": "883a7f23ddf29e8d75963379776e98a046a5f9781e0c353b67c58b9b578fbb76",
     }
     for name, digest in pinned.items():
         path = REPO / "migrations" / "versions" / name
@@ -125,3 +126,21 @@ def test_event_references_are_enforced_per_statement(conn):
     conn.execute(insert, (user, item2, "purchase"))
     conn.execute("delete from pgrecs.users where user_id = %s", (user,))
     assert conn.execute("select count(*) from pgrecs.events").fetchone()[0] == 0
+
+
+def test_deleted_items_leave_the_neighbour_lists(conn):
+    """item_neighbors has no per-row foreign keys (migration 0011); a statement trigger on items
+    removes a deleted item's own lists and its places in other items' lists, and nothing else."""
+    ids = [conn.execute("insert into pgrecs.items (external_id, title) values (%s, 'x') returning item_id",
+                        (f"n{i}",)).fetchone()[0] for i in range(4)]
+    pairs = [(a, b) for a in ids for b in ids if a != b]
+    with conn.cursor() as cur:
+        cur.executemany("insert into pgrecs.item_neighbors (signal, item_id, neighbor_item_id, score, rank) "
+                        "values (%s, %s, %s, 0.5, 1)", [(s, a, b) for s in ("semantic", "ease") for a, b in pairs])
+    assert conn.execute("select count(*) from pgrecs.item_neighbors").fetchone()[0] == 24
+    conn.execute("delete from pgrecs.items where item_id = any(%s)", (ids[:2],))
+    left = conn.execute("select signal, item_id, neighbor_item_id from pgrecs.item_neighbors order by 1, 2, 3").fetchall()
+    assert left == [(s, a, b) for s in ("ease", "semantic") for a, b in [(ids[2], ids[3]), (ids[3], ids[2])]]
+    fks = conn.execute("select count(*) from pg_constraint where conrelid = 'pgrecs.item_neighbors'::regclass "
+                       "and contype = 'f'").fetchone()[0]
+    assert fks == 0
