@@ -8,17 +8,23 @@
     {{- return(var('as_of') is none and var('event_window_days') is none) -}}
 {%- endmacro %}
 
-{#- Per tenant, the events newer than this model's high-water mark (an incremental run only). The
-    mark is read per tenant from the (tenant_id, last_event_id) index, the events after it from
-    the primary key: no scan of the model or of the event log. -#}
-{% macro new_events_sql(columns='new_events.tenant_id, new_events.user_id') -%}
-    select distinct {{ columns }}
-    from {{ source('pgrecs', 'tenants') }} as tenants
+{#- Every tenant with this model's high-water mark (`mark.last_event_id`, 0 before the first row),
+    read from the model's (tenant_id, last_event_id) index. -#}
+{% macro tenant_marks_sql() -%}
+from {{ source('pgrecs', 'tenants') }} as tenants
     cross join lateral (
         select coalesce(max(done.last_event_id), 0) as last_event_id
         from {{ this }} as done
         where done.tenant_id = tenants.tenant_id
     ) as mark
+{%- endmacro %}
+
+{#- Per tenant, the events newer than this model's high-water mark (an incremental run only). The
+    mark is read per tenant from the (tenant_id, last_event_id) index, the events after it from
+    the primary key: no scan of the model or of the event log. -#}
+{% macro new_events_sql(columns='new_events.tenant_id, new_events.user_id') -%}
+    select distinct {{ columns }}
+    {{ tenant_marks_sql() }}
     cross join lateral (
         select e.*
         from {{ source('pgrecs', 'events') }} as e
@@ -62,12 +68,7 @@
     through stg_pgrecs__events (the event_id filter reaches the view's scan of the event log). -#}
 {% macro new_staged_events_sql() -%}
     select new_events.*
-    from {{ source('pgrecs', 'tenants') }} as tenants
-    cross join lateral (
-        select coalesce(max(done.last_event_id), 0) as last_event_id
-        from {{ this }} as done
-        where done.tenant_id = tenants.tenant_id
-    ) as mark
+    {{ tenant_marks_sql() }}
     cross join lateral (
         select staged.*
         from {{ ref('stg_pgrecs__events') }} as staged
@@ -81,12 +82,7 @@
     last_event_id is newer), read per tenant through the upstream's (tenant_id, last_event_id) index. -#}
 {% macro rows_after_mark_sql(upstream, columns) -%}
     select distinct {{ columns }}
-    from {{ source('pgrecs', 'tenants') }} as tenants
-    cross join lateral (
-        select coalesce(max(done.last_event_id), 0) as last_event_id
-        from {{ this }} as done
-        where done.tenant_id = tenants.tenant_id
-    ) as mark
+    {{ tenant_marks_sql() }}
     cross join lateral (
         select changed.*
         from {{ upstream }} as changed
