@@ -168,10 +168,6 @@ def _sql_strategies(url: str, tenant: str, catalog, inter, split, opts: Options,
 TUNE_FACTORS = (0.0, 0.25, 0.5, 2.0, 4.0)
 TUNE_MMR = (1.0, 0.9, 0.8)
 TUNE_MIN_GAIN = 0.01
-# a hybrid replaces the best single signal only if its validation gain holds in this share of
-# paired bootstrap resamples of the validation users (one-sided 90%)
-TUNE_SINGLE_SIGNAL_CONFIDENCE = 0.9
-TUNE_BOOTSTRAP = 2000
 TUNE_HISTORY_LIMITS = (20, 50, 100)
 TUNE_HALF_LIVES = ("14 days", "90 days", "3650 days")
 # signal parameters (`pgrecs refresh --ease-lambda`, dbt var cooc_shrinkage): the first is the default
@@ -198,10 +194,6 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
     3. History: anchors kept (history_limit) and their recency half-life; fusion (weighted sum of
        max-normalised signals vs reciprocal rank fusion).
     4. Up to two more weight rounds, then the MMR lambda.
-    5. The guard: the tuned hybrid is kept only if it beats the best single signal on validation in
-       TUNE_SINGLE_SIGNAL_CONFIDENCE of paired bootstrap resamples of the validation users;
-       otherwise that single signal is the result (on small validation sets a hybrid's edge is
-       often noise, and it then did worse on test than the signal alone).
     Returns (placement overrides of the best configuration plus `signal_params`, trace of every trial)."""
     from app.db import connect
 
@@ -220,7 +212,6 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
                       "train_items": f_split.train_items_by_user(f_inter)})
     trace: list[dict] = []
     seen: dict[str, float] = {}
-    per_user: dict[str, np.ndarray] = {}  # validation NDCG@10 of every fold's users, by config key
     params = {"ease_lambda": TUNE_EASE_LAMBDAS[0], "cooc_shrinkage": TUNE_COOC_SHRINKAGE[0]}
     with contextlib.ExitStack() as stack:
         for fold in folds:
@@ -229,30 +220,24 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
             scratch.refresh(fold["url"], tenant)
         _log(opts, f"tuning on {len(folds)} validation fold(s) of {[len(f['users']) for f in folds]} users")
 
-        def key_of(cfg: dict) -> str:
-            cfg = dict(cfg, weights={k: v for k, v in cfg["weights"].items() if v > 0})
-            relevant = {"ease_lambda": "ease", "cooc_shrinkage": "cooccurrence"}
-            return _config_key({**cfg, "signal_params": {p: v for p, v in params.items() if relevant[p] in cfg["weights"]}})
-
         def run(cfg: dict) -> float:
             cfg = dict(cfg, weights={k: v for k, v in cfg["weights"].items() if v > 0})
-            key = key_of(cfg)
+            relevant = {"ease_lambda": "ease", "cooc_shrinkage": "cooccurrence"}
+            key = _config_key({**cfg, "signal_params": {p: v for p, v in params.items() if relevant[p] in cfg["weights"]}})
             if key in seen:
                 return seen[key]
             if not cfg["weights"] or len(seen) >= opts.tune_trials:
                 return -1.0
-            values = []
+            total = n = 0
             for fold in folds:
                 with connect(fold["url"], tenant=tenant) as conn:
                     scratch.add_placement(conn, tenant, "eval_candidate", opts.tune_placement, cfg)
                 strat = scratch.SQLStrategy(fold["url"], tenant, "eval_candidate", catalog, fold["inter"],
                                             fold["train_items"])
-                recs = strat.recommend(fold["users"], 10)
-                empty = np.empty(0, dtype=np.int64)
-                values += [metrics.user_ranking_metrics(recs.get(u, empty), fold["truth"][u], 10)["ndcg"]
-                           for u in sorted(fold["users"])]
-            per_user[key] = np.asarray(values)
-            value = float(per_user[key].mean())
+                ndcg = metrics.ranking_metrics(strat.recommend(fold["users"], 10), fold["truth"], ks=(10,))["ndcg@10"]
+                total += ndcg * len(fold["users"])
+                n += len(fold["users"])
+            value = total / n
             seen[key] = value
             trace.append({**cfg, "signal_params": dict(params), "validation_ndcg@10": value})
             _log(opts, f"tune {_describe(cfg)} {params}: validation NDCG@10 {value:.4f}")
@@ -290,7 +275,6 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
             {**scratch.signal_overrides({s: 1.0}), "mmr_lambda": 1.0, "fusion": "weighted"} for s in SIGNALS]
         scored = [(run(c), i, c) for i, c in enumerate(starts)]
         best, _, cfg = max(scored, key=lambda t: (t[0], -t[1]))
-        single_value, _, single = max(scored[2:], key=lambda t: (t[0], -t[1]))
         cfg = dict(cfg, weights={**{s: 0.0 for s in weights}, **cfg["weights"]})
 
         def better(value: float) -> bool:
@@ -328,35 +312,15 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
             if not weight_round():
                 break
         try_values("mmr_lambda", TUNE_MMR)
-        guard = _single_signal_guard(per_user, key_of(cfg), key_of(single), opts.seed)
-        _log(opts, f"tune guard: hybrid beats the best single signal {_describe(single)} in "
-                   f"{guard['share']:.0%} of bootstrap resamples -> {guard['chosen']}")
-        if guard["chosen"] == "single signal":
-            best, cfg = single_value, dict(single, weights={**{s: 0.0 for s in weights}, **single["weights"]})
     out = dict(cfg, weights={k: v for k, v in cfg["weights"].items() if v > 0})
-    out["single_signal_guard"] = guard
     out["validation_ndcg@10"] = best
     out["signal_params"] = dict(params)
     out["validation_users"] = [len(f["users"]) for f in folds]
     return out, trace
 
 
-def _single_signal_guard(per_user: dict, hybrid_key: str, single_key: str, seed: int) -> dict:
-    """Share of paired bootstrap resamples of the validation users in which the hybrid's mean NDCG@10
-    beats the best single signal's, and which of the two to keep."""
-    if hybrid_key == single_key or hybrid_key not in per_user or single_key not in per_user:
-        return {"share": 1.0, "chosen": "hybrid" if hybrid_key != single_key else "single signal"}
-    diff = per_user[hybrid_key] - per_user[single_key]
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(TUNE_BOOTSTRAP, len(diff)))].mean(axis=1)
-    share = float((means > 0).mean())
-    return {"share": round(share, 4), "mean_gain": round(float(diff.mean()), 5),
-            "chosen": "hybrid" if share >= TUNE_SINGLE_SIGNAL_CONFIDENCE else "single signal"}
-
-
 def _placement_overrides(tuned: dict) -> dict:
-    return {k: v for k, v in tuned.items()
-            if k not in ("validation_ndcg@10", "signal_params", "validation_users", "single_signal_guard")}
+    return {k: v for k, v in tuned.items() if k not in ("validation_ndcg@10", "signal_params", "validation_users")}
 
 
 def _pools(weights: dict, existing: dict | None = None) -> dict:
