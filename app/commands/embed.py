@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from app.cli import tenant_from, url_from
+from app.embeddings.models import PRECISIONS
 from app.errors import PgrecsError
 
 
@@ -90,7 +91,7 @@ def models_list(ctx):
 @click.argument("path")
 @click.option("--version", "version", default="local", show_default=True)
 @click.option("--tier", type=click.Choice(["quality", "fast"]), default="quality", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="Compute precision: auto is bfloat16 on CPUs with native bfloat16 (Intel AMX), else float32.")
 @click.option("--default", "make_default", is_flag=True, help="Make it the default model.")
 @click.pass_context
