@@ -346,3 +346,45 @@ def test_python_cooccurrence_equals_the_dbt_mart(dirty_url, built):
     assert [(r["item_id"], r["neighbor_item_id"], r["rank"]) for r in published] == \
         [(r["item_id"], r["neighbor_item_id"], r["rank"]) for r in mart]
     assert [r["score"] for r in published] == pytest.approx([r["score"] for r in mart], rel=1e-6)
+
+
+def test_ease_reads_the_embeddings_as_side_information(dirty_url, built):
+    """a9, new, has no event but the default model describes it exactly like a1: with side information
+    (the default weight) EASE links the two, and a change of the embeddings makes EASE stale."""
+    import hashlib
+
+    import numpy as np
+
+    from app.signals.refresh import refresh
+
+    rng = np.random.default_rng(3)
+    vectors = {ext: rng.normal(size=384) for ext in ("a1", "a2", "a4")}
+    vectors["a9"] = vectors["a1"]
+
+    def ease_pairs():
+        return {(r["a"], r["b"]) for r in query(
+            dirty_url, "select i.external_id as a, j.external_id as b from pgrecs.item_neighbors n"
+                       " join pgrecs.items i on i.item_id = n.item_id join pgrecs.items j on j.item_id = n.neighbor_item_id"
+                       " where n.signal = 'ease'")}
+
+    assert ("a1", "a9") not in ease_pairs()
+    with psycopg.connect(dirty_url) as conn:
+        conn.execute("insert into pgrecs.items (external_id, title) values ('a9', 'Twin of the mug')")
+        for ext, vec in vectors.items():
+            conn.execute(
+                "insert into pgrecs.item_embeddings (item_id, model_id, embedding, text_sha256)"
+                " select i.item_id, m.model_id, %s::halfvec, %s from pgrecs.items i, pgrecs.embedding_models m"
+                " where i.external_id = %s and m.is_default",
+                ("[" + ",".join(f"{v:.4f}" for v in vec) + "]", hashlib.sha256(ext.encode()).digest(), ext))
+    try:
+        report = refresh(dirty_url, ease=True, run_tests=False)
+        assert report.tenants[0]["ease_rows"] > 0  # the embeddings changed: EASE recomputed
+        assert {("a1", "a9"), ("a9", "a1")} <= ease_pairs()
+        report = refresh(dirty_url, ease=True, run_tests=False)
+        assert report.tenants[0]["ease_rows"] == 0  # nothing changed: kept
+        refresh(dirty_url, ease=True, run_tests=False, ease_semantic_weight=0.0)
+        assert not {p for p in ease_pairs() if "a9" in p}  # plain EASE cannot know a9
+    finally:
+        with psycopg.connect(dirty_url) as conn:
+            conn.execute("delete from pgrecs.item_embeddings")
+            conn.execute("delete from pgrecs.items where external_id = 'a9'")

@@ -72,14 +72,23 @@ def test_evaluate_errors(cli, tmp_path):
 @pytest.mark.slow
 def test_tuning_never_loses_to_a_single_signal_on_validation(cli, loaded, db_url, tmp_path):
     result = cli("evaluate", "--strategies", "ease,cooccurrence,cooccurrence:raw_counts,tuned", "--tune",
-                 "--tune-users", "40", "--tune-trials", "14", "--tune-folds", "2", "--k", "10", "--out", str(tmp_path),
+                 "--tune-users", "40", "--tune-trials", "17", "--tune-folds", "2", "--k", "10", "--out", str(tmp_path),
                  "--summary", str(tmp_path / "summary.json"))
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "evaluation.json").read_text())
     trace = report["tuning_trace"]
-    assert 10 <= len(trace) <= 14
-    # signal parameters first: each EASE lambda and co-occurrence shrinkage on its own signal
+    assert 13 <= len(trace) <= 17
+    # signal parameters first, each on its own signal: EASE lambda, the weight of the embeddings as
+    # EASE side information, co-occurrence shrinkage
     lambdas = {t["signal_params"]["ease_lambda"] for t in trace if list(t["weights"]) == ["ease"]}
+    side_weights = {t["signal_params"]["ease_semantic_weight"] for t in trace if list(t["weights"]) == ["ease"]}
+    assert side_weights == {10.0, 0.0, 3.0, 30.0}
+    # the default alpha (10) stays unless another gains 1% on validation, as for every tuning step
+    chosen = report["tuned"]["signal_params"]
+    by_weight = {t["signal_params"]["ease_semantic_weight"]: t["validation_ndcg@10"] for t in trace
+                 if list(t["weights"]) == ["ease"] and t["signal_params"]["ease_lambda"] == chosen["ease_lambda"]}
+    best = max(by_weight, key=by_weight.get)
+    assert chosen["ease_semantic_weight"] == (best if by_weight[best] > by_weight[10.0] * 1.01 + 1e-6 else 10.0)
     shrinkages = {t["signal_params"]["cooc_shrinkage"] for t in trace if list(t["weights"]) == ["cooccurrence"]}
     assert lambdas == {300.0, 100.0, 1000.0, 3000.0} and shrinkages == {10.0, 0.0, 50.0}
     singles = {}

@@ -68,8 +68,11 @@ class _Progress:
 @click.option("--ease/--no-ease", "ease", default=None,
               help="Recompute the EASE signal (default: on full refreshes only).")
 @click.option("--ease-lambda", type=float, default=300.0, show_default=True, help="EASE L2 regularisation.")
+@click.option("--ease-semantic-weight", type=click.FloatRange(min=0), default=10.0, show_default=True,
+              help="Weight of the default model's text embeddings as EASE side information "
+                   "(0: plain EASE; above 0, embedded items without interactions join EASE too).")
 @click.option("--ease-max-items", type=int, default=20_000, show_default=True,
-              help="Skip EASE for a tenant with more items with interactions than this.")
+              help="Skip EASE for a tenant with more items (with interactions or embeddings) than this.")
 @click.option("--top-n", type=int, default=50, show_default=True, help="Neighbours kept per item and signal.")
 @click.option("--var", "dbt_vars", multiple=True, metavar="KEY=VALUE",
               help="A dbt var, e.g. --var popularity_half_life_days=7 --var 'event_weights={purchase: 10}'.")
@@ -80,14 +83,15 @@ class _Progress:
                    "sparse matrix product in Python (same scores).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 @click.pass_context
-def refresh(ctx, full, ease, ease_lambda, ease_max_items, top_n, dbt_vars, run_tests, cooccurrence_in_dbt, quiet):
+def refresh(ctx, full, ease, ease_lambda, ease_semantic_weight, ease_max_items, top_n, dbt_vars, run_tests, cooccurrence_in_dbt, quiet):
     """Rebuild the dbt marts and publish co-occurrence, EASE, popularity and quality signals."""
     from app.signals.refresh import refresh as run_refresh
 
     url = url_from(ctx)
     show = None if quiet else _Progress()
     try:
-        report = run_refresh(url, full=full, ease=ease, ease_lambda=ease_lambda, ease_max_items=ease_max_items,
+        report = run_refresh(url, full=full, ease=ease, ease_lambda=ease_lambda, ease_semantic_weight=ease_semantic_weight,
+                             ease_max_items=ease_max_items,
                              top_n=top_n, variables=_parse_vars(dbt_vars), run_tests=run_tests,
                              cooccurrence_in_dbt=cooccurrence_in_dbt, progress=show and show.node,
                              step=show and show.step)

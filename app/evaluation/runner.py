@@ -172,6 +172,7 @@ TUNE_HISTORY_LIMITS = (20, 50, 100)
 TUNE_HALF_LIVES = ("14 days", "90 days", "3650 days")
 # signal parameters (`pgrecs refresh --ease-lambda`, dbt var cooc_shrinkage): the first is the default
 TUNE_EASE_LAMBDAS = (300.0, 100.0, 1000.0, 3000.0)
+TUNE_EASE_SEMANTIC_WEIGHTS = (10.0, 0.0, 3.0, 30.0)
 TUNE_COOC_SHRINKAGE = (10.0, 0.0, 50.0)
 
 
@@ -183,8 +184,9 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
     """Search the placement configuration on validation splits inside the training period only
     (`tune_folds` nested folds, NDCG@10 averaged over their users).
 
-    0. Signal parameters, each on its own signal alone: EASE lambda and co-occurrence shrinkage
-       (the neighbour lists of the validation databases recomputed as `pgrecs refresh` would).
+    0. Signal parameters, each on its own signal alone (the default kept unless another value
+       gains TUNE_MIN_GAIN): EASE lambda, the weight of the text embeddings as EASE side
+       information, and co-occurrence shrinkage (the neighbour lists of the validation databases recomputed as `pgrecs refresh` would).
     1. Starting points: the placement as configured (its caps, filters and pools), the same weights
        as a pure ranking configuration (pools as the single-signal strategies, no caps or default
        filters), and each single signal alone, so the tuned hybrid can never be worse on
@@ -212,7 +214,8 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
                       "train_items": f_split.train_items_by_user(f_inter)})
     trace: list[dict] = []
     seen: dict[str, float] = {}
-    params = {"ease_lambda": TUNE_EASE_LAMBDAS[0], "cooc_shrinkage": TUNE_COOC_SHRINKAGE[0]}
+    params = {"ease_lambda": TUNE_EASE_LAMBDAS[0], "ease_semantic_weight": TUNE_EASE_SEMANTIC_WEIGHTS[0],
+              "cooc_shrinkage": TUNE_COOC_SHRINKAGE[0]}
     with contextlib.ExitStack() as stack:
         for fold in folds:
             fold["url"] = stack.enter_context(scratch.scratch_database(source_url, "tune"))
@@ -222,7 +225,7 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
 
         def run(cfg: dict) -> float:
             cfg = dict(cfg, weights={k: v for k, v in cfg["weights"].items() if v > 0})
-            relevant = {"ease_lambda": "ease", "cooc_shrinkage": "cooccurrence"}
+            relevant = {"ease_lambda": "ease", "ease_semantic_weight": "ease", "cooc_shrinkage": "cooccurrence"}
             key = _config_key({**cfg, "signal_params": {p: v for p, v in params.items() if relevant[p] in cfg["weights"]}})
             if key in seen:
                 return seen[key]
@@ -243,28 +246,35 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
             _log(opts, f"tune {_describe(cfg)} {params}: validation NDCG@10 {value:.4f}")
             return value
 
-        def replace(signal: str, build, value) -> None:
+        def replace(signal: str, build) -> None:
+            # build(url) reads the current `params`
             for fold in folds:
-                scratch.replace_neighbors(fold["url"], tenant, signal, build(fold["url"], value))
+                scratch.replace_neighbors(fold["url"], tenant, signal, build(fold["url"]))
 
         def tune_signal(signal: str, param: str, grid, build) -> None:
             alone = {**scratch.signal_overrides({signal: 1.0}), "mmr_lambda": 1.0, "fusion": "weighted"}
-            results = {grid[0]: run(alone)}
-            for value in grid[1:]:
-                params[param] = value
-                replace(signal, build, value)
-                results[value] = run(alone)
-            chosen = max(grid, key=lambda v: (results[v], -grid.index(v)))
+            results = {params[param]: run(alone)}
+            for value in grid:
+                if value not in results:
+                    params[param] = value
+                    replace(signal, build)
+                    results[value] = run(alone)
+            # the default (grid[0]) stays unless another value gains TUNE_MIN_GAIN, as for every step
+            best_value = max(grid, key=lambda v: (results[v], -grid.index(v)))
+            chosen = best_value if results[best_value] > results[grid[0]] * (1 + TUNE_MIN_GAIN) + 1e-6 else grid[0]
             if chosen != params[param]:
-                replace(signal, build, chosen)
-            params[param] = chosen
+                params[param] = chosen
+                replace(signal, build)
             _log(opts, f"tune {param}: {results} -> {chosen:g}")
 
         if opts.tune_signals:
-            tune_signal("ease", "ease_lambda", TUNE_EASE_LAMBDAS,
-                        lambda url, lam: scratch.ease_neighbors(url, tenant, lam))
+            def ease(url):
+                return scratch.ease_neighbors(url, tenant, params["ease_lambda"], params["ease_semantic_weight"])
+
+            tune_signal("ease", "ease_lambda", TUNE_EASE_LAMBDAS, ease)
+            tune_signal("ease", "ease_semantic_weight", TUNE_EASE_SEMANTIC_WEIGHTS, ease)
             tune_signal("cooccurrence", "cooc_shrinkage", TUNE_COOC_SHRINKAGE,
-                        lambda url, shrink: scratch.cooccurrence_neighbors(url, tenant, shrink))
+                        lambda url: scratch.cooccurrence_neighbors(url, tenant, params["cooc_shrinkage"]))
         weights = {s: float(base_row["weights"].get(s, 0.0)) for s in SIGNALS}
         for s, v in base_row["weights"].items():
             weights.setdefault(s, float(v))

@@ -130,8 +130,8 @@ def refresh(scratch_url: str, tenant: str, signal_params: dict | None = None) ->
         raise PgrecsError("`pgrecs refresh` is not available: SQL strategies need the dbt signals")
     args = ["--db-url", scratch_url, "--tenant", tenant, "refresh", "--full", "--ease", "--quiet", "--no-test"]
     for key, value in sorted((signal_params or {}).items()):
-        if key == "ease_lambda":
-            args += ["--ease-lambda", str(value)]
+        if key in ("ease_lambda", "ease_semantic_weight"):
+            args += ["--" + key.replace("_", "-"), str(value)]
         else:
             args += ["--var", f"{key}={value}"]
     try:
@@ -295,12 +295,13 @@ def raw_count_neighbors(url: str, tenant: str, top_n: int = 50):
     return Neighbors(cat[0], cat[1], cat[2], cat[2].astype(np.int64), cat[3])
 
 
-def ease_neighbors(url: str, tenant: str, lam: float, top_n: int = 50):
-    """EASE lists exactly as `pgrecs refresh` builds them, for another lambda."""
-    from app.signals.ease import ease_from_pairs
+def ease_neighbors(url: str, tenant: str, lam: float, semantic_weight: float, top_n: int = 50):
+    """EASE lists exactly as `pgrecs refresh` builds them, for other parameters."""
+    from app.signals.ease import DEFAULT_MAX_ITEMS
+    from app.signals.refresh import compute_ease
 
-    with psycopg.connect(url) as conn:
-        rows = conn.execute("select user_id, item_id from recs_intermediate.int_user_items_aggregated"
-                            " where tenant_id = %s", (tenant,)).fetchall()
-    pairs = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
-    return ease_from_pairs(pairs[:, 0], pairs[:, 1], lam=lam, top_n=top_n)
+    notes: list[str] = []
+    result = compute_ease(url, lam, top_n, DEFAULT_MAX_ITEMS, notes, tenants=[tenant], semantic_weight=semantic_weight)
+    if tenant not in result:
+        raise PgrecsError("; ".join(notes) or f"no interactions for tenant {tenant!r}")
+    return result[tenant]

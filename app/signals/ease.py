@@ -6,6 +6,13 @@ X is the binary user x item interaction matrix. A user's score for item j is sum
 row i of B is item i's list of neighbours: the top-N positive B_ij are written to
 pgrecs.item_neighbors with signal 'ease'. Dense inversion costs O(items^3) time and items^2 memory
 (float32: 1.6 GB at 20,000 items), hence the item limit.
+
+Side information (Jeunen, Van Balen & Goethals, "Closed-form models for collaborative filtering
+with side-information", RecSys 2020): with the items' unit-norm text embeddings E as extra "users",
+G = X^T X + alpha * E E^T + lambda * I. Items described alike then count as if co-consumed in
+proportion to their cosine similarity, which matters for sparse catalogues (most users with one or
+two items) and lets items without interactions, but with an embedding, into the model (cold start).
+alpha = 0 is plain EASE.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ from scipy import sparse
 
 DEFAULT_LAMBDA = 300.0
 DEFAULT_MAX_ITEMS = 20_000
+# alpha: chosen on validation splits of the four datasets in ../shared/data (10 was best of
+# 0/1/3/10/30 on each); `pgrecs evaluate --tune` picks it per catalogue
+DEFAULT_SEMANTIC_WEIGHT = 10.0
 
 
 @dataclass
@@ -27,10 +37,15 @@ class EaseNeighbors:
     ranks: np.ndarray
 
 
-def ease_weights(x: sparse.spmatrix, lam: float = DEFAULT_LAMBDA, dtype=np.float32) -> np.ndarray:
-    """The EASE item-item matrix B for a (users x items) interaction matrix."""
+def ease_weights(x: sparse.spmatrix, lam: float = DEFAULT_LAMBDA, side: np.ndarray | None = None,
+                 side_weight: float = 0.0, dtype=np.float32) -> np.ndarray:
+    """The EASE item-item matrix B for a (users x items) interaction matrix; `side` (items x d,
+    unit-norm rows, zero rows for items without one) adds side_weight * side side^T to the Gram."""
     x = sparse.csr_matrix(x, dtype=dtype)
     gram = (x.T @ x).toarray()
+    if side is not None and side_weight > 0:
+        side = np.asarray(side, dtype=dtype)
+        gram += dtype(side_weight) * (side @ side.T)
     gram[np.diag_indices_from(gram)] += lam
     p = np.linalg.inv(gram)
     b = p / (-np.diag(p))[np.newaxis, :]
@@ -71,13 +86,22 @@ def top_neighbors(b: np.ndarray, item_ids: np.ndarray, top_n: int) -> EaseNeighb
 
 
 def ease_from_pairs(user_ids: np.ndarray, item_ids: np.ndarray, lam: float = DEFAULT_LAMBDA,
-                    top_n: int = 50) -> EaseNeighbors:
-    """EASE neighbours from (user, item) interaction pairs (duplicates count once)."""
+                    top_n: int = 50, embedded_item_ids: np.ndarray | None = None,
+                    embeddings: np.ndarray | None = None, semantic_weight: float = 0.0) -> EaseNeighbors:
+    """EASE neighbours from (user, item) interaction pairs (duplicates count once). With
+    `semantic_weight` > 0 and embeddings (rows aligned with `embedded_item_ids`), the embedded
+    items join the model, interactions or not, and their similarity is side information."""
+    use_side = embeddings is not None and len(embeddings) > 0 and semantic_weight > 0
+    items = np.unique(np.concatenate([item_ids, embedded_item_ids]) if use_side else item_ids)
     users, user_index = np.unique(user_ids, return_inverse=True)
-    items, item_index = np.unique(item_ids, return_inverse=True)
+    item_index = np.searchsorted(items, item_ids)
     x = sparse.csr_matrix((np.ones(len(item_index), dtype=np.float32), (user_index, item_index)),
                           shape=(len(users), len(items)))
-    x.data[:] = 1.0  # binary even where a pair repeats (csr sums duplicates)
     x.sum_duplicates()
-    x.data[:] = 1.0
-    return top_neighbors(ease_weights(x, lam), items, top_n)
+    x.data[:] = 1.0  # binary even where a pair repeats (csr sums duplicates)
+    side = None
+    if use_side:
+        side = np.zeros((len(items), embeddings.shape[1]), dtype=np.float32)
+        norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+        side[np.searchsorted(items, embedded_item_ids)] = embeddings / np.where(norms > 0, norms, 1.0)
+    return top_neighbors(ease_weights(x, lam, side, semantic_weight), items, top_n)

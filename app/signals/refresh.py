@@ -14,7 +14,8 @@ Incremental (the default once a full refresh has run) does work in proportion to
 - the dbt tests on the event-level relations read only the rows this run could change (var
   incremental_refresh, macro get_where_subquery); every other model keeps all its tests;
 - EASE, a global model, is kept unless asked for (--ease); asked for, it is skipped when the
-  user x item matrix is the one it was computed from (fingerprint `ease`).
+  user x item matrix and the embeddings it reads as side information are the ones it was
+  computed from (fingerprint `ease`).
 
 A change of any dbt var, of --top-n, of the event types' weights or of the dbt project's SQL
 (fingerprint `settings`) turns an incremental refresh into a full one, since the stored
@@ -130,18 +131,41 @@ def _items_fingerprint(url: str) -> str:
     return f"{count}:{total}:{functions}"
 
 
-def _ease_fingerprints(url: str, lam: float, top_n: int) -> dict[str, str]:
-    """Per tenant, the binary user x item matrix EASE reads, with its parameters."""
+# the default model's embeddings of the tenant's active items: EASE's side information
+_EASE_EMBEDDINGS_FROM = """
+    from pgrecs.item_embeddings as e
+    join pgrecs.items as i on i.item_id = e.item_id and i.active
+    where e.model_id = (select m.model_id from pgrecs.embedding_models as m where m.is_default)"""
+
+
+def _ease_fingerprints(url: str, lam: float, top_n: int, semantic_weight: float) -> dict[str, str]:
+    """Per tenant, the binary user x item matrix EASE reads and, when side information is on, the
+    embeddings it reads, with its parameters."""
     with connect(url) as conn:
         rows = conn.execute(
             "select tenant_id, count(*), sum(hashtextextended(user_id::text || ',' || item_id::text, 0))::text"
             " from recs_intermediate.int_user_items_aggregated group by tenant_id").fetchall()
-    return {tenant: f"{count}:{total}:{lam}:{top_n}" for tenant, count, total in rows}
+        embedded = dict(conn.execute(
+            "select e.tenant_id, count(*) || ':' || sum(hashtextextended(e.item_id::text || encode(e.text_sha256, 'hex'), 0))"
+            + _EASE_EMBEDDINGS_FROM + " group by e.tenant_id").fetchall()) if semantic_weight > 0 else {}
+    return {tenant: f"{count}:{total}:{lam}:{top_n}:{semantic_weight}:{embedded.get(tenant, '')}"
+            for tenant, count, total in rows}
+
+
+def _ease_side_information(conn, tenant: str) -> tuple[np.ndarray, np.ndarray]:
+    """(item ids, embeddings) of the default model for the tenant's active items."""
+    rows = conn.execute("select e.item_id, e.embedding::vector::real[]" + _EASE_EMBEDDINGS_FROM
+                        + " and e.tenant_id = %s order by e.item_id", (tenant,)).fetchall()
+    if not rows:
+        return np.array([], dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+    return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32))
 
 
 def compute_ease(url: str, lam: float, top_n: int, max_items: int,
-                 notes: list[str], tenants: list[str] | None = None) -> dict[str, ease_module.EaseNeighbors]:
-    """EASE neighbours per tenant (all, or the given ones) from recs_intermediate.int_user_items_aggregated."""
+                 notes: list[str], tenants: list[str] | None = None,
+                 semantic_weight: float = ease_module.DEFAULT_SEMANTIC_WEIGHT) -> dict[str, ease_module.EaseNeighbors]:
+    """EASE neighbours per tenant (all, or the given ones) from recs_intermediate.int_user_items_aggregated,
+    with the default model's embeddings as side information when semantic_weight > 0."""
     out: dict[str, ease_module.EaseNeighbors] = {}
     with connect(url) as conn:
         counts = conn.execute(
@@ -150,16 +174,25 @@ def compute_ease(url: str, lam: float, top_n: int, max_items: int,
         for tenant, n_items in counts:
             if tenants is not None and tenant not in tenants:
                 continue
+            embedded_ids, embeddings = (_ease_side_information(conn, tenant) if semantic_weight > 0
+                                        else (None, None))
+            if embedded_ids is not None and len(embedded_ids):
+                (n_items,) = conn.execute(
+                    "select count(*) from (select item_id from recs_intermediate.int_user_items_aggregated"
+                    " where tenant_id = %s union select unnest(%s::bigint[])) as u",
+                    (tenant, embedded_ids.tolist())).fetchone()
             if n_items > max_items:
                 notes.append(
-                    f"EASE skipped for tenant {tenant}: {n_items:,} items with interactions exceed the limit of "
-                    f"{max_items:,} (raise --ease-max-items if memory allows; scoring uses co-occurrence)")
+                    f"EASE skipped for tenant {tenant}: {n_items:,} items with interactions or embeddings exceed the "
+                    f"limit of {max_items:,} (raise --ease-max-items if memory allows; scoring uses co-occurrence)")
                 continue
             rows = conn.execute(
                 "select user_id, item_id from recs_intermediate.int_user_items_aggregated where tenant_id = %s",
                 (tenant,)).fetchall()
             pairs = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
-            out[tenant] = ease_module.ease_from_pairs(pairs[:, 0], pairs[:, 1], lam=lam, top_n=top_n)
+            out[tenant] = ease_module.ease_from_pairs(pairs[:, 0], pairs[:, 1], lam=lam, top_n=top_n,
+                                                      embedded_item_ids=embedded_ids, embeddings=embeddings,
+                                                      semantic_weight=semantic_weight)
     return out
 
 
@@ -247,6 +280,7 @@ def _build(url: str, run_tests: bool, full: bool, dbt_vars: dict, exclude: str |
 
 def refresh(url: str, *, full: bool | None = None, ease: bool | None = None,
             ease_lambda: float = ease_module.DEFAULT_LAMBDA, ease_max_items: int = ease_module.DEFAULT_MAX_ITEMS,
+            ease_semantic_weight: float = ease_module.DEFAULT_SEMANTIC_WEIGHT,
             top_n: int = 50, variables: dict | None = None, run_tests: bool = True,
             cooccurrence_in_dbt: bool = False,
             progress: Callable[[dbt.NodeResult, int, int], None] | None = None,
@@ -346,14 +380,14 @@ def refresh(url: str, *, full: bool | None = None, ease: bool | None = None,
     if ease:
         say("EASE")
         started = time.perf_counter()
-        ease_inputs = _ease_fingerprints(url, ease_lambda, top_n)
+        ease_inputs = _ease_fingerprints(url, ease_lambda, top_n, ease_semantic_weight)
         stored = (snap.inputs or {}).get("ease") or {}
         stale = sorted(t for t, fp in ease_inputs.items() if full or stored.get(t) != fp)
         if len(stale) < len(ease_inputs):
             report.notes.append("EASE kept where the user x item matrix is unchanged since it was computed"
                                 + (f" (recomputed for {', '.join(stale)})" if stale else ""))
-        ease_result = compute_ease(url, ease_lambda, top_n, ease_max_items, report.notes, tenants=stale) \
-            if stale else None
+        ease_result = compute_ease(url, ease_lambda, top_n, ease_max_items, report.notes, tenants=stale,
+                                   semantic_weight=ease_semantic_weight) if stale else None
         ease_inputs = {t: ease_inputs[t] for t in (ease_result or {})}
         report.ease_seconds = time.perf_counter() - started
     else:
