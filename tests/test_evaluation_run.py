@@ -133,12 +133,13 @@ def test_evaluate_scores_the_semantic_signal_of_each_model(cli, conn, db_url, tm
     assert worker.drain(db_url, "default", progress=False).embedded == 30
     assert worker.drain(db_url, "default", "minilm-fp32", progress=False).embedded == 30
 
-    result = cli("evaluate", "--strategies", "semantic,semantic:*", "--k", "10", "--out", str(tmp_path))
+    result = cli("evaluate", "--strategies", "semantic,semantic:*,ease,ease:plain", "--k", "10", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert "semantic lists from model minilm-fp32: 30 items" in result.output
+    assert "EASE lists without side information" in result.output
     report = json.loads((tmp_path / "evaluation.json").read_text())
-    assert set(report["strategies"]) == {"semantic", "semantic:minilm-fp32"}
+    assert set(report["strategies"]) == {"semantic", "semantic:minilm-fp32", "ease", "ease:plain"}
     ndcg = {n: r["slices"]["all"]["metrics"]["ndcg@10"] for n, r in report["strategies"].items()}
-    # the same model in two precisions ranks alike; both find the user's cluster (random is ~0.1)
+    # the same model in two precisions ranks alike; all find the user's cluster (random is ~0.1)
     assert abs(ndcg["semantic"] - ndcg["semantic:minilm-fp32"]) < 0.05
     assert min(ndcg.values()) > 0.2

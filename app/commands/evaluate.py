@@ -58,7 +58,9 @@ def _parse_cutoff(value: str | None) -> float | None:
 @click.option("--k", "ks", default="5,10,20", show_default=True, help="cut-offs for the ranking metrics.")
 @click.option("--strategies", default=None,
               help="comma list (default all): random, popularity, cooccurrence, ease, semantic, hybrid:<placement> "
-                   "or hybrid:*, weights, tuned, baseline:popularity, baseline:item_knn, baseline:ease, baseline:als.")
+                   "or hybrid:*, weights, tuned, ease:plain (EASE without the text side information), "
+                   "cooccurrence:raw_counts, semantic:<model>, baseline:popularity, baseline:item_knn, "
+                   "baseline:ease, baseline:als.")
 @click.option("--weights", default=None, help="extra strategy with these weights, e.g. semantic=0.5,cooccurrence=1.")
 @click.option("--tune", is_flag=True, help="search weights and MMR lambda on a validation split; write the best into --tune-placement.")
 @click.option("--tune-placement", default="home_for_you", show_default=True)

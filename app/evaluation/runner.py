@@ -406,6 +406,16 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
                 raw = sql_strats["cooccurrence"]
                 raw.name = "cooccurrence:raw_counts"
                 recs.update(score({"cooccurrence:raw_counts": raw}, users, kmax, opts))
+            if "ease" in sql_strats and _wanted(opts, "ease:plain"):
+                # the same placement over EASE without the text side information (the purely
+                # collaborative model), to show what the embeddings add; replaces the EASE lists
+                params = signal_params or {}
+                plain = scratch.ease_neighbors(url, tenant, params.get("ease_lambda", TUNE_EASE_LAMBDAS[0]), 0.0)
+                built = scratch.replace_neighbors(url, tenant, "ease", plain)
+                _log(opts, f"EASE lists without side information: {built} rows")
+                other = copy.copy(sql_strats["ease"])
+                other.name = "ease:plain"
+                recs.update(score({"ease:plain": other}, users, kmax, opts))
             if "semantic" in sql_strats:
                 # the semantic signal from each other registered model (e.g. the fast static tier
                 # against MiniLM); last, as it replaces the semantic lists in the scratch database
