@@ -94,9 +94,32 @@ def test_targets_and_comparison_table():
     # best reference for retail is EASE 0.111: 0.13 >= 0.1221
     assert t["best_reference"] == 0.111 and t["above_reference_by_10pct"] is True
     assert t["not_below_best_single"] is True and t["not_below_external"] is True
-    summary["strategies"]["ease"] = entry(0.14)
+    summary["strategies"]["ease:plain"] = entry(0.135)  # EASE without the text side information
     assert targets(summary)["not_below_best_single"] is False
+    summary["strategies"]["ease"] = entry(0.14)
+    assert targets(summary)["best_single_signal"] == 0.14
     table = comparison_table([summary])
     assert "| tuned | 0.130 / 0.100 |" in table
     assert "| tuned >= best single signal | **no** |" in table
     assert "semantic 0.250 vs co-occurrence 0.000 (4 users)" in table
+
+
+def test_a_tuning_step_must_clearly_beat_the_current_configuration():
+    from app.evaluation.runner import clearly_better
+
+    rng = np.random.default_rng(0)
+    current = (rng.random(300) < 0.15).astype(float)  # hit or miss per user, NDCG-like
+    assert not clearly_better(current, current)
+    # one more user hit out of 300: +2% on the mean, but one user is noise
+    one_more = current.copy()
+    one_more[np.flatnonzero(current == 0)[0]] = 1.0
+    assert one_more.mean() > current.mean() * 1.01
+    assert not clearly_better(one_more, current)
+    # 20 more hits and none lost: clear
+    many_more = current.copy()
+    many_more[np.flatnonzero(current == 0)[:20]] = 1.0
+    assert clearly_better(many_more, current)
+    # as many hits gained as lost elsewhere: no gain
+    swapped = many_more.copy()
+    swapped[np.flatnonzero(current == 1)[:20]] = 0.0
+    assert not clearly_better(swapped, current)

@@ -167,7 +167,7 @@ REFERENCE_NDCG10 = {
     "beauty": {"item-kNN": 0.050, "semantic": 0.026, "ALS": 0.028, "EASE": 0.041},
     "retail": {"popularity": 0.019, "item-kNN": 0.070, "semantic": 0.034, "ALS": 0.087, "EASE": 0.111},
 }
-SINGLE_SIGNALS = ("popularity", "cooccurrence", "ease", "semantic")
+SINGLE_SIGNALS = ("popularity", "cooccurrence", "ease", "ease:plain", "semantic")
 EXTERNAL = ("baseline:ease", "baseline:als", "baseline:item_knn")
 
 
@@ -217,8 +217,9 @@ def comparison_table(summaries: list[dict]) -> str:
     cold = []
     for sm in summaries:
         c = {n: v.get("cold_items") for n, v in sm["strategies"].items()}
-        sem, co = c.get("semantic"), c.get("cooccurrence")
-        cold.append("–" if not sem else f"semantic {sem['hit_rate@10']:.3f} vs co-occurrence "
+        sem, co, ease = c.get("semantic"), c.get("cooccurrence"), c.get("ease")
+        with_ease = f", ease {ease['hit_rate@10']:.3f}" if ease else ""
+        cold.append("–" if not sem else f"semantic {sem['hit_rate@10']:.3f}{with_ease} vs co-occurrence "
                     f"{(co or {}).get('hit_rate@10', 0):.3f} ({sem['users']} users)")
     lines.append("| cold-start items, HR@10 | " + " | ".join(cold) + " |")
     return "\n".join(lines)
