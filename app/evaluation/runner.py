@@ -168,8 +168,9 @@ def _sql_strategies(url: str, tenant: str, catalog, inter, split, opts: Options,
 TUNE_FACTORS = (0.0, 0.25, 0.5, 2.0, 4.0)
 TUNE_MMR = (1.0, 0.9, 0.8)
 TUNE_MIN_GAIN = 0.01
-# ... and beat the current configuration by this many standard errors of the paired per-user
-# NDCG@10 difference (one-sided z about 2.3%): on a few hundred validation users a 1% gain is noise
+# a step must also beat the current configuration by this many standard errors of the paired
+# per-user NDCG@10 difference (a one-sided test at about 2.3%): on a few hundred validation users
+# a 1% gain is one or two users' hits
 TUNE_MIN_Z = 2.0
 TUNE_HISTORY_LIMITS = (20, 50, 100)
 TUNE_HALF_LIVES = ("14 days", "90 days", "3650 days")
@@ -198,7 +199,8 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
 
     0. Signal parameters, each on its own signal alone (the default kept unless another value
        gains TUNE_MIN_GAIN): EASE lambda, the weight of the text embeddings as EASE side
-       information, and co-occurrence shrinkage (the neighbour lists of the validation databases recomputed as `pgrecs refresh` would).
+       information, and co-occurrence shrinkage (the neighbour lists of the validation
+       databases recomputed as `pgrecs refresh` would).
     1. The best single signal on validation is the starting point; the placement as configured
        (its caps, filters and pools) and the same weights as a pure ranking configuration (pools
        as the single-signal strategies, no caps or default filters) replace it only as a step
@@ -227,7 +229,7 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
                       "truth": {u: f_split.test[u] for u in f_users},
                       "train_items": f_split.train_items_by_user(f_inter)})
     trace: list[dict] = []
-    seen: dict[str, float] = {}
+    seen: dict[str, np.ndarray] = {}
     params = {"ease_lambda": TUNE_EASE_LAMBDAS[0], "ease_semantic_weight": TUNE_EASE_SEMANTIC_WEIGHTS[0],
               "cooc_shrinkage": TUNE_COOC_SHRINKAGE[0]}
     with contextlib.ExitStack() as stack:
