@@ -180,13 +180,18 @@ TUNE_EASE_SEMANTIC_WEIGHTS = (10.0, 0.0, 3.0, 30.0)
 TUNE_COOC_SHRINKAGE = (10.0, 0.0, 50.0)
 
 
+def gains_enough(candidate: float, current: float) -> bool:
+    """Whether a validation score beats the current one by TUNE_MIN_GAIN (relative)."""
+    return candidate > current * (1 + TUNE_MIN_GAIN) + 1e-6
+
+
 def clearly_better(candidate: np.ndarray, current: np.ndarray) -> bool:
     """Whether per-user validation scores (paired, same users) of a candidate configuration beat
     the current one by TUNE_MIN_GAIN (relative) and by TUNE_MIN_Z standard errors of the paired
     per-user difference: smaller moves are validation noise."""
     diff = candidate - current
     se = float(diff.std(ddof=1)) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
-    return bool(candidate.mean() > current.mean() * (1 + TUNE_MIN_GAIN) + 1e-6 and diff.mean() > TUNE_MIN_Z * se)
+    return bool(gains_enough(candidate.mean(), current.mean()) and diff.mean() > TUNE_MIN_Z * se)
 
 
 def _config_key(cfg: dict) -> str:
@@ -281,7 +286,7 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
                     results[value] = run(alone)
             # the default (grid[0]) stays unless another value gains TUNE_MIN_GAIN, as for every step
             best_value = max(grid, key=lambda v: (results[v], -grid.index(v)))
-            chosen = best_value if results[best_value] > results[grid[0]] * (1 + TUNE_MIN_GAIN) + 1e-6 else grid[0]
+            chosen = best_value if gains_enough(results[best_value], results[grid[0]]) else grid[0]
             if chosen != params[param]:
                 params[param] = chosen
                 replace(signal, build)

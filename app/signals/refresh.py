@@ -168,24 +168,24 @@ def compute_ease(url: str, lam: float, top_n: int, max_items: int,
     with the default model's embeddings as side information when semantic_weight > 0."""
     out: dict[str, ease_module.EaseNeighbors] = {}
     with connect(url) as conn:
+        # the model's size per tenant with interactions: items with interactions, plus the
+        # embedded ones when side information is on
         counts = conn.execute(
-            "select tenant_id, count(distinct item_id) from recs_intermediate.int_user_items_aggregated "
-            "group by tenant_id order by tenant_id").fetchall()
+            "with interacted as (select distinct tenant_id, item_id from recs_intermediate.int_user_items_aggregated),"
+            " embedded as (select e.tenant_id, e.item_id" + _EASE_EMBEDDINGS_FROM + " and %s)"
+            " select tenant_id, count(*) from (select * from interacted union select * from embedded"
+            " where tenant_id in (select tenant_id from interacted)) as u group by tenant_id order by tenant_id",
+            (semantic_weight > 0,)).fetchall()
         for tenant, n_items in counts:
             if tenants is not None and tenant not in tenants:
                 continue
-            embedded_ids, embeddings = (_ease_side_information(conn, tenant) if semantic_weight > 0
-                                        else (None, None))
-            if embedded_ids is not None and len(embedded_ids):
-                (n_items,) = conn.execute(
-                    "select count(*) from (select item_id from recs_intermediate.int_user_items_aggregated"
-                    " where tenant_id = %s union select unnest(%s::bigint[])) as u",
-                    (tenant, embedded_ids.tolist())).fetchone()
             if n_items > max_items:
                 notes.append(
                     f"EASE skipped for tenant {tenant}: {n_items:,} items with interactions or embeddings exceed the "
                     f"limit of {max_items:,} (raise --ease-max-items if memory allows; scoring uses co-occurrence)")
                 continue
+            embedded_ids, embeddings = (_ease_side_information(conn, tenant) if semantic_weight > 0
+                                        else (None, None))
             rows = conn.execute(
                 "select user_id, item_id from recs_intermediate.int_user_items_aggregated where tenant_id = %s",
                 (tenant,)).fetchall()
