@@ -388,3 +388,12 @@ def test_ease_reads_the_embeddings_as_side_information(dirty_url, built):
         with psycopg.connect(dirty_url) as conn:
             conn.execute("delete from pgrecs.item_embeddings")
             conn.execute("delete from pgrecs.items where external_id = 'a9'")
+
+
+def test_ease_skips_a_tenant_over_the_item_limit(dirty_url, built):
+    from app.signals.refresh import compute_ease
+
+    notes: list[str] = []
+    assert compute_ease(dirty_url, 300.0, 50, max_items=2, notes=notes) == {}
+    assert len(notes) == 1 and "EASE skipped for tenant default" in notes[0] and "limit of 2" in notes[0]
+    assert set(compute_ease(dirty_url, 300.0, 50, max_items=1000, notes=notes)) == {"default"}
