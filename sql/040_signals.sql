@@ -2,8 +2,20 @@
 -- dbt rebuilds its relations with drop ... cascade, so request-time SQL never reads them; `pgrecs
 -- refresh` calls pgrecs.publish_signals in one transaction after `dbt build` (and EASE).
 
+-- the result gained sequence_rows: a changed result type needs the old function dropped first
+do $$
+begin
+    if exists (select 1 from pg_catalog.pg_proc
+               where oid = to_regprocedure('pgrecs.publish_signals(jsonb, boolean)')
+                 and not 'sequence_rows' = any(coalesce(proargnames, '{}'))) then
+        drop function pgrecs.publish_signals(jsonb, boolean);
+    end if;
+end
+$$;
+
 create or replace function pgrecs.publish_signals(last_event_ids jsonb, full_refresh boolean)
-returns table (tenant_id text, cooccurrence_items integer, cooccurrence_rows integer, ease_rows integer, signal_rows integer)
+returns table (tenant_id text, cooccurrence_items integer, cooccurrence_rows integer, ease_rows integer,
+               sequence_rows integer, signal_rows integer)
 language plpgsql
 volatile
 as $$
@@ -13,14 +25,17 @@ as $$
 -- (tenant_id, item_id, neighbor_item_id, score, rank); tenants present there get their 'ease'
 -- lists replaced. Co-occurrence rows likewise come from pg_temp.cooccurrence_neighbors when the
 -- caller created it (computed in Python by app/signals/cooccurrence.py for the touched items),
--- else from the dbt mart recs_marts.fct_item_cooccurrence.
+-- else from the dbt mart recs_marts.fct_item_cooccurrence. Next-item lists come from the dbt mart
+-- recs_marts.fct_item_sequence when the caller created pg_temp.sequence_neighbors (the caller
+-- rebuilt the mart in this run): every tenant's 'sequence' lists are then replaced.
 declare
     has_ease boolean := to_regclass('pg_temp.ease_neighbors') is not null;
+    has_sequence boolean := to_regclass('pg_temp.sequence_neighbors') is not null;
     has_cooccurrence boolean := to_regclass('pg_temp.cooccurrence_neighbors') is not null;
 begin
     create temporary table if not exists publish_counts (
         tenant_id text primary key, cooccurrence_items integer default 0, cooccurrence_rows integer default 0,
-        ease_rows integer default 0, signal_rows integer default 0
+        ease_rows integer default 0, sequence_rows integer default 0, signal_rows integer default 0
     ) on commit drop;
     truncate publish_counts;
 
@@ -75,6 +90,19 @@ begin
         on conflict on constraint publish_counts_pkey do update set ease_rows = excluded.ease_rows;
     end if;
 
+    if has_sequence then
+        delete from pgrecs.item_neighbors as n where n.signal = 'sequence';
+        with inserted as (
+            insert into pgrecs.item_neighbors (tenant_id, signal, item_id, neighbor_item_id, score, rank)
+            select q.tenant_id, 'sequence', q.item_id, q.neighbor_item_id, q.score, q.rank
+            from pg_temp.sequence_neighbors as q
+            returning item_neighbors.tenant_id
+        )
+        insert into publish_counts as c (tenant_id, sequence_rows)
+        select inserted.tenant_id, count(*) from inserted group by inserted.tenant_id
+        on conflict on constraint publish_counts_pkey do update set sequence_rows = excluded.sequence_rows;
+    end if;
+
     -- per-item signals: popularity, trending, category rank and the audit's quality
     with upserted as (
         insert into pgrecs.item_signals as s (
@@ -113,9 +141,9 @@ begin
         last_mode = excluded.last_mode,
         items_recomputed = excluded.items_recomputed;
 
-    return query select c.tenant_id, c.cooccurrence_items, c.cooccurrence_rows, c.ease_rows, c.signal_rows
+    return query select c.tenant_id, c.cooccurrence_items, c.cooccurrence_rows, c.ease_rows, c.sequence_rows, c.signal_rows
         from publish_counts as c order by c.tenant_id;
 end
 $$;
 comment on function pgrecs.publish_signals(jsonb, boolean) is
-    'Copies the dbt marts (co-occurrence lists of the touched items, from pg_temp.cooccurrence_neighbors when present, popularity, trending, audit quality) and pg_temp.ease_neighbors into pgrecs.item_neighbors / pgrecs.item_signals, and records the refresh state. Called by `pgrecs refresh` in one transaction.';
+    'Copies the dbt marts (co-occurrence lists of the touched items, from pg_temp.cooccurrence_neighbors when present, popularity, trending, audit quality), pg_temp.sequence_neighbors (next-item lists, every tenant''s replaced) and pg_temp.ease_neighbors into pgrecs.item_neighbors / pgrecs.item_signals, and records the refresh state. Called by `pgrecs refresh` in one transaction.';

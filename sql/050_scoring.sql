@@ -273,7 +273,7 @@ begin
            coalesce(array_agg(coalesce((w ->> s.signal)::double precision, 0)), '{}'),
            coalesce(array_agg(coalesce((p.pool_sizes ->> s.signal)::integer, 50)), '{}')
     into sig_names, sig_weights, sig_pools
-    from unnest(array['semantic', 'cooccurrence', 'ease', 'popularity', 'trending',
+    from unnest(array['semantic', 'cooccurrence', 'sequence', 'ease', 'popularity', 'trending',
                       'category_popularity', 'margin']) as s (signal)
     where coalesce((w ->> s.signal)::double precision, 0) <> 0;
 
@@ -290,7 +290,7 @@ begin
           and nn.item_id = a.item_id
           and nn.rank <= s.pool
     ) nb
-    where s.signal in ('semantic', 'cooccurrence', 'ease')
+    where s.signal in ('semantic', 'cooccurrence', 'sequence', 'ease')
       and not (nb.neighbor_item_id = any(exclude_ids));
 
     v_pop := coalesce(sig_pools[array_position(sig_names, 'popularity')], 0);
@@ -725,6 +725,7 @@ begin
                           case d.signal
                               when 'semantic' then format('similar to "%s"%s', an.title, an.label)
                               when 'cooccurrence' then format('often bought with "%s"%s', an.title, an.label)
+                              when 'sequence' then format('often chosen next after "%s"%s', an.title, an.label)
                               when 'ease' then format('people who liked "%s" also liked this', an.title)
                               when 'popularity' then 'popular right now'
                               when 'trending' then 'trending'

@@ -176,6 +176,30 @@ def test_cooccurrence_hand_computed(dirty_url, built):
         assert got[key][0] == pytest.approx(score, rel=1e-5), key
 
 
+def _sequence_lists(url):
+    return {(r["item"], r["neighbor"]): (r["score"], r["rank"]) for r in query(url, """
+        select i.external_id as item, n.external_id as neighbor, s.score, s.rank
+        from pgrecs.item_neighbors s
+        join pgrecs.items i on i.item_id = s.item_id join pgrecs.items n on n.item_id = s.neighbor_item_id
+        where s.signal = 'sequence'""")}
+
+
+def test_sequence_hand_computed(dirty_url, built):
+    """Steps in each user's event order (ties by load order): u1 a1 -> a2, u2 a1 -> a2 -> a3,
+    u5 a4 -> a5; u3 has one event. score = steps(i -> j) / (steps out of i + 5)."""
+    got = _sequence_lists(dirty_url)
+    assert set(got) == {("a1", "a2"), ("a2", "a3"), ("a4", "a5")}
+    assert got[("a1", "a2")] == (pytest.approx(2 / 7, rel=1e-6), 1)
+    assert got[("a2", "a3")] == (pytest.approx(1 / 6, rel=1e-6), 1)
+    assert built.tenants[0]["sequence_rows"] == 3
+    # asked for on an incremental refresh (`pgrecs refresh --sequence`): rebuilt, the same lists
+    from app.signals.refresh import refresh
+
+    report = refresh(dirty_url, sequence=True, run_tests=False)
+    assert report.mode == "incremental" and report.tenants[0]["sequence_rows"] == 3
+    assert _sequence_lists(dirty_url) == got
+
+
 def test_popularity_and_signals_published(dirty_url, built):
     rows = by_external(dirty_url, """
         select i.external_id, s.popularity, s.trending, s.category_popularity_rank, s.quality_score
@@ -244,10 +268,14 @@ def test_incremental_refresh_equals_full_refresh(dirty_url, built):
              where signal = 'cooccurrence' order by 1, 3"""
     with psycopg.connect(dirty_url) as conn:
         insert_events(conn, LATER_EVENTS, at="2024-01-01 13:00+00")
+    sequence_before = _sequence_lists(dirty_url)
     report = refresh(dirty_url, run_tests=True)
     assert report.mode == "incremental"
     # u3's and u4's baskets (a1, a2, a6, a7) and a3, whose list holds a1 and a2; not a4 / a5
     assert report.tenants[0]["cooccurrence_items"] == 5
+    # the next-item lists are a global model: kept by incremental refreshes unless asked for
+    assert report.tenants[0]["sequence_rows"] == 0 and _sequence_lists(dirty_url) == sequence_before
+    assert any("next-item lists kept" in n for n in report.notes)
     assert "fct_item_audit" not in _node_names(report)  # no item changed
     with psycopg.connect(dirty_url) as conn:
         for user, item, kind, session, at in WEEK_LATER_EVENTS:
@@ -273,6 +301,10 @@ def test_incremental_refresh_equals_full_refresh(dirty_url, built):
     incremental_tables = {name: query(dirty_url, q) for name, q in EVENT_LEVEL_TABLES.items()}
     report = refresh(dirty_url, full=True, ease=False, run_tests=False)
     assert "fct_item_audit" in _node_names(report)
+    # a full refresh rebuilds the next-item lists: u3 a1 -> a2 (an hour later), u4 a6 -> a7
+    sequence = _sequence_lists(dirty_url)
+    assert ("a6", "a7") in sequence and ("a6", "a7") not in sequence_before
+    assert sequence[("a1", "a2")][0] > sequence_before[("a1", "a2")][0]
     full = query(dirty_url, sql)
     for name, q in EVENT_LEVEL_TABLES.items():
         # the incremental models (only the new events' users and days rebuilt) match a rebuild

@@ -99,7 +99,7 @@ def test_tuning_never_loses_to_a_single_signal_on_validation(cli, loaded, db_url
             (signal,) = t["weights"]
             if all(t["signal_params"][p] == chosen[p] for p in params_of.get(signal, ())):
                 singles[signal] = max(singles.get(signal, 0.0), t["validation_ndcg@10"])
-    assert set(singles) == {"semantic", "cooccurrence", "ease", "popularity"}  # every single signal was tried
+    assert set(singles) == {"semantic", "cooccurrence", "sequence", "ease", "popularity"}  # every single signal was tried
     assert report["tuned"]["validation_ndcg@10"] >= max(singles.values())
     assert report["tuned"]["signal_params"]["ease_lambda"] in lambdas
     assert report["tuned"]["validation_users"] == [40, 40]  # two nested folds

@@ -91,6 +91,7 @@ def test_merged_migrations_are_never_edited():
         "0009_category_key.py": "66adaae669c052b15bf44185997cd0da6fd947345d38d4055e3e2e6c9003c635",
         "0010_model_precision.py": "cb7a2704b8772c9d16d609e61421ae071cd5ba1c52c9515ee742347e8ab22e50",
         "0011_neighbor_cleanup.py": "883a7f23ddf29e8d75963379776e98a046a5f9781e0c353b67c58b9b578fbb76",
+        "0012_sequence_signal.py": "a24f956e26fdf739bf09c6f45f378622055ea8566baf0b55b5c3294bdac26d69",
     }
     for name, digest in pinned.items():
         path = REPO / "migrations" / "versions" / name
@@ -144,3 +145,31 @@ def test_deleted_items_leave_the_neighbour_lists(conn):
     fks = conn.execute("select count(*) from pg_constraint where conrelid = 'pgrecs.item_neighbors'::regclass "
                        "and contype = 'f'").fetchone()[0]
     assert fks == 0
+
+
+def test_sequence_signal_joins_only_the_seeded_placements(empty_db_url):
+    """Migration 0012 adds the next-item signal to the seeded home_for_you and cart placements; a
+    placement someone edited keeps its weights, and downgrading takes the signal out again."""
+    migrate.upgrade(empty_db_url, "0011_neighbor_cleanup")
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute("update pgrecs.placements set weights = '{\"ease\": 1}' where placement = 'cart_complete_the_look'")
+    migrate.upgrade(empty_db_url)
+
+    def weights():
+        with psycopg.connect(empty_db_url) as conn:
+            return dict(conn.execute("select placement, weights from pgrecs.placements").fetchall())
+
+    after = weights()
+    assert after["home_for_you"]["sequence"] == 1.0
+    assert after["cart_complete_the_look"] == {"ease": 1}
+    assert "sequence" not in after["pdp_similar"]
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute("insert into pgrecs.items (external_id, title) values ('a', 'A'), ('b', 'B')")
+        conn.execute("insert into pgrecs.item_neighbors (signal, item_id, neighbor_item_id, score, rank)"
+                     " select 'sequence', a.item_id, b.item_id, 0.5, 1 from pgrecs.items a, pgrecs.items b"
+                     " where a.external_id = 'a' and b.external_id = 'b'")
+        conn.execute("delete from pgrecs.items where external_id = 'a'")  # its lists leave with it
+        assert conn.execute("select count(*) from pgrecs.item_neighbors").fetchone()[0] == 0
+    migrate.downgrade(empty_db_url, "0011_neighbor_cleanup")
+    assert all("sequence" not in w for w in weights().values())
+    migrate.downgrade(empty_db_url, "base")

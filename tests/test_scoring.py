@@ -219,6 +219,22 @@ def test_explanations_name_real_anchors(conn, ids):
     assert 'same brand as "Alpha runner": Acme' in rows["B"][4]
 
 
+def test_sequence_signal_exact_and_explained(conn, ids):
+    """Next-item lists ('sequence'): normalised like every neighbour signal, explained by the anchor."""
+    for rank, (nb, score) in enumerate([("E", 0.4), ("F", 0.1)], start=1):
+        conn.execute("insert into pgrecs.item_neighbors (signal, item_id, neighbor_item_id, score, rank)"
+                     " values ('sequence', %s, %s, %s, %s)", (ids["A"], ids[nb], score, rank))
+    placement(conn, weights={"sequence": 1, "semantic": 0.5})
+    rows = {r[0]: r for r in for_item(conn, ids["A"], explain=True)}
+    assert rows["E"][1] == pytest.approx(1.0 + 0.5 * 0.5 / 0.9, rel=1e-5)
+    assert rows["F"][1] == pytest.approx(0.25, rel=1e-5)
+    assert rows["E"][3]["sequence"]["anchor_external_id"] == "A"
+    assert rows["E"][3]["sequence"]["raw"] == pytest.approx(0.4, rel=1e-5)
+    assert rows["F"][4][0] == 'often chosen next after "Alpha runner"'
+    placement(conn, weights={"sequence": 0, "semantic": 1})
+    assert "F" not in {r[0] for r in for_item(conn, ids["A"])}
+
+
 def test_cold_start_item_via_semantics(conn, ids):
     # N has no events and no item_signals row: reachable through A's semantic list, and has its own
     assert "N" in names(for_item(conn, ids["A"]))

@@ -57,7 +57,7 @@ def _parse_cutoff(value: str | None) -> float | None:
               help="time-split: distinct training items a test user needs (0 keeps new users).")
 @click.option("--k", "ks", default="5,10,20", show_default=True, help="cut-offs for the ranking metrics.")
 @click.option("--strategies", default=None,
-              help="comma list (default all): random, popularity, cooccurrence, ease, semantic, hybrid:<placement> "
+              help="comma list (default all): random, popularity, cooccurrence, sequence, ease, semantic, hybrid:<placement> "
                    "or hybrid:*, weights, tuned, ease:plain (EASE without the text side information), "
                    "cooccurrence:raw_counts, semantic:<model>, baseline:popularity, baseline:item_knn, "
                    "baseline:ease, baseline:als.")

@@ -67,6 +67,8 @@ class _Progress:
               help="Recompute everything, or only what new events touched (default: incremental once a full refresh has run).")
 @click.option("--ease/--no-ease", "ease", default=None,
               help="Recompute the EASE signal (default: on full refreshes only).")
+@click.option("--sequence/--no-sequence", "sequence", default=None,
+              help="Recompute the next-item lists (what users went on to after each item; default: on full refreshes only).")
 @click.option("--ease-lambda", type=float, default=300.0, show_default=True, help="EASE L2 regularisation.")
 @click.option("--ease-semantic-weight", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Weight of the default model's text embeddings as EASE side information "
@@ -83,14 +85,14 @@ class _Progress:
                    "sparse matrix product in Python (same scores).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 @click.pass_context
-def refresh(ctx, full, ease, ease_lambda, ease_semantic_weight, ease_max_items, top_n, dbt_vars, run_tests, cooccurrence_in_dbt, quiet):
-    """Rebuild the dbt marts and publish co-occurrence, EASE, popularity and quality signals."""
+def refresh(ctx, full, ease, sequence, ease_lambda, ease_semantic_weight, ease_max_items, top_n, dbt_vars, run_tests, cooccurrence_in_dbt, quiet):
+    """Rebuild the dbt marts and publish co-occurrence, next-item, EASE, popularity and quality signals."""
     from app.signals.refresh import refresh as run_refresh
 
     url = url_from(ctx)
     show = None if quiet else _Progress()
     try:
-        report = run_refresh(url, full=full, ease=ease, ease_lambda=ease_lambda, ease_semantic_weight=ease_semantic_weight,
+        report = run_refresh(url, full=full, ease=ease, sequence=sequence, ease_lambda=ease_lambda, ease_semantic_weight=ease_semantic_weight,
                              ease_max_items=ease_max_items,
                              top_n=top_n, variables=_parse_vars(dbt_vars), run_tests=run_tests,
                              cooccurrence_in_dbt=cooccurrence_in_dbt, progress=show and show.node,
@@ -106,7 +108,8 @@ def refresh(ctx, full, ease, ease_lambda, ease_semantic_weight, ease_max_items, 
     for t in report.tenants:
         click.echo(
             f"{report.mode} refresh, tenant {t['tenant_id']}: {t['cooccurrence_items']} co-occurrence lists "
-            f"recomputed ({t['cooccurrence_rows']} rows), {t['ease_rows']} EASE rows, {t['signal_rows']} item signals")
+            f"recomputed ({t['cooccurrence_rows']} rows), {t['sequence_rows']} next-item rows, {t['ease_rows']} EASE rows, "
+            f"{t['signal_rows']} item signals")
     click.echo(f"done in {report.seconds:.1f}s (dbt {report.dbt_seconds:.1f}s: {report.models} models, "
                f"{report.tests} tests taking {report.test_seconds:.1f}s of dbt's threads; "
                f"co-occurrence {report.cooccurrence_seconds:.1f}s; EASE {report.ease_seconds:.1f}s; "

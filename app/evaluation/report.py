@@ -167,13 +167,14 @@ REFERENCE_NDCG10 = {
     "beauty": {"item-kNN": 0.050, "semantic": 0.026, "ALS": 0.028, "EASE": 0.041},
     "retail": {"popularity": 0.019, "item-kNN": 0.070, "semantic": 0.034, "ALS": 0.087, "EASE": 0.111},
 }
-SINGLE_SIGNALS = ("popularity", "cooccurrence", "ease", "ease:plain", "semantic")
+SINGLE_SIGNALS = ("popularity", "cooccurrence", "sequence", "ease", "ease:plain", "semantic")
 EXTERNAL = ("baseline:ease", "baseline:als", "baseline:item_knn")
 
 
 def targets(summary_report: dict) -> dict:
-    """The issue's targets checked on one summary: tuned >= 1.1 x best reference, >= best single
-    signal, >= every external baseline (NDCG@10, same run)."""
+    """The issue's targets checked on one summary: tuned >= 1.1 x best reference, above the best
+    single signal (strictly: equal means the hybrid added nothing), >= every external baseline
+    (NDCG@10, same run)."""
     s = {n: v["all"]["ndcg@10"] for n, v in summary_report["strategies"].items() if "all" in v}
     tuned = s.get("tuned")
     ref = REFERENCE_NDCG10.get(summary_report.get("dataset") or "", {})
@@ -183,7 +184,7 @@ def targets(summary_report: dict) -> dict:
     return {
         "tuned": tuned, "best_reference": best_ref, "best_single_signal": best_single, "best_external": best_external,
         "above_reference_by_10pct": None if tuned is None or best_ref is None else tuned >= 1.1 * best_ref,
-        "not_below_best_single": None if tuned is None or best_single is None else tuned >= best_single,
+        "above_best_single": None if tuned is None or best_single is None else tuned > best_single,
         "not_below_external": None if tuned is None or best_external is None else tuned >= best_external,
     }
 
@@ -210,7 +211,7 @@ def comparison_table(summaries: list[dict]) -> str:
         refs.append(", ".join(f"{k} {v:.3f}" for k, v in ref.items()) or "–")
     lines.append("| reference figures (issue) | " + " | ".join(refs) + " |")
     for key, label in (("above_reference_by_10pct", "tuned >= 1.1 x best reference"),
-                       ("not_below_best_single", "tuned >= best single signal"),
+                       ("above_best_single", "tuned > best single signal"),
                        ("not_below_external", "tuned >= external baselines")):
         lines.append(f"| {label} | " + " | ".join(
             {True: "yes", False: "**no**", None: "–"}[targets(sm)[key]] for sm in summaries) + " |")

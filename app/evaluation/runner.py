@@ -15,10 +15,11 @@ from app.errors import PgrecsError
 from app.evaluation import baselines, metrics, scratch, splits
 from app.evaluation.data import Catalog, Interactions, load_catalog, load_interactions
 
-SIGNALS = ("semantic", "cooccurrence", "ease", "popularity")
+SIGNALS = ("semantic", "cooccurrence", "sequence", "ease", "popularity")
 SINGLE_SIGNAL_STRATEGIES = {
     "popularity": {"popularity": 1.0},
     "cooccurrence": {"cooccurrence": 1.0},
+    "sequence": {"sequence": 1.0},
     "ease": {"ease": 1.0},
     "semantic": {"semantic": 1.0},
 }

@@ -142,7 +142,7 @@ def refresh(scratch_url: str, tenant: str, signal_params: dict | None = None) ->
 
 
 MAX_K = 100  # recs.recommend_for_user accepts k in [1, 100]
-SINGLE_SIGNAL_POOLS = {"semantic": 50, "cooccurrence": 50, "ease": 50, "popularity": 300}
+SINGLE_SIGNAL_POOLS = {"semantic": 50, "cooccurrence": 50, "sequence": 50, "ease": 50, "popularity": 300}
 
 
 def add_placement(conn: psycopg.Connection, tenant: str, name: str, base: str, overrides: dict) -> None:

@@ -15,7 +15,9 @@ Incremental (the default once a full refresh has run) does work in proportion to
   incremental_refresh, macro get_where_subquery); every other model keeps all its tests;
 - EASE, a global model, is kept unless asked for (--ease); asked for, it is skipped when the
   user x item matrix and the embeddings it reads as side information are the ones it was
-  computed from (fingerprint `ease`).
+  computed from (fingerprint `ease`);
+- the next-item lists (dbt mart fct_item_sequence, every step of every user: about 1.3 s per
+  400,000 events) are kept unless asked for (--sequence).
 
 A change of any dbt var, of --top-n, of the event types' weights or of the dbt project's SQL
 (fingerprint `settings`) turns an incremental refresh into a full one, since the stored
@@ -50,6 +52,7 @@ class RefreshReport:
     cooccurrence_seconds: float = 0.0  # what the refresh waited for co-occurrence after dbt (the critical path)
     cooccurrence_compute_seconds: float = 0.0  # its whole computation, mostly while dbt's last nodes ran
     ease_seconds: float = 0.0
+    sequence: bool = False  # whether this run rebuilt and published the next-item lists
     publish_seconds: float = 0.0
     models: int = 0
     tests: int = 0
@@ -235,16 +238,21 @@ def _copy_neighbors(conn, table: str, per_tenant: dict) -> None:
 def publish(url: str, last_event_ids: dict[str, int], full: bool,
             ease: dict[str, ease_module.EaseNeighbors] | None,
             cooccurrence: dict[str, cooccurrence_module.Neighbors] | None = None,
-            inputs: dict | None = None) -> list[dict]:
+            inputs: dict | None = None, sequence: bool = False) -> list[dict]:
     """One transaction: the neighbour lists and the marts into the tables scoring reads, and the
-    refresh state (with the input fingerprints: {"shared": {...}, "ease": {tenant: fp}})."""
+    refresh state (with the input fingerprints: {"shared": {...}, "ease": {tenant: fp}}).
+    sequence: the dbt mart fct_item_sequence was rebuilt by this run, so its lists replace the
+    published ones."""
     with connect(url) as conn:
+        if sequence:
+            conn.execute("create temporary table sequence_neighbors on commit drop as"
+                         " select tenant_id, item_id, neighbor_item_id, score, rank from recs_marts.fct_item_sequence")
         if cooccurrence is not None:
             _copy_neighbors(conn, "cooccurrence_neighbors", cooccurrence)
         if ease is not None:
             _copy_neighbors(conn, "ease_neighbors", ease)
         cur = conn.execute(
-            "select tenant_id, cooccurrence_items, cooccurrence_rows, ease_rows, signal_rows"
+            "select tenant_id, cooccurrence_items, cooccurrence_rows, ease_rows, sequence_rows, signal_rows"
             " from pgrecs.publish_signals(last_event_ids => %s::jsonb, full_refresh => %s)",
             (json.dumps({k: int(v) for k, v in last_event_ids.items()}), full))
         names = [c.name for c in cur.description]
@@ -278,7 +286,7 @@ def _build(url: str, run_tests: bool, full: bool, dbt_vars: dict, exclude: str |
     return dbt.run(url, "run", full_refresh=full, variables=dbt_vars, exclude=exclude, progress=progress)
 
 
-def refresh(url: str, *, full: bool | None = None, ease: bool | None = None,
+def refresh(url: str, *, full: bool | None = None, ease: bool | None = None, sequence: bool | None = None,
             ease_lambda: float = ease_module.DEFAULT_LAMBDA, ease_max_items: int = ease_module.DEFAULT_MAX_ITEMS,
             ease_semantic_weight: float = ease_module.DEFAULT_SEMANTIC_WEIGHT,
             top_n: int = 50, variables: dict | None = None, run_tests: bool = True,
@@ -287,7 +295,8 @@ def refresh(url: str, *, full: bool | None = None, ease: bool | None = None,
             step: Callable[[str], None] | None = None) -> RefreshReport:
     """dbt build (models and their tests, which gate publishing; dbt run without tests), co-occurrence (sparse product in
     Python unless cooccurrence_in_dbt: then the dbt mart fct_item_cooccurrence, the slow SQL
-    reference), EASE, and one publishing transaction. `step` is told the name of each step as
+    reference), EASE, the next-item lists (on full refreshes unless `sequence` says otherwise),
+    and one publishing transaction. `step` is told the name of each step as
     it starts; `progress` gets every dbt node as it finishes."""
     if top_n < 1 or top_n > 1000:
         raise PgrecsError("--top-n must be between 1 and 1000")
@@ -316,6 +325,10 @@ def refresh(url: str, *, full: bool | None = None, ease: bool | None = None,
 
     # the SQL co-occurrence mart and the item norms only it reads (the Python product computes its own)
     excluded = [] if cooccurrence_in_dbt else ["fct_item_cooccurrence", "int_item_basket_norms"]
+    report.sequence = full if sequence is None else sequence
+    if not report.sequence:
+        excluded.append("fct_item_sequence")
+        report.notes.append("next-item lists kept from the last full refresh (pass --sequence to recompute them)")
     if not full and previous.get("items") == items and snap.item_relations_exist:
         excluded += ITEM_MODELS
         report.notes.append("no item changed since the last refresh: item text and audit models kept")
@@ -396,6 +409,7 @@ def refresh(url: str, *, full: bool | None = None, ease: bool | None = None,
     say("publish")
     started = time.perf_counter()
     report.tenants = publish(url, snap.last_event_ids, full, ease_result, cooccurrence_result,
-                             inputs={"shared": {"settings": settings, "items": items}, "ease": ease_inputs})
+                             inputs={"shared": {"settings": settings, "items": items}, "ease": ease_inputs},
+                             sequence=report.sequence)
     report.publish_seconds = time.perf_counter() - started
     return report
