@@ -153,7 +153,8 @@ comment on function pgrecs.placement_row(text) is
     'The placement row of the current tenant; raises P0002 (no_data_found) for an unknown placement.';
 
 -- The ranking core. Anchors carry a weight (negative for "less like this") and a label appended
--- to the reasons that name them (' you viewed', ' (your example)', '').
+-- to the reasons that name them (' you viewed', ' (your example)', ''); their order matters to
+-- the next-item signal only (recs.recommend_for_user passes the history most recent first).
 create or replace function pgrecs.rank_items(
     placement_name text,
     anchor_ids bigint[],
@@ -277,10 +278,16 @@ begin
                       'category_popularity', 'margin']) as s (signal)
     where coalesce((w ->> s.signal)::double precision, 0) <> 0;
 
+    -- the next-item signal ('sequence') asks what follows the latest steps, so it weighs anchors
+    -- by their position (the first, a user's most recent item, 1; each later one half the one
+    -- before), not by their summed history weight: a session of ratings seconds apart has equal
+    -- weights, yet only its last items say what comes next
     select coalesce(array_agg(nb.neighbor_item_id), '{}'), coalesce(array_agg(s.signal), '{}'),
-           coalesce(array_agg(a.weight * nb.score), '{}'), coalesce(array_agg(a.item_id), '{}')
+           coalesce(array_agg(case when s.signal = 'sequence' then sign(a.weight) * power(0.5::float8, (a.ord - 1)::float8)
+                                   else a.weight end * nb.score), '{}'),
+           coalesce(array_agg(a.item_id), '{}')
     into h_item, h_signal, h_s, h_anchor
-    from unnest(anchor_ids, anchor_weights) as a (item_id, weight)
+    from unnest(anchor_ids, anchor_weights) with ordinality as a (item_id, weight, ord)
     cross join unnest(sig_names, sig_pools) as s (signal, pool)
     cross join lateral (
         select nn.neighbor_item_id, nn.score
@@ -769,7 +776,7 @@ begin
 end
 $$;
 comment on function pgrecs.rank_items(text, bigint[], real[], text[], bigint[], integer, jsonb, boolean) is
-    'Ranking core behind recs.recommend*: candidates from the anchors'' neighbour lists and popularity, filters, blocks, fusion, boosts, MMR with caps, pins, explanations.';
+    'Ranking core behind recs.recommend*: candidates from the anchors'' neighbour lists (the next-item lists weighted by anchor position, halving per step) and popularity, filters, blocks, fusion, boosts, MMR with caps, pins, explanations.';
 
 -- Public API ------------------------------------------------------------------------------------
 
@@ -828,11 +835,13 @@ returns table (item_id bigint, weight real, label text, purchased boolean)
 language sql
 stable parallel safe
 as $$
+    -- the top history_limit items by weight, returned most recent first (by each item's latest
+    -- event, ties by load order): the next-item signal reads the anchors in this order
     with p as (
         select * from pgrecs.placement_row(placement_name)
     ),
     recent as (
-        select e.item_id, e.event_type,
+        select e.item_id, e.event_type, e.occurred_at, e.event_id,
                coalesce((p.event_weights ->> e.event_type)::double precision, et.default_weight)
                  -- decay relative to the user's latest event, not now(): a history from years ago
                  -- keeps its internal order instead of decaying to nothing
@@ -841,34 +850,41 @@ as $$
                coalesce((p.event_weights ->> e.event_type)::double precision, et.default_weight) as type_weight
         from p
         cross join lateral (
-            select ev.item_id, ev.event_type, ev.occurred_at,
+            select ev.item_id, ev.event_type, ev.occurred_at, ev.event_id,
                    max(ev.occurred_at) over () as latest_at
             from pgrecs.events ev
             where ev.tenant_id = pgrecs.current_tenant()
               and ev.user_id = uid
-            order by ev.occurred_at desc
+            order by ev.occurred_at desc, ev.event_id desc
             limit p.history_events
         ) e
         join pgrecs.event_types et on et.event_type = e.event_type
+    ),
+    top as (
+        select r.item_id,
+               greatest(sum(r.w), 1e-30)::real as weight,
+               case (array_agg(r.event_type order by r.type_weight desc))[1]
+                   when 'purchase' then ' you bought'
+                   when 'add_to_cart' then ' you added to your cart'
+                   when 'rating' then ' you rated'
+                   when 'click' then ' you clicked'
+                   else ' you viewed'
+               end as label,
+               bool_or(r.event_type = 'purchase') as purchased,
+               max(r.occurred_at) as last_at,
+               max(r.event_id) as last_event_id
+        from recent r
+        group by r.item_id
+        having sum(r.w) > 0
+        order by sum(r.w) desc, r.item_id
+        limit (select p.history_limit from p)
     )
-    select r.item_id,
-           greatest(sum(r.w), 1e-30)::real,
-           case (array_agg(r.event_type order by r.type_weight desc))[1]
-               when 'purchase' then ' you bought'
-               when 'add_to_cart' then ' you added to your cart'
-               when 'rating' then ' you rated'
-               when 'click' then ' you clicked'
-               else ' you viewed'
-           end,
-           bool_or(r.event_type = 'purchase')
-    from recent r
-    group by r.item_id
-    having sum(r.w) > 0
-    order by sum(r.w) desc, r.item_id
-    limit (select p.history_limit from p)
+    select top.item_id, top.weight, top.label, top.purchased
+    from top
+    order by top.last_at desc, top.last_event_id desc
 $$;
 comment on function pgrecs.user_history(bigint, text) is
-    'A user''s interests read live from pgrecs.events: the most recent events weighted by event type (placement overrides) and exponential recency decay, summed per item.';
+    'A user''s interests read live from pgrecs.events: the most recent events weighted by event type (placement overrides) and exponential recency decay, summed per item; the top history_limit items, most recent first.';
 
 create or replace function recs.recommend_for_user(
     user_id bigint,
@@ -895,11 +911,12 @@ begin
         raise exception 'unknown user: %', recommend_for_user.user_id using errcode = 'P0002';
     end if;
     p := pgrecs.placement_row(recommend_for_user.placement);
-    select coalesce(array_agg(h.item_id order by h.weight desc), '{}'),
-           coalesce(array_agg(h.weight order by h.weight desc), '{}'),
-           coalesce(array_agg(h.label order by h.weight desc), '{}')
+    -- anchors most recent first (the order the next-item signal reads)
+    select coalesce(array_agg(h.item_id order by h.ord), '{}'),
+           coalesce(array_agg(h.weight order by h.ord), '{}'),
+           coalesce(array_agg(h.label order by h.ord), '{}')
     into a_ids, a_weights, a_labels
-    from pgrecs.user_history(recommend_for_user.user_id, p.placement) h;
+    from pgrecs.user_history(recommend_for_user.user_id, p.placement) with ordinality as h (item_id, weight, label, purchased, ord);
     if not p.allow_repeats then
         -- no repeats: neither what the user bought nor the history items the list is built from
         -- (as recommend_for_item leaves out its item and recommend its examples)

@@ -235,6 +235,25 @@ def test_sequence_signal_exact_and_explained(conn, ids):
     assert "F" not in {r[0] for r in for_item(conn, ids["A"])}
 
 
+def test_sequence_reads_the_history_most_recent_first(conn, ids):
+    """The next-item signal weighs a user's anchors by recency position (1, 1/2, ...), not by their
+    history weight: A was bought (the heavier event) before D was viewed, yet D's next item leads."""
+    for anchor, nb in (("A", "E"), ("D", "C")):
+        conn.execute("insert into pgrecs.item_neighbors (signal, item_id, neighbor_item_id, score, rank)"
+                     " values ('sequence', %s, %s, 0.4, 1)", (ids[anchor], ids[nb]))
+    placement(conn, weights={"sequence": 1})
+    uid = world.add_user(conn, "u-seq")
+    world.add_event(conn, uid, ids["A"], "purchase", "2 hours")
+    world.add_event(conn, uid, ids["D"], "view", "1 hour")
+    history = conn.execute("select item_id from pgrecs.user_history(%s, 't')", (uid,)).fetchall()
+    assert [r[0] for r in history] == [ids["D"], ids["A"]]  # most recent first
+    rows = conn.execute(
+        "select external_id, score, reasons from recs.recommend_for_user(user_id => %s, placement => 't')", (uid,)
+    ).fetchall()
+    assert [(r[0], round(r[1], 6)) for r in rows] == [("C", 1.0), ("E", 0.5)]
+    assert rows[0][2][0] == 'often chosen next after "Delta trail" you viewed'
+
+
 def test_cold_start_item_via_semantics(conn, ids):
     # N has no events and no item_signals row: reachable through A's semantic list, and has its own
     assert "N" in names(for_item(conn, ids["A"]))
