@@ -3,7 +3,7 @@
 Synthetic but shaped like a shop: BENCH_ITEMS items (default 100,000) in 200 clusters (category,
 brand pool, embedding centroid), BENCH_EVENTS events (default 1,000,000) with power-law item and
 user popularity inside each user's home cluster, BENCH_NEIGHBORS neighbours per item and signal
-(default 50; semantic, cooccurrence, ease written straight into pgrecs.item_neighbors, as the
+(default 50; semantic, cooccurrence, ease, sequence written straight into pgrecs.item_neighbors, as the
 pipelines would), popularity from the events, 384-d halfvec embeddings for MMR.
 
 SQL: p50/p99 of one call each (k=10, seeded placements pdp_similar and home_for_you, MMR and
@@ -57,6 +57,8 @@ BASELINE_TREE = os.environ.get("BENCH_BASELINE_TREE")
 # its scale) and only re-applies sql/ on the next run; BENCH_REUSE=0 builds a fresh one.
 REUSE = os.environ.get("BENCH_REUSE", "1") != "0"
 BASELINE_SQL = os.environ.get("BENCH_BASELINE_SQL")  # optional: a scoring SQL file to compare against
+# every neighbour signal the seeded placements read (home_for_you: all four)
+NEIGHBOR_SIGNALS = ("semantic", "cooccurrence", "ease", "sequence")
 ITEM_SQL = "select * from recs.recommend_for_item(item => %s::bigint, k => 10, placement => 'pdp_similar')"
 USER_SQL = "select * from recs.recommend_for_user(user_id => %s::bigint, k => 10, placement => 'home_for_you')"
 LOG = Path(os.environ.get("PGRECS_BENCH_DIR", "/tmp/pgrecs_bench")) / "bench_recommend_gunicorn.log"
@@ -113,7 +115,7 @@ def _populate(conn: psycopg.Connection) -> dict:
     # neighbour lists: same cluster, decreasing scores; indexes rebuilt after the bulk insert
     conn.execute("drop index pgrecs.item_neighbors_ranked; drop index pgrecs.item_neighbors_reverse;"
                  " alter table pgrecs.item_neighbors drop constraint item_neighbors_pkey")
-    for shift, signal in enumerate(("semantic", "cooccurrence", "ease")):
+    for shift, signal in enumerate(NEIGHBOR_SIGNALS):
         conn.execute(
             """
             insert into pgrecs.item_neighbors (signal, item_id, neighbor_item_id, score, rank)
@@ -410,7 +412,7 @@ def _database(server: str):
 
     from app import migrate
 
-    name = f"bench_recommend_warm_{N_ITEMS}_{N_EVENTS}_{N_NEIGHBORS}"
+    name = f"bench_recommend_warm_{N_ITEMS}_{N_EVENTS}_{N_NEIGHBORS}_{len(NEIGHBOR_SIGNALS)}signals"
     url = _with_database(server, name)
     with psycopg.connect(server, autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
