@@ -871,8 +871,9 @@ as $$
                    else ' you viewed'
                end as label,
                bool_or(r.event_type = 'purchase') as purchased,
-               max(r.occurred_at) as last_at,
-               max(r.event_id) as last_event_id
+               -- recency from the events that count (an impression is no step of the journey)
+               max(r.occurred_at) filter (where r.w > 0) as last_at,
+               max(r.event_id) filter (where r.w > 0) as last_event_id
         from recent r
         group by r.item_id
         having sum(r.w) > 0

@@ -245,6 +245,7 @@ def test_sequence_reads_the_history_most_recent_first(conn, ids):
     uid = world.add_user(conn, "u-seq")
     world.add_event(conn, uid, ids["A"], "purchase", "2 hours")
     world.add_event(conn, uid, ids["D"], "view", "1 hour")
+    world.add_event(conn, uid, ids["A"], "impression", "30 minutes")  # shown, not a step: A stays second
     history = conn.execute("select item_id from pgrecs.user_history(%s, 't')", (uid,)).fetchall()
     assert [r[0] for r in history] == [ids["D"], ids["A"]]  # most recent first
     rows = conn.execute(
