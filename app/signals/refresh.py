@@ -16,8 +16,8 @@ Incremental (the default once a full refresh has run) does work in proportion to
 - EASE, a global model, is kept unless asked for (--ease); asked for, it is skipped when the
   user x item matrix and the embeddings it reads as side information are the ones it was
   computed from (fingerprint `ease`);
-- the next-item lists (dbt mart fct_item_sequence, every step of every user: about 1.3 s per
-  400,000 events) are kept unless asked for (--sequence).
+- the next-item lists (dbt mart fct_item_sequence, every step of every user: about 10 s at
+  1,000,000 events) are kept unless asked for (--sequence).
 
 A change of any dbt var, of --top-n, of the event types' weights or of the dbt project's SQL
 (fingerprint `settings`) turns an incremental refresh into a full one, since the stored
