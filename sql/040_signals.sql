@@ -26,8 +26,8 @@ as $$
 -- lists replaced. Co-occurrence rows likewise come from pg_temp.cooccurrence_neighbors when the
 -- caller created it (computed in Python by app/signals/cooccurrence.py for the touched items),
 -- else from the dbt mart recs_marts.fct_item_cooccurrence. Next-item lists come from the dbt mart
--- recs_marts.fct_item_sequence when the caller created pg_temp.sequence_neighbors (the caller
--- rebuilt the mart in this run): every tenant's 'sequence' lists are then replaced.
+-- recs_marts.fct_item_sequence when the caller created pg_temp.sequence_neighbors (a view of the
+-- mart, made when this run rebuilt it): every tenant's 'sequence' lists are then replaced.
 declare
     has_ease boolean := to_regclass('pg_temp.ease_neighbors') is not null;
     has_sequence boolean := to_regclass('pg_temp.sequence_neighbors') is not null;

@@ -245,7 +245,9 @@ def publish(url: str, last_event_ids: dict[str, int], full: bool,
     published ones."""
     with connect(url) as conn:
         if sequence:
-            conn.execute("create temporary table sequence_neighbors on commit drop as"
+            # a view, not a copy: the lists are already in the mart; the name tells publish_signals
+            # to replace them (the view goes with this connection)
+            conn.execute("create temporary view sequence_neighbors as"
                          " select tenant_id, item_id, neighbor_item_id, score, rank from recs_marts.fct_item_sequence")
         if cooccurrence is not None:
             _copy_neighbors(conn, "cooccurrence_neighbors", cooccurrence)
