@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from app.errors import PgrecsError
+from pgrecs.errors import PgrecsError
 
 
 class OneLineErrors(click.Group):
@@ -37,8 +37,8 @@ def main(ctx: click.Context, db_url: str | None, tenant: str) -> None:
 
 def url_from(ctx: click.Context) -> str:
     """The database URL for this invocation (starts the embedded server when none is given)."""
-    from app.db import database_url
-    from app.config import load_settings
+    from pgrecs.db import database_url
+    from pgrecs.config import load_settings
     import dataclasses
 
     obj = ctx.find_root().obj
@@ -53,11 +53,11 @@ def tenant_from(ctx: click.Context) -> str:
 
 
 def _register() -> None:
-    from app.commands import db as db_commands
+    from pgrecs.commands import db as db_commands
 
     main.add_command(db_commands.db)
     main.add_command(db_commands.migrate)
-    for module_name in ("app.commands.ingest", "app.commands.demo", "app.commands.embed", "app.commands.serve", "app.commands.evaluate", "app.commands.refresh", "app.commands.keys"):
+    for module_name in ("pgrecs.commands.ingest", "pgrecs.commands.demo", "pgrecs.commands.embed", "pgrecs.commands.serve", "pgrecs.commands.evaluate", "pgrecs.commands.refresh", "pgrecs.commands.keys"):
         module = __import__(module_name, fromlist=["COMMANDS"])
         for command in module.COMMANDS:
             main.add_command(command)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.errors import PgrecsError
+from pgrecs.errors import PgrecsError
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 DATASETS = ("magazine", "movielens", "beauty", "retail")
@@ -226,7 +226,7 @@ def make_sample(out_dir: Path, root: Path | None = None, customers: int = 400, s
     }
 
 
-if __name__ == "__main__":  # python -m app.datasets sample data/sample
+if __name__ == "__main__":  # python -m pgrecs.datasets sample data/sample
     import sys
 
     if len(sys.argv) == 3 and sys.argv[1] == "sample":
@@ -234,4 +234,4 @@ if __name__ == "__main__":  # python -m app.datasets sample data/sample
     elif len(sys.argv) == 4 and sys.argv[1] == "export":
         print(export(sys.argv[2], Path(sys.argv[3])))
     else:
-        raise SystemExit("usage: python -m app.datasets sample OUT_DIR | export NAME OUT_DIR")
+        raise SystemExit("usage: python -m pgrecs.datasets sample OUT_DIR | export NAME OUT_DIR")

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import psycopg
 
-from app import embedded
-from app.config import Settings, load_settings
-from app.errors import PgrecsError
+from pgrecs import embedded
+from pgrecs.config import Settings, load_settings
+from pgrecs.errors import PgrecsError
 
 
 def database_url(settings: Settings | None = None) -> str:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.errors import PgrecsError
+from pgrecs.errors import PgrecsError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 _lock = threading.Lock()

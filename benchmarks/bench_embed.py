@@ -57,9 +57,9 @@ def _top10(vectors: np.ndarray) -> list[set]:
 def run() -> dict:
     from benchmarks.run import bench_server, fresh_database
 
-    from app.db import connect
-    from app.embeddings import worker
-    from app.embeddings.models import get_encoder, register_model
+    from pgrecs.db import connect
+    from pgrecs.embeddings import worker
+    from pgrecs.embeddings.models import get_encoder, register_model
 
     n = int(os.environ.get("PGRECS_BENCH_EMBED_N", "400"))
     fresh_n = int(os.environ.get("PGRECS_BENCH_FRESH_N", "60"))

@@ -96,7 +96,7 @@ def generate(n_events: int, directory: Path) -> tuple[Path, Path]:
 
 
 def _cli(url: str, *args: str) -> float:
-    from app.cli import main
+    from pgrecs.cli import main
 
     started = time.perf_counter()
     out = io.StringIO()

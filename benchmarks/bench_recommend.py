@@ -337,7 +337,7 @@ def _http(url: str, key: str, paths: list[str], seconds: float, threads: int = H
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(HTTP_WORKERS), "--threads", str(HTTP_THREADS),
          "--keep-alive", "5", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "--log-level", "warning",
-         "app.api:create_app()"],
+         "pgrecs.api:create_app()"],
         cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=open(LOG, "ab"),
     )
     worker = _lean_worker if client == "lean" else _stdlib_worker
@@ -410,7 +410,7 @@ def _database(server: str):
         return
     from psycopg import sql
 
-    from app import migrate
+    from pgrecs import migrate
 
     name = f"bench_recommend_warm_{N_ITEMS}_{N_EVENTS}_{N_NEIGHBORS}_{len(NEIGHBOR_SIGNALS)}signals"
     url = _with_database(server, name)
@@ -460,7 +460,7 @@ def run() -> dict:
                 result["baseline_sql"] = BASELINE_SQL
                 result["baseline_recommend_for_item"] = _latencies(conn, ITEM_SQL, item_ids)
                 result["baseline_recommend_for_user"] = _latencies(conn, USER_SQL, users)
-                from app import migrate
+                from pgrecs import migrate
                 with conn.cursor() as cur:
                     for path in migrate.sql_files():
                         cur.execute(path.read_text())
@@ -475,7 +475,7 @@ def run() -> dict:
                     "select external_id from pgrecs.items where item_id = any(%s)", (item_ids,))]
                 ext_users = [r[0] for r in conn.execute(
                     "select external_id from pgrecs.users where user_id = any(%s)", (users,))]
-                from app.api.auth import create_key
+                from pgrecs.api.auth import create_key
 
                 key = create_key(conn, "default", ["read"], "bench_recommend")[1]
                 postmaster = _ppid(conn.info.backend_pid)

@@ -83,7 +83,7 @@ def _new_events(url: str, n: int, path: Path, *, realistic: bool, seed: int) -> 
 def _load(url: str, kind: str, path: Path) -> None:
     from click.testing import CliRunner
 
-    from app.cli import main
+    from pgrecs.cli import main
 
     result = CliRunner().invoke(main, ["--db-url", url, "load", kind, str(path)], catch_exceptions=False)
     if result.exit_code != 0:
@@ -93,7 +93,7 @@ def _load(url: str, kind: str, path: Path) -> None:
 def run() -> dict:
     import psycopg
 
-    from app.signals.refresh import refresh
+    from pgrecs.signals.refresh import refresh
     from benchmarks.bench_load import generate
     from benchmarks.run import WORK, bench_server, fresh_database
 

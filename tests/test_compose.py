@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from app.cli import main
+from pgrecs.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -67,7 +67,7 @@ def dirty_url(server_url, template_url):
 
 @pytest.fixture(scope="module")
 def built(dirty_url):
-    from app.signals.refresh import refresh
+    from pgrecs.signals.refresh import refresh
 
     return refresh(dirty_url, top_n=50)
 
@@ -193,7 +193,7 @@ def test_sequence_hand_computed(dirty_url, built):
     assert got[("a2", "a3")] == (pytest.approx(1 / 6, rel=1e-6), 1)
     assert built.tenants[0]["sequence_rows"] == 3
     # asked for on an incremental refresh (`pgrecs refresh --sequence`): rebuilt, the same lists
-    from app.signals.refresh import refresh
+    from pgrecs.signals.refresh import refresh
 
     report = refresh(dirty_url, sequence=True, run_tests=False)
     assert report.mode == "incremental" and report.tenants[0]["sequence_rows"] == 3
@@ -262,7 +262,7 @@ def test_incremental_refresh_equals_full_refresh(dirty_url, built):
     """Incremental refreshes (new events on the same day, then on later days across a trending
     window boundary) leave every event-level model, the published lists and the item signals
     exactly as a full refresh over the same events does."""
-    from app.signals.refresh import refresh
+    from pgrecs.signals.refresh import refresh
 
     sql = """select item_id, neighbor_item_id, rank, score from pgrecs.item_neighbors
              where signal = 'cooccurrence' order by 1, 3"""
@@ -335,7 +335,7 @@ def test_popularity_from_daily_rollup_equals_the_event_formula(dirty_url, built)
 
 
 def test_no_change_refresh_skips_item_models_and_ease(dirty_url, built):
-    from app.signals.refresh import refresh
+    from pgrecs.signals.refresh import refresh
 
     refresh(dirty_url, ease=True, run_tests=False)  # EASE in step with the current events
     before = query(dirty_url, "select item_id, neighbor_item_id, score from pgrecs.item_neighbors"
@@ -366,7 +366,7 @@ def test_no_change_refresh_skips_item_models_and_ease(dirty_url, built):
 def test_python_cooccurrence_equals_the_dbt_mart(dirty_url, built):
     """The published lists (sparse product in app/signals/cooccurrence.py) equal the SQL reference
     model fct_item_cooccurrence built over the same baskets."""
-    from app import dbt
+    from pgrecs import dbt
 
     dbt.run(dirty_url, "run", select="int_item_basket_norms fct_item_cooccurrence", full_refresh=True,
             variables={"full_refresh": True})
@@ -387,7 +387,7 @@ def test_ease_reads_the_embeddings_as_side_information(dirty_url, built):
 
     import numpy as np
 
-    from app.signals.refresh import refresh
+    from pgrecs.signals.refresh import refresh
 
     rng = np.random.default_rng(3)
     vectors = {ext: rng.normal(size=384) for ext in ("a1", "a2", "a4")}
@@ -423,7 +423,7 @@ def test_ease_reads_the_embeddings_as_side_information(dirty_url, built):
 
 
 def test_ease_skips_a_tenant_over_the_item_limit(dirty_url, built):
-    from app.signals.refresh import compute_ease
+    from pgrecs.signals.refresh import compute_ease
 
     notes: list[str] = []
     assert compute_ease(dirty_url, 300.0, 50, max_items=2, notes=notes) == {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from app import dbt
-from app.errors import PgrecsError
+from pgrecs import dbt
+from pgrecs.errors import PgrecsError
 
 
 def test_env_from_unix_socket_url():

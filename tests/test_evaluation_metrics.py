@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from app.evaluation import metrics
+from pgrecs.evaluation import metrics
 
 
 def test_hand_computed_single_user():
@@ -82,7 +82,7 @@ def test_beyond_accuracy_hand_computed():
 
 
 def test_targets_and_comparison_table():
-    from app.evaluation.report import comparison_table, targets
+    from pgrecs.evaluation.report import comparison_table, targets
 
     def entry(ndcg, hr=0.1):
         return {"all": {"users": 100, "ndcg@10": ndcg, "hit_rate@10": hr}}
@@ -107,7 +107,7 @@ def test_targets_and_comparison_table():
 
 
 def test_a_tuning_step_must_clearly_beat_the_current_configuration():
-    from app.evaluation.runner import clearly_better
+    from pgrecs.evaluation.runner import clearly_better
 
     rng = np.random.default_rng(0)
     current = (rng.random(300) < 0.15).astype(float)  # hit or miss per user, NDCG-like

@@ -28,7 +28,7 @@ def _structured_events(n_users=60, n_items=30, seed=5):
 
 @pytest.fixture
 def loaded(conn):
-    from app.ingest import ingest_records
+    from pgrecs.ingest import ingest_records
 
     items, events = _structured_events()
     ingest_records(conn, "items", items, source="test")
@@ -119,9 +119,9 @@ def test_tuning_never_loses_to_a_single_signal_on_validation(cli, loaded, db_url
 def test_evaluate_scores_the_semantic_signal_of_each_model(cli, conn, db_url, tmp_path):
     """`semantic:<model>`: the semantic strategy again with the lists of another registered model
     (here the same MiniLM computed in float32 beside the default), so catalogs can compare models."""
-    from app.embeddings import worker
-    from app.embeddings.models import register_model
-    from app.ingest import ingest_records
+    from pgrecs.embeddings import worker
+    from pgrecs.embeddings.models import register_model
+    from pgrecs.ingest import ingest_records
 
     themes = ["trail running shoes with grippy soles", "cast iron frying pan for the kitchen",
               "merino wool hiking socks"]

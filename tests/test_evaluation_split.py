@@ -7,8 +7,8 @@ import numpy as np
 import psycopg
 import pytest
 
-from app.evaluation import baselines, scratch, splits
-from app.evaluation.data import Interactions, load_catalog, load_interactions
+from pgrecs.evaluation import baselines, scratch, splits
+from pgrecs.evaluation.data import Interactions, load_catalog, load_interactions
 
 
 def _inter(rows):
@@ -78,7 +78,7 @@ def test_ease_matches_closed_form():
 
 
 def _load(conn, events):
-    from app.ingest import ingest_records
+    from pgrecs.ingest import ingest_records
 
     items = sorted({e["item_id"] for e in events})
     ingest_records(conn, "items", [{"external_id": i, "title": f"Item {i}"} for i in items], source="test")
@@ -87,7 +87,7 @@ def _load(conn, events):
 
 
 def test_scratch_database_holds_only_training_events(db_url):
-    from app.db import connect
+    from pgrecs.db import connect
 
     events = []
     for u in range(6):

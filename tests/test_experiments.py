@@ -9,7 +9,7 @@ import uuid
 import numpy as np
 import pytest
 
-from app.evaluation import experiments
+from pgrecs.evaluation import experiments
 
 N_USERS = 2000
 IMPRESSIONS = 10
@@ -133,7 +133,7 @@ def _cross_attributed_events(conn, n=40):
 
 
 def test_dbt_experiment_marts_agree_with_experiment_report(experiment_db, db_url):
-    from app import dbt
+    from pgrecs import dbt
 
     conn = experiment_db
     _simulate(conn)

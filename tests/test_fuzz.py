@@ -41,7 +41,7 @@ def fuzz_settings(examples: int) -> settings:
 
 def build_fuzz_app(db_url, conn):
     """The scoring test world (items A..N, user u1 with one view) behind a keyed API app."""
-    from app.api import create_app
+    from pgrecs.api import create_app
 
     world.build(conn)
     uid = world.add_user(conn, "u1")

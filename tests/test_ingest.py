@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.ingest import REASONS, ingest_records, load_file
+from pgrecs.ingest import REASONS, ingest_records, load_file
 
 ITEM_HEADER = ["external_id", "title", "description", "brand", "category_path", "attributes", "price",
                "currency", "stock", "margin", "image_url", "active"]
@@ -329,7 +329,7 @@ def test_ingest_records_api(conn):
 
 def test_ingest_records_inside_a_caller_transaction(db_url):
     """The HTTP layer's connection: two calls in one transaction, time zone left as it was."""
-    from app.db import connect
+    from pgrecs.db import connect
 
     with connect(db_url) as c:
         c.execute("set timezone = 'America/New_York'")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 
-from app import migrate
+from pgrecs import migrate
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from app.api import auth
+from pgrecs.api import auth
 
 PUBLIC = {"/healthz", "/readyz"}
 BODY_METHODS = {"post", "put", "patch"}
@@ -14,7 +14,7 @@ BODY_METHODS = {"post", "put", "patch"}
 
 @pytest.fixture
 def app(db_url, conn):
-    from app.api import create_app
+    from pgrecs.api import create_app
 
     conn.execute("insert into pgrecs.items (external_id, title) values ('A', 'An item')")
     conn.commit()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import scoring_world as world
-from app.embedded import psql_path
+from pgrecs.embedded import psql_path
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "analyst"
 PSQL = psql_path()

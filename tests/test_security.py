@@ -12,7 +12,7 @@ import pytest
 from pgvector import HalfVector
 
 import scoring_world as world
-from app.api import auth
+from pgrecs.api import auth
 from conftest import api_key_for
 
 OTHER = "other"
@@ -20,7 +20,7 @@ OTHER = "other"
 
 @pytest.fixture
 def app(db_url):
-    from app.api import create_app
+    from pgrecs.api import create_app
 
     app = create_app({"TESTING": True, "DATABASE_URL": db_url})
     yield app
@@ -257,7 +257,7 @@ def test_api_role_cannot_bypass_rls(db_url):
 def test_a_request_cannot_leave_its_connection_as_another_role(app):
     from flask import g
 
-    from app.api.database import get_conn
+    from pgrecs.api.database import get_conn
 
     for _ in range(2):
         with app.test_request_context("/"):
@@ -300,7 +300,7 @@ def test_metrics(client, db_url):
 
 def test_readyz(client, db_url):
     body = client.get("/readyz", headers={"X-API-Key": ""}).get_json()
-    from app.migrate import head_revision
+    from pgrecs.migrate import head_revision
 
     assert body["status"] == "ready" and body["checks"]["migrations"] == head_revision()
     assert body["checks"]["database"] == "ok" and body["checks"]["model"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from app.signals.ease import ease_from_pairs, ease_weights, top_neighbors
+from pgrecs.signals.ease import ease_from_pairs, ease_weights, top_neighbors
 
 
 def direct_ease(x: np.ndarray, lam: float) -> np.ndarray:

@@ -24,7 +24,7 @@ def create_app(test_config: dict | None = None) -> APIFlask:
     if test_config:
         app.config.from_mapping(test_config)
 
-    from app.api import auth, database, errors, limits, observability
+    from pgrecs.api import auth, database, errors, limits, observability
 
     database.init_app(app)
     observability.init_app(app)
@@ -33,16 +33,16 @@ def create_app(test_config: dict | None = None) -> APIFlask:
     auth.init_app(app)
     app.spec_callback = _document_security
 
-    from app.api import health
+    from pgrecs.api import health
 
     app.register_blueprint(health.bp)
 
-    from app.api import items, search
+    from pgrecs.api import items, search
 
     app.register_blueprint(items.bp)
     app.register_blueprint(search.bp)
 
-    from app.api import events, recommendations
+    from pgrecs.api import events, recommendations
 
     app.register_blueprint(recommendations.bp)
     app.register_blueprint(events.bp)
@@ -51,8 +51,8 @@ def create_app(test_config: dict | None = None) -> APIFlask:
 
 def _document_security(spec: dict) -> dict:
     """Every operation needs the API key except the public ones; document 401/403/413 as problem+json."""
-    from app.api.auth import SCHEME_NAME
-    from app.api.errors import PROBLEM_JSON, PROBLEM_SCHEMA
+    from pgrecs.api.auth import SCHEME_NAME
+    from pgrecs.api.errors import PROBLEM_JSON, PROBLEM_SCHEMA
 
     spec.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     spec["security"] = [{SCHEME_NAME: []}]
@@ -73,6 +73,6 @@ def _document_security(spec: dict) -> dict:
             if method in ("put", "post", "patch"):
                 responses.setdefault("413", {"description": "Request body too large",
                                              "content": {PROBLEM_JSON: {"schema": ref}}})
-    from app.api.schemas import complete_spec
+    from pgrecs.api.schemas import complete_spec
 
     return complete_spec(spec)

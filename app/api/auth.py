@@ -5,7 +5,7 @@ A key is `pgr_` + 43 url-safe characters (256 random bits). Postgres stores only
 asks the SECURITY DEFINER function pgrecs.api_key_lookup(sha256), which returns the active key's
 tenant and scopes, and the same statement sets pgrecs.tenant for the rest of the request, so
 row-level security scopes every later query to the key's tenant. That statement is the first on
-the request's pooled connection (app.api.database.checkout_for_key): one round trip, no cache,
+the request's pooled connection (pgrecs.api.database.checkout_for_key): one round trip, no cache,
 so a revoked key is refused from the next request on.
 
 Scopes: read (recommendations, similar items, search), write (events, items), admin (keys,
@@ -23,7 +23,7 @@ import psycopg
 from apiflask import abort
 from flask import current_app, g, request
 
-from app.errors import PgrecsError
+from pgrecs.errors import PgrecsError
 
 HEADER = "X-API-Key"
 PREFIX = "pgr_"
@@ -93,7 +93,7 @@ def authenticate() -> None:
         _problem(401, f"missing {HEADER} header")
     if len(key) > 200 or not key.isascii() or not key.startswith(PREFIX):
         _problem(401, "invalid API key")
-    from app.api.database import checkout_for_key
+    from pgrecs.api.database import checkout_for_key
 
     # one round trip: borrows the request's connection, looks the key up, sets its tenant
     row = checkout_for_key(key_sha256(key))

@@ -22,7 +22,7 @@ import psycopg
 from flask import Flask, current_app, g
 from psycopg_pool import ConnectionPool
 
-from app.db import configure, database_url
+from pgrecs.db import configure, database_url
 
 API_ROLE = "pgrecs_api"
 _ATTEMPTS = 3

@@ -5,7 +5,7 @@ Body: `type` (about:blank: the status says it all), `title` (the HTTP reason phr
 `request_id` (the X-Request-Id of the request, also in the logs), `message` (the same text as
 `detail`, kept for APIFlask clients) and `errors` (field-level details, e.g. validation errors).
 
-Request validation errors (app.api.schemas) are 400s whose `detail` names every bad field in one
+Request validation errors (pgrecs.api.schemas) are 400s whose `detail` names every bad field in one
 line ("k must be between 1 and 100; unknown query parameter: colour") and whose `errors` holds
 marshmallow's map by location ({"query": {"k": [...]}}).
 
@@ -171,7 +171,7 @@ def _exception(error: Exception):
 
 def init_app(app: APIFlask) -> None:
     app.config["HTTP_ERROR_SCHEMA"] = PROBLEM_SCHEMA
-    # request validation (app.api.schemas) answers 400 like every other bad request here
+    # request validation (pgrecs.api.schemas) answers 400 like every other bad request here
     app.config["VALIDATION_ERROR_STATUS_CODE"] = 400
     app.config["VALIDATION_ERROR_SCHEMA"] = PROBLEM_SCHEMA
     app.config["VALIDATION_ERROR_DESCRIPTION"] = "Validation error"

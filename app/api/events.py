@@ -1,4 +1,4 @@
-"""POST /events: one event object or a list, through the loader's validation (app.ingest).
+"""POST /events: one event object or a list, through the loader's validation (pgrecs.ingest).
 
 Accepted events are stored at once, so the next recommendation request for that user sees them;
 rejected ones come back with their index and reason and are kept in pgrecs.ingest_rejects.
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from apiflask import APIBlueprint, abort
 
-from app.api.database import get_conn
-from app.api.schemas import EVENTS_MAX, EventsBody, EventsOut, ok
-from app.errors import PgrecsError
+from pgrecs.api.database import get_conn
+from pgrecs.api.schemas import EVENTS_MAX, EventsBody, EventsOut, ok
+from pgrecs.errors import PgrecsError
 
 bp = APIBlueprint("events", __name__)
 
@@ -30,7 +30,7 @@ BATCH_MAX = EVENTS_MAX
 def post_events(body: dict):
     from datetime import datetime, timezone
 
-    from app.ingest import ingest_records
+    from pgrecs.ingest import ingest_records
 
     now = datetime.now(timezone.utc).isoformat()
     cleaned = [event if "occurred_at" in event else {**event, "occurred_at": now} for event in body["events"]]

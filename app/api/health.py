@@ -6,9 +6,9 @@ import psycopg
 from apiflask import APIBlueprint
 from flask import current_app
 
-from app.api.database import get_conn
-from app.api.schemas import HealthOut, ReadyOut, ok
-from app.errors import PgrecsError
+from pgrecs.api.database import get_conn
+from pgrecs.api.schemas import HealthOut, ReadyOut, ok
+from pgrecs.errors import PgrecsError
 
 bp = APIBlueprint("health", __name__)
 
@@ -31,8 +31,8 @@ def readyz():
     """
     from apiflask import abort
 
-    from app.embeddings.models import encoder_for, load_spec
-    from app.migrate import head_revision
+    from pgrecs.embeddings.models import encoder_for, load_spec
+    from pgrecs.migrate import head_revision
 
     checks: dict[str, str] = {}
     try:

@@ -9,8 +9,8 @@ from apiflask import APIBlueprint, abort
 from marshmallow import RAISE
 from flask import current_app
 
-from app.api.database import get_conn
-from app.api.schemas import ItemBody, ItemOut, SemanticQuery, SimilarOut, ok
+from pgrecs.api.database import get_conn
+from pgrecs.api.schemas import ItemBody, ItemOut, SemanticQuery, SimilarOut, ok
 
 bp = APIBlueprint("items", __name__)
 
@@ -44,7 +44,7 @@ def put_item(external_id: str, record: dict):
 
     The fields' values are judged by the loader; a refused item is a 400 naming the reasons.
     """
-    from app.ingest import ingest_records
+    from pgrecs.ingest import ingest_records
 
     if "external_id" in record and str(record["external_id"]) != external_id:
         abort(400, message="external_id in the body differs from the URL")

@@ -6,7 +6,7 @@
 - query string: at most 50 parameters, each value at most 2,000 characters, no NUL -> 400;
   `k` (query or JSON body), where given, must be an integer in 1..100 -> 400
 - path: no NUL characters -> 400
-The statement timeout per request is set by app.api.database ($PGRECS_STATEMENT_TIMEOUT_MS).
+The statement timeout per request is set by pgrecs.api.database ($PGRECS_STATEMENT_TIMEOUT_MS).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from flask import Response, g, has_request_context, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
                                generate_latest)
 
-from app.api.auth import require_scope
+from pgrecs.api.auth import require_scope
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -120,7 +120,7 @@ def finish_request(response: Response) -> Response:
 @bp.doc(summary="Prometheus metrics", description="Text exposition format; needs the admin scope.")
 @require_scope("admin")
 def metrics():
-    from app.api.database import current_tenant, get_conn
+    from pgrecs.api.database import current_tenant, get_conn
 
     depth = get_conn().execute("select count(*) from pgrecs.embedding_queue").fetchone()[0]
     QUEUE_DEPTH.labels(current_tenant()).set(depth)

@@ -6,7 +6,7 @@ POST /recommendations   {"examples": [...], "negative_examples": [...], "context
 
 All take `placement`, `k` (1..100) and filters (query parameters category, brand, price_min,
 price_max, in_stock, or a JSON object in `filters`), validated by the schemas in
-app.api.schemas. The ranking is done by the STABLE SQL functions recs.recommend_for_item /
+pgrecs.api.schemas. The ranking is done by the STABLE SQL functions recs.recommend_for_item /
 recs.recommend_for_user / recs.recommend; this module only logs the served list in
 pgrecs.recommendation_requests and returns its request_id, which later events can carry
 (POST /events, field request_id).
@@ -19,8 +19,8 @@ from apiflask import APIBlueprint, abort
 from marshmallow import RAISE
 from psycopg.types.json import Jsonb
 
-from app.api.database import get_conn
-from app.api.schemas import RecommendationQuery, RecommendationsBody, RecommendationsOut, ok, query_filters
+from pgrecs.api.database import get_conn
+from pgrecs.api.schemas import RecommendationQuery, RecommendationsBody, RecommendationsOut, ok, query_filters
 
 bp = APIBlueprint("recommendations", __name__)
 

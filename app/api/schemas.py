@@ -3,13 +3,13 @@
 Requests are validated by `@bp.input(Schema, location="query" | "json")`; a failure becomes a
 400 problem+json whose `detail` is one line naming each bad field ("k must be between 1 and 100;
 price_max must be a number") and whose `errors` holds marshmallow's field map (see
-app.api.errors). Responses are documented with `@bp.doc(responses=...)` only, never serialised
+pgrecs.api.errors). Responses are documented with `@bp.doc(responses=...)` only, never serialised
 through a schema, so they cost nothing per request.
 
 Query parameters: unknown ones are refused and empty values count as absent. JSON bodies: unknown
 fields are refused. Caps: k 1..100, lists of item ids 100, events per request 1000, ids 512
 characters, text filters 1000, the query text 1000; the body size and JSON shape limits of
-app.api.limits apply before any of this.
+pgrecs.api.limits apply before any of this.
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ class RecommendationsBody(JsonBody):
 
 
 class ItemBody(JsonBody):
-    """Item fields; values are judged by the loader (app.ingest), whose reasons come back in a 400."""
+    """Item fields; values are judged by the loader (pgrecs.ingest), whose reasons come back in a 400."""
 
     external_id = Scalar("string", "integer", metadata={"description": "Must equal the id in the URL when given."})
     title = Scalar("string", "null", max_len=2048)
@@ -422,7 +422,7 @@ PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 def complete_spec(spec: dict) -> dict:
     """Every 4xx/5xx as problem+json; the events body as one event or a list; /metrics as text."""
-    from app.api.errors import PROBLEM_JSON
+    from pgrecs.api.errors import PROBLEM_JSON
 
     schemas = spec.get("components", {}).get("schemas", {})
     for path, operations in spec.get("paths", {}).items():

@@ -9,11 +9,11 @@ from apiflask import APIBlueprint, abort
 from marshmallow import RAISE
 from pgvector import HalfVector
 
-from app.api.database import get_conn
-from app.api.items import model_name, parse_filters, rows_to_results
-from app.api.schemas import SearchQuery, SearchOut, ok
-from app.errors import PgrecsError
-from app.embeddings.models import encoder_for, load_spec
+from pgrecs.api.database import get_conn
+from pgrecs.api.items import model_name, parse_filters, rows_to_results
+from pgrecs.api.schemas import SearchQuery, SearchOut, ok
+from pgrecs.errors import PgrecsError
+from pgrecs.embeddings.models import encoder_for, load_spec
 
 bp = APIBlueprint("search", __name__)
 

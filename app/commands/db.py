@@ -7,9 +7,9 @@ import subprocess
 
 import click
 
-from app import embedded, migrate as schema
-from app.config import load_settings
-from app.errors import PgrecsError
+from pgrecs import embedded, migrate as schema
+from pgrecs.config import load_settings
+from pgrecs.errors import PgrecsError
 
 
 @click.group()
@@ -38,7 +38,7 @@ def stop() -> None:
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """Say where the database is and whether the schema is at head."""
-    from app.cli import url_from
+    from pgrecs.cli import url_from
 
     if not ctx.find_root().obj.get("db_url") and not embedded.is_running(_data_dir()):
         click.echo(f"embedded server: not running (data directory {_data_dir()})")
@@ -54,7 +54,7 @@ def status(ctx: click.Context) -> None:
 @click.pass_context
 def url(ctx: click.Context) -> None:
     """Print the connection URL (starting the embedded server if needed)."""
-    from app.cli import url_from
+    from pgrecs.cli import url_from
 
     click.echo(url_from(ctx))
 
@@ -64,7 +64,7 @@ def url(ctx: click.Context) -> None:
 @click.pass_context
 def psql(ctx: click.Context, psql_args: tuple[str, ...]) -> None:
     """Open psql on the database (the embedded server's own psql when none is installed)."""
-    from app.cli import url_from
+    from pgrecs.cli import url_from
 
     url = url_from(ctx)
     binary = embedded.psql_path()
@@ -78,7 +78,7 @@ def psql(ctx: click.Context, psql_args: tuple[str, ...]) -> None:
 @click.pass_context
 def migrate(ctx: click.Context, revision: str) -> None:
     """Bring the schema to head (alembic) and re-apply the idempotent sql/ files."""
-    from app.cli import url_from
+    from pgrecs.cli import url_from
 
     url = url_from(ctx)
     try:

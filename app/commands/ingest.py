@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from app.errors import PgrecsError
-from app.ingest import DEFAULT_BATCH_SIZE, REASONS, field_names, load_file, parse_constants, parse_mapping
-from app.ingest.readers import FORMATS, file_sha256
+from pgrecs.errors import PgrecsError
+from pgrecs.ingest import DEFAULT_BATCH_SIZE, REASONS, field_names, load_file, parse_constants, parse_mapping
+from pgrecs.ingest.readers import FORMATS, file_sha256
 
 
 def _field_help(kind: str) -> str:
@@ -45,8 +45,8 @@ def load(ctx: click.Context, kind: str, file: Path, fmt: str | None, maps: tuple
     once per dedup key. Rejected records are kept with line number and reason: see
     `pgrecs rejects`. Prints inserted / updated / unchanged / rejected counts.
     """
-    from app.cli import tenant_from, url_from
-    from app.db import connect
+    from pgrecs.cli import tenant_from, url_from
+    from pgrecs.db import connect
 
     mapping = parse_mapping(kind, maps)
     constants = parse_constants(kind, sets)
@@ -98,8 +98,8 @@ def rejects(ctx: click.Context, source: str | None, kind: str | None, reason: st
 
     \b
     Reasons: """
-    from app.cli import tenant_from, url_from
-    from app.db import connect
+    from pgrecs.cli import tenant_from, url_from
+    from pgrecs.db import connect
 
     tenant = tenant_from(ctx)
     clauses = ["tenant_id = %(tenant)s"]

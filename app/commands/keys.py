@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from app.cli import url_from
+from pgrecs.cli import url_from
 
 
 def _connect(ctx):
     import psycopg
 
-    from app.errors import PgrecsError
+    from pgrecs.errors import PgrecsError
 
     try:
         # the operator's role, no tenant set: keys of every tenant are managed here
@@ -33,7 +33,7 @@ def keys():
 @click.pass_context
 def create(ctx, key_tenant, scopes, name):
     """Create a key and print it once (only its sha256 is stored)."""
-    from app.api.auth import create_key, parse_scopes
+    from pgrecs.api.auth import create_key, parse_scopes
 
     wanted = parse_scopes(scopes)
     with _connect(ctx) as conn:
@@ -48,7 +48,7 @@ def create(ctx, key_tenant, scopes, name):
 @click.pass_context
 def list_(ctx, key_tenant):
     """List keys (id, tenant, scopes, prefix, name, created, revoked); never the keys themselves."""
-    from app.api.auth import list_keys
+    from pgrecs.api.auth import list_keys
 
     with _connect(ctx) as conn:
         rows = list_keys(conn, key_tenant)
@@ -64,8 +64,8 @@ def list_(ctx, key_tenant):
 @click.pass_context
 def revoke(ctx, key_id):
     """Revoke a key: requests with it get 401 from now on."""
-    from app.api.auth import revoke_key
-    from app.errors import PgrecsError
+    from pgrecs.api.auth import revoke_key
+    from pgrecs.errors import PgrecsError
 
     with _connect(ctx) as conn:
         if not revoke_key(conn, key_id):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from app.cli import url_from
-from app.errors import PgrecsError
+from pgrecs.cli import url_from
+from pgrecs.errors import PgrecsError
 
 
 def _parse_vars(pairs: tuple[str, ...]) -> dict:
@@ -87,7 +87,7 @@ class _Progress:
 @click.pass_context
 def refresh(ctx, full, ease, sequence, ease_lambda, ease_semantic_weight, ease_max_items, top_n, dbt_vars, run_tests, cooccurrence_in_dbt, quiet):
     """Rebuild the dbt marts and publish co-occurrence, next-item, EASE, popularity and quality signals."""
-    from app.signals.refresh import refresh as run_refresh
+    from pgrecs.signals.refresh import refresh as run_refresh
 
     url = url_from(ctx)
     show = None if quiet else _Progress()
@@ -143,7 +143,7 @@ SUMMARY_LABELS = [
 
 
 def audit_data(url: str, tenant: str, worst: int) -> tuple[dict | None, list[dict]]:
-    from app.db import connect
+    from pgrecs.db import connect
 
     with connect(url, tenant=tenant) as conn:
         cur = conn.execute("select * from recs_marts.fct_catalog_audit_summary where tenant_id = %s", (tenant,))
@@ -197,8 +197,8 @@ def render_html(title: str, summary: dict, items: list[dict]) -> str:
 @click.pass_context
 def audit(ctx, out, worst, build):
     """Catalog metadata audit: summary and worst items (printed, and written with --out)."""
-    from app import dbt
-    from app.cli import tenant_from
+    from pgrecs import dbt
+    from pgrecs.cli import tenant_from
 
     url = url_from(ctx)
     tenant = tenant_from(ctx)

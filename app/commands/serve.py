@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli import tenant_from, url_from
+from pgrecs.cli import tenant_from, url_from
 
 
 @click.command()
@@ -18,7 +18,7 @@ from app.cli import tenant_from, url_from
 @click.pass_context
 def serve(ctx, host, port, workers, threads):
     """Serve the HTTP API (items, similar items, search, health)."""
-    from app.api import create_app
+    from pgrecs.api import create_app
 
     config = {"DATABASE_URL": url_from(ctx), "TENANT": tenant_from(ctx)}
     try:
@@ -37,7 +37,7 @@ def serve(ctx, host, port, workers, threads):
             # keep-alive connections from clients and proxies: no TCP handshake per request
             self.cfg.set("keepalive", 5)
             # no gunicorn access log: the app writes one structured JSON line per request
-            # (app.api.observability), a second plain-text line only cost CPU
+            # (pgrecs.api.observability), a second plain-text line only cost CPU
             # each worker runs its own readiness check (which loads the query model) before it
             # takes requests, so no /search waits seconds for the model under load
             self.cfg.set("post_worker_init", _check_worker_ready)

@@ -1,3 +1,3 @@
 """Embeddings: models as data (registry + one cached instance per process), encoding, the queue worker."""
 
-from app.embeddings.models import ModelSpec, encoder_for, get_encoder, load_spec, register_model  # noqa: F401
+from pgrecs.embeddings.models import ModelSpec, encoder_for, get_encoder, load_spec, register_model  # noqa: F401

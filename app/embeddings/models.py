@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.errors import PgrecsError
+from pgrecs.errors import PgrecsError
 
 MODEL_COLUMNS = ("model_id", "name", "version", "dimensions", "normalized", "source", "max_tokens", "tier",
                  "is_default", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "exact_scan_max_rows",

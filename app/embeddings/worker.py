@@ -40,8 +40,8 @@ from dataclasses import asdict, dataclass, field
 import psycopg
 from pgvector import HalfVector
 
-from app.db import connect
-from app.embeddings.models import ModelSpec, encoder_for, load_spec
+from pgrecs.db import connect
+from pgrecs.embeddings.models import ModelSpec, encoder_for, load_spec
 
 log = logging.getLogger(__name__)
 CHANNEL = "pgrecs_embed"
@@ -437,7 +437,7 @@ def drain_parallel(url: str, tenant: str, model: str | None, *, workers: int, ba
         total.claimed = depth
         failed = [p.exitcode for p in procs if p.exitcode]
         if failed:
-            from app.errors import PgrecsError
+            from pgrecs.errors import PgrecsError
 
             raise PgrecsError(f"{len(failed)} embed worker(s) failed (exit codes {failed}); re-run to resume")
     total.seconds = time.perf_counter() - started

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from app.evaluation.data import Interactions
+from pgrecs.evaluation.data import Interactions
 
 
 @dataclass
@@ -185,7 +185,7 @@ def _keep_top_per_row(m: sp.csr_matrix, n: int) -> sp.csr_matrix:
 def tune_ease(data: TrainingData, validation_test: dict[int, set[int]], lambdas=(50.0, 200.0, 800.0),
               k: int = 10) -> tuple[float, dict[float, float]]:
     """Best lambda by NDCG@k on a validation split (data = the validation-training matrix)."""
-    from app.evaluation.metrics import ranking_metrics
+    from pgrecs.evaluation.metrics import ranking_metrics
 
     results = {}
     for lam in lambdas:

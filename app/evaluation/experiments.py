@@ -8,7 +8,7 @@ import math
 
 import psycopg
 
-from app.errors import PgrecsError
+from pgrecs.errors import PgrecsError
 
 Z95 = 1.959964
 

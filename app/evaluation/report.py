@@ -226,7 +226,7 @@ def comparison_table(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m app.evaluation.report benchmarks/results/evaluation_*.json
+if __name__ == "__main__":  # python -m pgrecs.evaluation.report benchmarks/results/evaluation_*.json
     import sys
 
     print(comparison_table([json.loads(Path(p).read_text()) for p in sys.argv[1:]]))

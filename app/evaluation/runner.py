@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.errors import PgrecsError
-from app.evaluation import baselines, metrics, scratch, splits
-from app.evaluation.data import Catalog, Interactions, load_catalog, load_interactions
+from pgrecs.errors import PgrecsError
+from pgrecs.evaluation import baselines, metrics, scratch, splits
+from pgrecs.evaluation.data import Catalog, Interactions, load_catalog, load_interactions
 
 SIGNALS = ("semantic", "cooccurrence", "sequence", "ease", "popularity")
 SINGLE_SIGNAL_STRATEGIES = {
@@ -143,7 +143,7 @@ def _sample_users(users, n: int | None, seed: int) -> list[int]:
 
 def _sql_strategies(url: str, tenant: str, catalog, inter, split, opts: Options, placements: list[str],
                     tuned: dict | None) -> dict:
-    from app.db import connect
+    from pgrecs.db import connect
 
     train_items = split.train_items_by_user(inter)
     out = {}
@@ -219,7 +219,7 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
        max-normalised signals vs reciprocal rank fusion).
     4. Up to two more weight rounds, then the MMR lambda.
     Returns (placement overrides of the best configuration plus `signal_params`, trace of every trial)."""
-    from app.db import connect
+    from pgrecs.db import connect
 
     # validation folds, each nested inside the previous one's training part: fold 1 holds out
     # the last training interaction, fold 2 the one before it, ... (the test period is never read)
@@ -380,7 +380,7 @@ def _describe(cfg: dict) -> str:
 
 
 def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
-    from app.db import connect
+    from pgrecs.db import connect
 
     started = time.time()
     with connect(source_url, tenant=tenant) as conn:
@@ -407,7 +407,7 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
 
     tuned = trace = None
     sql_ran = False
-    from app.cli import main as cli_main
+    from pgrecs.cli import main as cli_main
 
     wants_sql = opts.tune or opts.weights or opts.strategies is None or any(
         not n.startswith(("random", "baseline:")) for n in opts.strategies)
@@ -497,7 +497,7 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
 
 
 def _store(url: str, tenant: str, report: dict) -> None:
-    from app.db import connect
+    from pgrecs.db import connect
 
     with connect(url, tenant=tenant) as conn:
         run_id = conn.execute(

@@ -22,8 +22,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from app.errors import PgrecsError
-from app.evaluation.data import Catalog, Interactions
+from pgrecs.errors import PgrecsError
+from pgrecs.evaluation.data import Catalog, Interactions
 
 # tables copied as they are (the catalogue side; nothing here is derived from events)
 _CATALOG_COPIES = (
@@ -44,7 +44,7 @@ def _with_db(url: str, dbname: str) -> str:
 @contextlib.contextmanager
 def scratch_database(source_url: str, label: str = "eval", keep: bool = False) -> Iterator[str]:
     """A new, migrated database on the source's server; dropped on exit unless keep."""
-    from app import migrate
+    from pgrecs import migrate
 
     name = f"pgrecs_{label}_{secrets.token_hex(4)}"
     admin = _with_db(source_url, "postgres")
@@ -124,7 +124,7 @@ def refresh(scratch_url: str, tenant: str, signal_params: dict | None = None) ->
     """Run the production refresh pipeline (`pgrecs refresh`) against the scratch database, with
     the signal parameters chosen by tuning (`ease_lambda`, dbt vars such as `cooc_shrinkage`).
     The dbt data tests are skipped: the scratch data is a filtered copy of the loaded tables."""
-    from app.cli import main
+    from pgrecs.cli import main
 
     if "refresh" not in main.commands:
         raise PgrecsError("`pgrecs refresh` is not available: SQL strategies need the dbt signals")
@@ -184,7 +184,7 @@ class SQLStrategy:
         self.max_extra = max_extra
 
     def recommend(self, users, k: int) -> dict[int, np.ndarray]:
-        from app.db import connect
+        from pgrecs.db import connect
 
         out: dict[int, np.ndarray] = {}
         code_of = self.catalog.code_of
@@ -212,7 +212,7 @@ class SQLStrategy:
 
 def replace_neighbors(url: str, tenant: str, signal: str, nb) -> int:
     """Swap one signal's neighbour lists in a scratch database for `nb` (item_ids, neighbor_ids,
-    scores, ranks arrays, as app.signals builds them)."""
+    scores, ranks arrays, as pgrecs.signals builds them)."""
     with psycopg.connect(url) as conn:
         conn.execute("delete from pgrecs.item_neighbors where tenant_id = %s and signal = %s", (tenant, signal))
         with conn.cursor().copy("copy pgrecs.item_neighbors (tenant_id, signal, item_id, neighbor_item_id, score, rank)"
@@ -250,7 +250,7 @@ def use_semantic_model(url: str, tenant: str, model: str, neighbors: int = 50) -
 
 
 def _baskets(url: str, tenant: str):
-    from app.signals.cooccurrence import _read_columns
+    from pgrecs.signals.cooccurrence import _read_columns
 
     with psycopg.connect(url) as conn:
         return _read_columns(
@@ -260,7 +260,7 @@ def _baskets(url: str, tenant: str):
 
 def cooccurrence_neighbors(url: str, tenant: str, shrinkage: float, top_n: int = 50):
     """Co-occurrence lists exactly as `pgrecs refresh` scores them, for another shrinkage."""
-    from app.signals.cooccurrence import neighbors_from_baskets
+    from pgrecs.signals.cooccurrence import neighbors_from_baskets
 
     baskets, items, weights = _baskets(url, tenant)
     return neighbors_from_baskets(baskets, items, weights, None, top_n, shrinkage)
@@ -269,7 +269,7 @@ def cooccurrence_neighbors(url: str, tenant: str, shrinkage: float, top_n: int =
 def raw_count_neighbors(url: str, tenant: str, top_n: int = 50):
     """The un-normalised alternative: neighbours ranked by the number of baskets holding both
     items (ties by item id), score = that count."""
-    from app.signals.cooccurrence import Neighbors
+    from pgrecs.signals.cooccurrence import Neighbors
     from scipy import sparse
 
     baskets, items, _ = _baskets(url, tenant)
@@ -297,8 +297,8 @@ def raw_count_neighbors(url: str, tenant: str, top_n: int = 50):
 
 def ease_neighbors(url: str, tenant: str, lam: float, semantic_weight: float, top_n: int = 50):
     """EASE lists exactly as `pgrecs refresh` builds them, for other parameters."""
-    from app.signals.ease import DEFAULT_MAX_ITEMS
-    from app.signals.refresh import compute_ease
+    from pgrecs.signals.ease import DEFAULT_MAX_ITEMS
+    from pgrecs.signals.refresh import compute_ease
 
     notes: list[str] = []
     result = compute_ease(url, lam, top_n, DEFAULT_MAX_ITEMS, notes, tenants=[tenant], semantic_weight=semantic_weight)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.errors import PgrecsError
-from app.evaluation.data import Interactions
+from pgrecs.errors import PgrecsError
+from pgrecs.evaluation.data import Interactions
 
 # a user whose training history has fewer distinct items than this is in the new-user slice
 NEW_USER_MAX_HISTORY = 2

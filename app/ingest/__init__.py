@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 import psycopg
 
-from app.db import connect
-from app.errors import PgrecsError
-from app.ingest.fields import FIELDS, KINDS, REASONS, field_names
-from app.ingest.loader import DEFAULT_BATCH_SIZE, Loader, LoadResult, Reject, records_sha256, run_batches
-from app.ingest.readers import Batch, FileSource, file_sha256, parse_constants, parse_mapping, records_batch
+from pgrecs.db import connect
+from pgrecs.errors import PgrecsError
+from pgrecs.ingest.fields import FIELDS, KINDS, REASONS, field_names
+from pgrecs.ingest.loader import DEFAULT_BATCH_SIZE, Loader, LoadResult, Reject, records_sha256, run_batches
+from pgrecs.ingest.readers import Batch, FileSource, file_sha256, parse_constants, parse_mapping, records_batch
 
 __all__ = [
     "DEFAULT_BATCH_SIZE", "FIELDS", "KINDS", "REASONS", "Batch", "FileSource", "LoadResult", "Reject",

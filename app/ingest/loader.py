@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from app.errors import PgrecsError
-from app.ingest.fields import FIELDS, Field
-from app.ingest.readers import Batch, raw_text
+from pgrecs.errors import PgrecsError
+from pgrecs.ingest.fields import FIELDS, Field
+from pgrecs.ingest.readers import Batch, raw_text
 
 STAGE = sql.Identifier("pg_temp", "ingest_stage")
 REJECT_STAGE = sql.Identifier("pg_temp", "ingest_reject_stage")

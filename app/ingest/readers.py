@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.errors import PgrecsError
-from app.ingest.fields import FIELDS, field_names
+from pgrecs.errors import PgrecsError
+from pgrecs.ingest.fields import FIELDS, field_names
 
 FORMATS = ("csv", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}

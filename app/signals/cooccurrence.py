@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from app.db import connect
+from pgrecs.db import connect
 
 
 @dataclass

@@ -37,11 +37,11 @@ import numpy as np
 
 import hashlib
 
-from app import dbt
-from app.db import connect
-from app.errors import PgrecsError
-from app.signals import cooccurrence as cooccurrence_module
-from app.signals import ease as ease_module
+from pgrecs import dbt
+from pgrecs.db import connect
+from pgrecs.errors import PgrecsError
+from pgrecs.signals import cooccurrence as cooccurrence_module
+from pgrecs.signals import ease as ease_module
 
 
 @dataclass

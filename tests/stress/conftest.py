@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stresskit import Server  # noqa: E402
 
-from app import embedded  # noqa: E402
+from pgrecs import embedded  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import psycopg
 
-from app import embedded, migrate
+from pgrecs import embedded, migrate
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
-PGRECS = [sys.executable, "-m", "app.cli"] if not (Path(sys.executable).parent / "pgrecs").exists() else [
+PGRECS = [sys.executable, "-m", "pgrecs.cli"] if not (Path(sys.executable).parent / "pgrecs").exists() else [
     str(Path(sys.executable).parent / "pgrecs")]
 
 
