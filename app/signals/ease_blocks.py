@@ -117,9 +117,10 @@ def partition(graph: sparse.csr_matrix, n_parts: int, seed: int = 0) -> np.ndarr
         return np.zeros(graph.shape[0], dtype=np.int64)
     import pymetis
 
-    weights = np.maximum(1, np.rint(10 * np.log1p(graph.data))).astype(np.int64)
-    _, parts = pymetis.part_graph(n_parts, xadj=graph.indptr.astype(np.int64), adjncy=graph.indices.astype(np.int64),
-                                  eweights=weights, options=pymetis.Options(seed=seed))
+    idx = pymetis.zero_copy_dtype()
+    weights = np.maximum(1, np.rint(10 * np.log1p(graph.data))).astype(idx)
+    adjacency = pymetis.CSRAdjacency(adj_starts=graph.indptr.astype(idx), adjacent=graph.indices.astype(idx))
+    _, parts = pymetis.part_graph(n_parts, adjacency=adjacency, eweights=weights, options=pymetis.Options(seed=seed))
     return np.asarray(parts, dtype=np.int64)
 
 
@@ -157,9 +158,12 @@ def fit(x: sparse.csr_matrix, item_ids: np.ndarray, params: BlockParams,
 
 
 def _halo(graph: sparse.csr_matrix | None, targets: np.ndarray, size: int) -> np.ndarray:
-    """The `size` items outside `targets` with the largest summed graph weight to them."""
+    """The `size` items outside `targets` with the largest summed graph weight to them (all of
+    them when `size` can hold every other item, so that the block is solved exactly)."""
     if graph is None or size <= 0:
         return np.array([], dtype=np.int64)
+    if size >= graph.shape[0] - len(targets):
+        return np.setdiff1d(np.arange(graph.shape[0]), targets)
     strength = np.asarray(graph[targets].sum(axis=0)).ravel()
     strength[targets] = 0
     linked = np.flatnonzero(strength > 0)
