@@ -160,3 +160,9 @@ def test_lists_are_replaced_atomically_while_recommendations_are_served(db_url):
         thread.join()
     assert not failures
     assert seen_sizes == sizes  # the reader saw both versions, never a mix
+
+
+def test_cf_refresh_before_any_refresh_is_one_clear_line(cli):
+    result = cli("refresh", "--cf")
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: no refresh has run yet: run `pgrecs refresh` first (it builds the interaction matrix)"

@@ -450,15 +450,16 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
                 params = signal_params or {}
                 lam = params.get("ease_lambda", TUNE_EASE_LAMBDAS[0])
                 side = params.get("ease_semantic_weight", TUNE_EASE_SEMANTIC_WEIGHTS[0])
-                variants = {"ease:plain": {"semantic_weight": 0.0},
-                            "ease:blocks": {"semantic_weight": side, "method": "blocks",
-                                            "block_size": opts.ease_block_size, "halo_size": opts.ease_halo_size}}
+                variants = {"ease:plain": ("without side information", {"semantic_weight": 0.0}),
+                            "ease:blocks": ("by blocks", {"semantic_weight": side, "method": "blocks",
+                                                          "block_size": opts.ease_block_size,
+                                                          "halo_size": opts.ease_halo_size})}
                 for name in EASE_VARIANTS:
                     if _wanted(opts, name):
-                        solver = dict(variants[name])
+                        label, solver = variants[name][0], dict(variants[name][1])
                         built = scratch.replace_neighbors(url, tenant, "ease", scratch.ease_neighbors(
                             url, tenant, lam, solver.pop("semantic_weight"), **solver))
-                        _log(opts, f"EASE lists for {name}: {built} rows")
+                        _log(opts, f"EASE lists {label}: {built} rows")
                         other = copy.copy(sql_strats["ease"])
                         other.name = name
                         recs.update(score({name: other}, users, kmax, opts))

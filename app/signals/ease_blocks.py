@@ -56,7 +56,8 @@ def estimate_bytes(n_items: int, n_interactions: int, pair_work: int, side_dims:
     one block's dense systems, and the running neighbour lists."""
     matrix = 2 * n_interactions * (4 + 4) + 2 * 8 * n_items
     side = n_items * side_dims * 4
-    gram_chunk = min(pair_work, _CHUNK_PAIRS) * (4 + 4 + 8 + 8)
+    # per Gram entry of a chunk: the product (value, column), its row, the filtered copies, the sort key and order
+    gram_chunk = min(pair_work, _CHUNK_PAIRS) * 48
     graph_edges = 2 * n_items * params.graph_neighbors
     graph = graph_edges * (4 + 4 + 8) * 3
     width = int(min(n_items, params.block_size * _IMBALANCE + params.halo_size))
