@@ -25,7 +25,7 @@ def upgrade() -> None:
         create table pgrecs.model_fits (
             fit_id bigint generated always as identity primary key,
             tenant_id text not null references pgrecs.tenants (tenant_id) on delete cascade,
-            signal text not null check (signal in ('ease')),
+            signal text not null,
             method text not null check (method in ('dense', 'blocks')),
             status text not null check (status in ('published', 'refused')),
             started_at timestamptz not null,
@@ -47,6 +47,7 @@ def upgrade() -> None:
         create index model_fits_tenant_finished on pgrecs.model_fits (tenant_id, finished_at desc);
         comment on table pgrecs.model_fits is
             'Lineage of the learned collaborative model: one row per fit attempted by pgrecs refresh (see app/signals/ease_fit.py).';
+        comment on column pgrecs.model_fits.signal is 'The signal whose neighbour lists the fit publishes.';
         comment on column pgrecs.model_fits.last_event_id is
             'Events high-water mark: the last event id the interaction matrix of the fit covers.';
         comment on column pgrecs.model_fits.peak_rss_bytes is
