@@ -31,10 +31,12 @@ DEFAULT_SEMANTIC_WEIGHT = 10.0
 
 
 def dense_bytes(n_items: int, n_interactions: int, side_dims: int) -> int:
-    """Peak memory of `ease_from_pairs` before anything is allocated: the Gram matrix, the
-    side-information product, the inverse with LAPACK's working copy and B (five float32
-    items x items matrices at the peak), the embeddings and the interaction matrix."""
-    return int(5 * 4 * n_items * n_items + 4 * n_items * side_dims + 3 * 8 * n_interactions)
+    """Peak memory of `ease_from_pairs` before anything is allocated: nine float32 items x items
+    matrices (the Gram matrix, its sparse product's dense copy, the side-information product,
+    numpy's inverse with LAPACK's identity and working copies, B and its top-N pass: 13.5 GiB
+    measured at 20,000 items by benchmarks/bench_cf_scale.py), the embeddings and the
+    interaction matrix."""
+    return int(9 * 4 * n_items * n_items + 4 * n_items * side_dims + 3 * 8 * n_interactions)
 
 
 @dataclass
