@@ -1,0 +1,114 @@
+"""Charts as inline SVG, drawn on the server with matplotlib (Agg, no pyplot state): readable
+without JavaScript, and the same data always gives the same bytes (fixed hash salt, no date,
+text kept as text)."""
+
+from __future__ import annotations
+
+import io
+import threading
+
+from markupsafe import Markup
+
+INK = "#1f2937"
+MUTED = "#6b7280"
+GRID = "#e5e7eb"
+ACCENT = "#2563eb"
+SECOND = "#f59e0b"
+PALETTE = [ACCENT, SECOND, "#10b981", "#8b5cf6", "#ef4444", "#14b8a6"]
+_lock = threading.Lock()
+
+
+def _figure(width: float, height: float):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=96)
+    ax = fig.add_subplot()
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    for side in ("left", "bottom"):
+        ax.spines[side].set_color(GRID)
+    ax.tick_params(colors=MUTED, labelsize=9)
+    ax.grid(axis="y", color=GRID, linewidth=0.8)
+    ax.set_axisbelow(True)
+    return fig, ax
+
+
+def _svg(fig, title: str) -> Markup:
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "pgrecs", "svg.fonttype": "none", "font.family": "sans-serif"}):
+        fig.tight_layout()
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None}, transparent=True)
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg"):]
+    # an accessible name for the chart, and a width that follows the page
+    svg = svg.replace("<svg ", f'<svg role="img" aria-label="{Markup.escape(title)}" class="chart" ', 1)
+    return Markup(svg)
+
+
+def bars(labels: list[str], values: list[float], title: str, *, xlabel: str = "", ylabel: str = "",
+         width: float = 6.0, height: float = 2.6, rotate: bool = False) -> Markup:
+    with _lock:
+        fig, ax = _figure(width, height)
+        ax.bar(range(len(values)), values, color=ACCENT, width=0.8)
+        ax.set_xticks(range(len(labels)), labels, rotation=45 if rotate else 0, ha="right" if rotate else "center")
+        ax.set_xlabel(xlabel, color=MUTED, fontsize=9)
+        ax.set_ylabel(ylabel, color=MUTED, fontsize=9)
+        return _svg(fig, title)
+
+
+def stacked_days(days: list[str], series: dict[str, list[float]], title: str, *, width: float = 6.0,
+                 height: float = 2.6) -> Markup:
+    with _lock:
+        fig, ax = _figure(width, height)
+        bottom = [0.0] * len(days)
+        for colour, (name, values) in zip(PALETTE, series.items()):
+            ax.bar(range(len(days)), values, bottom=bottom, color=colour, width=0.85, label=name)
+            bottom = [b + v for b, v in zip(bottom, values)]
+        step = max(1, len(days) // 8)
+        ax.set_xticks(range(0, len(days), step), [days[i][5:] for i in range(0, len(days), step)])
+        if series:
+            ax.legend(frameon=False, fontsize=8, loc="upper left", ncols=min(len(series), 4))
+        ax.set_ylabel("events", color=MUTED, fontsize=9)
+        return _svg(fig, title)
+
+
+def intervals(labels: list[str], values: list[float | None], lows: list[float | None], highs: list[float | None],
+              title: str, *, xlabel: str = "", width: float = 6.0) -> Markup:
+    """A dot per variant with its confidence interval, the control first."""
+    with _lock:
+        fig, ax = _figure(width, 0.5 + 0.45 * max(len(labels), 1))
+        ax.grid(axis="y", visible=False)
+        ax.grid(axis="x", color=GRID, linewidth=0.8)
+        for i, (v, lo, hi) in enumerate(zip(values, lows, highs)):
+            if v is None:
+                continue
+            colour = MUTED if i == 0 else ACCENT
+            if lo is not None and hi is not None:
+                ax.plot([lo, hi], [i, i], color=colour, linewidth=2.5, solid_capstyle="round")
+            ax.plot([v], [i], "o", color=colour, markersize=7)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlabel(xlabel, color=MUTED, fontsize=9)
+        return _svg(fig, title)
+
+
+def shares(labels: list[str], exposure: list[float], catalog: list[float], title: str, *,
+           width: float = 6.0) -> Markup:
+    """Share of exposure against share of the catalog, per group (horizontal bars)."""
+    with _lock:
+        fig, ax = _figure(width, 0.6 + 0.32 * max(len(labels), 1))
+        ax.grid(axis="y", visible=False)
+        ax.grid(axis="x", color=GRID, linewidth=0.8)
+        ys = range(len(labels))
+        ax.barh([y - 0.2 for y in ys], [100 * e for e in exposure], height=0.4, color=ACCENT, label="share of exposure")
+        ax.barh([y + 0.2 for y in ys], [100 * c for c in catalog], height=0.4, color=GRID, label="share of catalog")
+        ax.set_yticks(list(ys), [label[:28] for label in labels])
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlabel("%", color=MUTED, fontsize=9)
+        ax.legend(frameon=False, fontsize=8, loc="lower right")
+        return _svg(fig, title)
