@@ -13,9 +13,12 @@ from psycopg.rows import dict_row
 from pgrecs.errors import PgrecsError
 
 KINDS = ("boost", "pin", "block")
-# the arguments of recs.create_rule / recs.update_rule, in order
-FIELDS = ("name", "kind", "placement", "item", "brand", "category", "min_margin", "factor", "position",
-          "starts_at", "ends_at", "enabled")
+# the arguments of recs.create_rule / recs.update_rule, with their SQL types
+FIELDS = {"name": "text", "kind": "text", "placement": "text", "item": "text", "brand": "text", "category": "text",
+          "min_margin": "numeric", "factor": "real", "position": "integer", "starts_at": "timestamptz",
+          "ends_at": "timestamptz", "enabled": "boolean"}
+# a rule's field -> the argument of recs.create_rule that sets it, where the names differ
+ARGUMENTS = {"position": "pin_position"}
 ITEM_PLACEMENT = "pdp_similar"
 USER_PLACEMENT = "home_for_you"
 
@@ -98,7 +101,7 @@ def apply(conn: psycopg.Connection, change: Change, actor: str) -> int:
                              (change.rule_id, change.action == "enable"))
                 return change.rule_id
             args = {name: change.rule.get(name) for name in FIELDS}
-            named = ", ".join(f'"{name}" => %({name})s' for name in FIELDS)
+            named = ", ".join(f'{ARGUMENTS.get(name, name)} => %({name})s::{sql_type}' for name, sql_type in FIELDS.items())
             if change.rule_id is None:
                 return conn.execute(f"select recs.create_rule({named})", args).fetchone()[0]
             return conn.execute(f"select recs.update_rule(rule_id => %(rule_id)s, {named})",

@@ -116,7 +116,7 @@ comment on function pgrecs.check_rule(pgrecs.business_rules) is
 
 create or replace function pgrecs.rule_row(
     rule_id bigint, name text, kind text, placement text, item text, brand text, category text, min_margin numeric,
-    factor real, "position" integer, starts_at timestamptz, ends_at timestamptz, enabled boolean
+    factor real, pin_position integer, starts_at timestamptz, ends_at timestamptz, enabled boolean
 )
 returns pgrecs.business_rules
 language plpgsql
@@ -141,7 +141,7 @@ begin
     r.category := nullif(btrim(rule_row.category), '');
     r.min_margin := rule_row.min_margin;
     r.factor := rule_row.factor;
-    r.position := rule_row.position;
+    r.position := rule_row.pin_position;
     r.starts_at := rule_row.starts_at;
     r.ends_at := rule_row.ends_at;
     r.enabled := coalesce(rule_row.enabled, true);
@@ -160,7 +160,7 @@ create or replace function recs.create_rule(
     category text default null,
     min_margin numeric default null,
     factor real default null,
-    "position" integer default null,
+    pin_position integer default null,
     starts_at timestamptz default null,
     ends_at timestamptz default null,
     enabled boolean default true
@@ -173,7 +173,7 @@ declare
     r pgrecs.business_rules;
     new_id bigint;
 begin
-    r := pgrecs.rule_row(null, name, kind, placement, item, brand, category, min_margin, factor, "position",
+    r := pgrecs.rule_row(null, name, kind, placement, item, brand, category, min_margin, factor, pin_position,
                          starts_at, ends_at, enabled);
     insert into pgrecs.business_rules (tenant_id, name, kind, placement, item_id, brand, category, min_margin,
                                        factor, position, starts_at, ends_at, enabled)
@@ -187,7 +187,7 @@ comment on function recs.create_rule(text, text, text, text, text, text, numeric
     'Adds a business rule and returns its id: a boost (factor > 1 boosts, < 1 demotes), a pin (item at a position) or a block, '
     'matching an item (external id), a brand, a category (any level) and/or a minimum margin, for one placement or all (null), '
     'live inside [starts_at, ends_at) (a campaign). Example: select recs.create_rule(name => ''summer'', kind => ''boost'', '
-    'brand => ''Acme'', factor => 1.5, ends_at => now() + interval ''7 days'').';
+    'brand => ''Acme'', factor => 1.5, ends_at => now() + interval ''7 days''); a pin: kind => ''pin'', item => ''SKU-1'', pin_position => 1.';
 
 create or replace function recs.update_rule(
     rule_id bigint,
@@ -199,7 +199,7 @@ create or replace function recs.update_rule(
     category text default null,
     min_margin numeric default null,
     factor real default null,
-    "position" integer default null,
+    pin_position integer default null,
     starts_at timestamptz default null,
     ends_at timestamptz default null,
     enabled boolean default true
@@ -211,7 +211,7 @@ as $$
 declare
     r pgrecs.business_rules;
 begin
-    r := pgrecs.rule_row(rule_id, name, kind, placement, item, brand, category, min_margin, factor, "position",
+    r := pgrecs.rule_row(rule_id, name, kind, placement, item, brand, category, min_margin, factor, pin_position,
                          starts_at, ends_at, enabled);
     update pgrecs.business_rules b
     set name = r.name, kind = r.kind, placement = r.placement, item_id = r.item_id, brand = r.brand,
