@@ -234,3 +234,5 @@ def test_landing_page_and_offline_docs(client):
         asset = client.get(url, headers={"X-API-Key": ""})
         assert asset.status_code == 200 and len(asset.data) > 100, url
     assert "validatorUrl" in docs.text
+    spec = client.get("/openapi.json", headers={"X-API-Key": ""})
+    assert spec.status_code == 200 and not [p for p in spec.get_json()["paths"] if p == "/" or "console" in p]

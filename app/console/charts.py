@@ -71,8 +71,10 @@ def stacked_days(days: list[str], series: dict[str, list[float]], title: str, *,
             bottom = [b + v for b, v in zip(bottom, values)]
         step = max(1, len(days) // 8)
         ax.set_xticks(range(0, len(days), step), [days[i][5:] for i in range(0, len(days), step)])
+        # a week's width at least, so a day or two of data are bars, not a wall
+        ax.set_xlim(-0.5, max(len(days), 7) - 0.5)
         if series:
-            ax.legend(frameon=False, fontsize=8, loc="upper left", ncols=min(len(series), 4))
+            ax.legend(frameon=False, fontsize=8, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=min(len(series), 6))
         ax.set_ylabel("events", color=MUTED, fontsize=9)
         return _svg(fig, title)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Blueprint, render_template, send_from_directory
 
 bp = Blueprint("home", __name__, template_folder="templates", static_folder=None)
+bp.enable_openapi = False  # HTML and assets: not part of the API description
 DOCS_ASSETS = "/docs/assets"
 
 

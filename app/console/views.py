@@ -20,6 +20,7 @@ from pgrecs.errors import PgrecsError
 
 log = logging.getLogger("pgrecs.console")
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates", static_folder="static")
+bp.enable_openapi = False  # HTML pages: not part of the API description
 bp.before_request(session.require_session)
 
 NAV = [("console.overview", "Overview"), ("console.catalog", "Catalog health"), ("console.items", "Items"),
@@ -249,26 +250,28 @@ def _bars(row: dict) -> list[dict]:
     return sorted(out, key=lambda b: -b["contribution"])
 
 
-def _recommendations(kind: str, external_id: str, k: int = 10) -> list[dict]:
+def _recommendations(kind: str, external_id: str, placements: list[dict], default: str, k: int = 10) -> dict:
+    """The list of the placement chosen in ?placement= (one at a time: each is a full ranking)."""
+    chosen = request.args.get("list", default)
+    placement = next((p for p in placements if p["placement"] == chosen), placements[0] if placements else None)
+    if placement is None:
+        return {"placement": None, "rows": [], "error": "This shop has no placements yet."}
     function = "recs.recommend_for_item(item => %s" if kind == "item" else "recs.recommend_for_user(user_id => %s"
-    lists = []
-    for p in _placements():
-        try:
-            with _conn().transaction():
-                rows = _rows(f"select r.*, i.title, i.brand from {function}, k => %s, placement => %s, explain => true) r"
-                             " join pgrecs.items i on i.item_id = r.item_id order by r.rank", (external_id, k, p["placement"]))
-        except psycopg.errors.NoDataFound as exc:
-            lists.append({"placement": p, "rows": [], "error": exc.diag.message_primary})
-            continue
-        top = max([r["score"] for r in rows] + [1e-12])
-        for r in rows:
-            r["bars"] = _bars(r)
-            for b in r["bars"]:
-                b["width"] = max(0.0, min(100.0, 100 * b["contribution"] / top))
-            r["boosts"] = (r["contributions"] or {}).get("_boosts") or []
-            r["pinned"] = (r["contributions"] or {}).get("_pinned")
-        lists.append({"placement": p, "rows": rows, "error": None})
-    return lists
+    try:
+        with _conn().transaction():
+            rows = _rows(f"select r.*, i.title, i.brand from {function}, k => %s, placement => %s, explain => true) r"
+                         " join pgrecs.items i on i.item_id = r.item_id order by r.rank",
+                         (external_id, k, placement["placement"]))
+    except psycopg.errors.NoDataFound as exc:
+        return {"placement": placement, "rows": [], "error": exc.diag.message_primary}
+    top = max([r["score"] for r in rows] + [1e-12])
+    for r in rows:
+        r["bars"] = _bars(r)
+        for b in r["bars"]:
+            b["width"] = max(0.0, min(100.0, 100 * b["contribution"] / top))
+        r["boosts"] = (r["contributions"] or {}).get("_boosts") or []
+        r["pinned"] = (r["contributions"] or {}).get("_pinned")
+    return {"placement": placement, "rows": rows, "error": None}
 
 
 def _why_not_result(context_item: str | None = None, context_user: str | None = None) -> dict | None:
@@ -293,8 +296,9 @@ def item(external_id: str):
     status = _rows("select * from recs.item_embedding_status(item => %s)", (external_id,))
     similar = _rows("select s.rank, s.external_id, s.score, i.title, i.brand from recs.similar_items(item_id => %s, k => 10) s"
                     " join pgrecs.items i on i.item_id = s.item_id order by s.rank", (details["item_id"],))
-    return render_template("console/item.html", item=details, status=status, similar=similar,
-                           lists=_recommendations("item", external_id), placements=_placements(),
+    placements = _placements()
+    return render_template("console/item.html", item=details, status=status, similar=similar, placements=placements,
+                           recommended=_recommendations("item", external_id, placements, rules.ITEM_PLACEMENT),
                            why_not=_why_not_result(context_item=external_id))
 
 
@@ -325,9 +329,11 @@ def user(external_id: str):
     recent = _rows("select e.occurred_at, e.event_type, e.value, i.external_id, i.title from pgrecs.events e"
                    " join pgrecs.items i on i.item_id = e.item_id where e.tenant_id = pgrecs.current_tenant()"
                    " and e.user_id = %s order by e.occurred_at desc, e.event_id desc limit 20", (exists["user_id"],))
+    placements = _placements()
     return render_template("console/user.html", external_id=external_id, history=history, recent=recent,
-                           history_placement=placement, lists=_recommendations("user", external_id),
-                           placements=_placements(), why_not=_why_not_result(context_user=external_id))
+                           history_placement=placement, placements=placements,
+                           recommended=_recommendations("user", external_id, placements, rules.USER_PLACEMENT),
+                           why_not=_why_not_result(context_user=external_id))
 
 
 # --- why not -----------------------------------------------------------------------------------
