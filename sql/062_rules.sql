@@ -262,7 +262,7 @@ as $$
                select key
                from jsonb_each(coalesce(c.new_row, '{}'::jsonb) || coalesce(c.old_row, '{}'::jsonb)) as e (key, value)
                where key not in ('tenant_id', 'created_at')
-                 and (c.old_row -> key) is distinct from (c.new_row -> key)
+                 and coalesce(c.old_row -> key, 'null') is distinct from coalesce(c.new_row -> key, 'null')
                order by key
            )
     from pgrecs.business_rule_changes c
@@ -272,7 +272,7 @@ as $$
     limit business_rule_changes.n
 $$;
 comment on function recs.business_rule_changes(bigint, integer) is
-    'The audit trail of business rules, newest first: action, actor (console key or database user), time, old and new row and the fields that changed.';
+    'The audit trail of business rules, newest first: action, actor (console key or database user), time, old and new row and the fields that changed (set, for an insert or delete).';
 
 create or replace function recs.rule_preview_contexts(
     item text default null,

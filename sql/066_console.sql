@@ -123,7 +123,7 @@ as $$
            coalesce(sum(cardinality(s.item_ids)), 0)::bigint,
            coalesce(sum(o.clicks), 0)::bigint,
            coalesce(sum(o.purchases), 0)::bigint,
-           sum(o.clicks)::float8 / nullif(sum(cardinality(s.item_ids)), 0),
+           coalesce(sum(o.clicks), 0)::float8 / nullif(sum(cardinality(s.item_ids)), 0),
            count(*) filter (where o.purchases > 0)::float8 / nullif(count(s.request_id), 0),
            max(s.created_at)
     from pgrecs.placements p
@@ -157,7 +157,7 @@ create or replace function recs.exposure(days integer default 30)
 returns table (requests bigint, active_items bigint, items_shown bigint, catalog_coverage double precision,
                exposures bigint, never_shown bigint, gini_items double precision, gini_brands double precision,
                gini_categories double precision, mean_popularity_percentile double precision,
-               top_decile_share double precision)
+               top_decile_share double precision, brands bigint, categories bigint)
 language sql
 stable parallel safe
 as $$
@@ -182,14 +182,46 @@ as $$
            (select pgrecs.gini(array_agg(g.n)) from (select sum(c2.n) as n from catalog c2 group by coalesce(c2.brand, '')) g),
            (select pgrecs.gini(array_agg(g.n)) from (select sum(c2.n) as n from catalog c2 group by coalesce(c2.category, '')) g),
            sum(c.n * c.pop_pct) / nullif(sum(c.n), 0),
-           sum(c.n) filter (where c.pop_pct >= 0.9) / nullif(sum(c.n), 0)
+           sum(c.n) filter (where c.pop_pct >= 0.9) / nullif(sum(c.n), 0),
+           count(distinct c.brand),
+           count(distinct c.category)
     from catalog c
 $$;
 comment on function recs.exposure(integer) is
     'How exposure is spread over the active catalog in the lists served over the last `days` days: requests, items shown and the '
     'catalog share they are, item slots served, items never shown, Gini of exposure over items, brands and top-level categories '
     '(0 even, towards 1 concentrated), and popularity bias: the exposure-weighted mean popularity percentile of what was served '
-    '(0.5 for an unbiased draw, 1 for only the most popular) and the share of exposure going to the 10% most popular items.';
+    '(0.5 for an unbiased draw, 1 for only the most popular), the share of exposure going to the 10% most popular items, '
+    'and how many brands and categories the active catalog has (a Gini over one group is 0).';
+
+create or replace function recs.exposure_curve(days integer default 30, points integer default 20)
+returns table (item_share double precision, exposure_share double precision)
+language sql
+stable parallel safe
+as $$
+    -- the Lorenz curve of exposure over active items: the least exposed x% of items get y% of it
+    with counts as (
+        select coalesce(sh.n, 0)::float8 as n
+        from pgrecs.items i
+        left join pgrecs.served_item_counts(exposure_curve.days) sh on sh.item_id = i.item_id
+        where i.tenant_id = pgrecs.current_tenant()
+          and i.active
+    ),
+    ranked as (
+        select row_number() over (order by c.n) as i, count(*) over () as total_items,
+               sum(c.n) over (order by c.n rows unbounded preceding) as cumulative, sum(c.n) over () as total
+        from counts c
+    )
+    select 0::float8, 0::float8
+    union all
+    select r.i::float8 / r.total_items, r.cumulative / nullif(r.total, 0)
+    from ranked r
+    where r.i % greatest(r.total_items / greatest(exposure_curve.points, 1), 1) = 0 or r.i = r.total_items
+    order by 1
+$$;
+comment on function recs.exposure_curve(integer, integer) is
+    'The Lorenz curve of exposure over the active items in the lists served over the last `days` days, in about `points` steps: '
+    'the least exposed item_share of the catalog received exposure_share of all exposure (the diagonal is perfectly even).';
 
 create or replace function recs.exposure_by(dimension text default 'brand', days integer default 30, n integer default 20)
 returns table (grp text, items bigint, exposures bigint, exposure_share double precision, catalog_share double precision)
@@ -264,7 +296,8 @@ comment on function recs.catalog_audit_summary() is
 
 create or replace function recs.catalog_audit_items(n integer default 20, flag text default null)
 returns table (item_id bigint, external_id text, title text, quality_score numeric, quality_flags text[],
-               nearest_item_id bigint, nearest_external_id text, nearest_title text, nearest_similarity double precision)
+               same_title_items integer, nearest_item_id bigint, nearest_external_id text, nearest_title text,
+               nearest_similarity double precision)
 language plpgsql
 stable
 security definer
@@ -277,21 +310,21 @@ begin
         return;
     end if;
     return query
-    select a.item_id, a.external_id, a.title, a.quality_score, a.quality_flags,
+    select a.item_id, a.external_id, a.title, a.quality_score, a.quality_flags, a.same_title_items::integer,
            a.nearest_item_id, ni.external_id, ni.title, a.nearest_similarity::float8
     from recs_marts.fct_item_audit a
     left join pgrecs.items ni on ni.item_id = a.nearest_item_id and ni.tenant_id = t
     where a.tenant_id = t
       and (flag is null or flag = any(a.quality_flags))
-    order by case when flag in ('duplicate_title', 'near_duplicate_title') then -a.nearest_similarity end nulls last,
-             a.quality_score, a.item_id
+    order by case when flag = 'near_duplicate_title' then -a.nearest_similarity end nulls last,
+             case when flag = 'duplicate_title' then a.title end, a.quality_score, a.item_id
     limit n;
 exception when undefined_table then
     return;
 end
 $$;
 comment on function recs.catalog_audit_items(integer, text) is
-    'The n lowest-quality items of the audit (recs_marts.fct_item_audit) of the tenant in pgrecs.tenant, with their flags and most similar other title; '
+    'The n lowest-quality items of the audit (recs_marts.fct_item_audit) of the tenant in pgrecs.tenant, with their flags, how many other items share their exact title, and the most similar other title; '
     'flag => ''near_duplicate_title'' (or any flag) keeps the items with that flag (duplicates ordered by similarity). Nothing when the tenant is unset or the audit was not built.';
 
 revoke all on function recs.catalog_audit_summary() from public;

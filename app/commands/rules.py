@@ -146,7 +146,7 @@ def rules_preview(ctx, rule_id, disable_rule, enable_rule, context_items, contex
             change = r.Change("save", rule, rule_id)
         contexts = [("item", x) for x in context_items] + [("user", x) for x in context_users]
         contexts = contexts or r.preview_contexts(conn, rule)
-        results = r.preview(conn, change, _actor(), contexts, k=k, placement=rule.get("placement"))
+        results = r.preview(conn, change, _actor(), contexts, k=k, placement=options.get("placement") or rule.get("placement"))
     for res in results:
         mark = "changed" if res["changed"] else "unchanged"
         click.echo(f"{'item' if res['kind'] == 'item' else 'user'} {res['context']} ({res['placement']}): {mark}")

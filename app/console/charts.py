@@ -114,3 +114,19 @@ def shares(labels: list[str], exposure: list[float], catalog: list[float], title
         ax.set_xlabel("%", color=MUTED, fontsize=9)
         ax.legend(frameon=False, fontsize=8, loc="lower right")
         return _svg(fig, title)
+
+
+def lorenz(xs: list[float], ys: list[float], title: str, *, width: float = 6.0, height: float = 2.8) -> Markup:
+    """A Lorenz curve against the diagonal of perfect evenness."""
+    with _lock:
+        fig, ax = _figure(width, height)
+        ax.grid(axis="x", color=GRID, linewidth=0.8)
+        ax.plot([0, 100], [0, 100], color=MUTED, linewidth=1, linestyle="--", label="even exposure")
+        ax.fill_between([100 * x for x in xs], [100 * y for y in ys], color=ACCENT, alpha=0.15)
+        ax.plot([100 * x for x in xs], [100 * y for y in ys], color=ACCENT, linewidth=2, label="served")
+        ax.set_xlim(0, 100)
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("% of active items, least exposed first", color=MUTED, fontsize=9)
+        ax.set_ylabel("% of exposure", color=MUTED, fontsize=9)
+        ax.legend(frameon=False, fontsize=8, loc="upper left")
+        return _svg(fig, title)

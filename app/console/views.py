@@ -208,8 +208,8 @@ def catalog():
         findings = sorted(((label, summary.get(key) or 0, (summary.get(key) or 0) / max(summary["items"], 1))
                            for key, label in AUDIT_LABELS), key=lambda f: -f[1])
     worst = _rows("select * from recs.catalog_audit_items(n => 25)")
-    duplicates = _rows("select * from recs.catalog_audit_items(n => 25, flag => 'near_duplicate_title')")
-    duplicates += _rows("select * from recs.catalog_audit_items(n => 25, flag => 'duplicate_title')")
+    duplicates = _rows("select * from recs.catalog_audit_items(n => 15, flag => 'duplicate_title')")
+    duplicates += _rows("select * from recs.catalog_audit_items(n => 15, flag => 'near_duplicate_title')")
     not_embeddable = _rows("select * from recs.not_embeddable_items(n => 50)")
     chart = None
     if findings:
@@ -461,14 +461,18 @@ def exposure():
     brands = _rows("select * from recs.exposure_by(dimension => 'brand', days => %s, n => 12)", (days,))
     categories = _rows("select * from recs.exposure_by(dimension => 'category', days => %s, n => 12)", (days,))
     never = _rows("select * from recs.never_shown_items(days => %s, n => 20)", (days,))
-    chart = None
-    groups = categories if len(categories) > 1 else brands
+    curve_chart = shares_chart = None
     if summary["exposures"]:
-        chart = charts.shares([r["grp"] for r in groups], [r["exposure_share"] or 0 for r in groups],
-                              [r["catalog_share"] or 0 for r in groups],
-                              "Share of exposure against share of the catalog")
+        curve = _rows("select * from recs.exposure_curve(days => %s, points => 40)", (days,))
+        curve_chart = charts.lorenz([r["item_share"] for r in curve], [r["exposure_share"] or 0 for r in curve],
+                                    "How evenly exposure spreads over the catalog")
+        groups = brands if len(brands) > 1 else categories
+        if len(groups) > 1:
+            shares_chart = charts.shares([r["grp"] for r in groups], [r["exposure_share"] or 0 for r in groups],
+                                         [r["catalog_share"] or 0 for r in groups],
+                                         "Share of exposure against share of the catalog")
     return render_template("console/exposure.html", summary=summary, brands=brands, categories=categories,
-                           never=never, chart=chart, days=days, windows=WINDOWS)
+                           never=never, curve_chart=curve_chart, shares_chart=shares_chart, days=days, windows=WINDOWS)
 
 
 # --- errors as pages ---------------------------------------------------------------------------

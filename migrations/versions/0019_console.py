@@ -69,6 +69,11 @@ def downgrade() -> None:
         drop function if exists pgrecs.console_session_start(bytea, bytea, interval);
         drop function if exists pgrecs.console_session_touch(bytea, interval);
         drop function if exists pgrecs.console_session_end(bytea);
+        -- functions of sql/062_rules.sql whose types depend on pgrecs.business_rules
+        drop function if exists pgrecs.rule_row(bigint, text, text, text, text, text, text, numeric, real, integer,
+                                                timestamptz, timestamptz, boolean);
+        drop function if exists pgrecs.check_rule(pgrecs.business_rules);
+        drop function if exists pgrecs.rule_status(pgrecs.business_rules, timestamptz);
         drop table if exists pgrecs.business_rule_changes;
         drop table if exists pgrecs.console_sessions;
         -- a merchant-only key has no meaning without the console
