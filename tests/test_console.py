@@ -236,3 +236,16 @@ def test_landing_page_and_offline_docs(client):
     assert "validatorUrl" in docs.text
     spec = client.get("/openapi.json", headers={"X-API-Key": ""})
     assert spec.status_code == 200 and not [p for p in spec.get_json()["paths"] if p == "/" or "console" in p]
+
+
+def test_charts_are_deterministic_inline_svg():
+    from pgrecs.console import charts
+
+    first = str(charts.bars(["0.0", "0.1", "0.2"], [3, 0, 5], "Items per quality score"))
+    assert first == str(charts.bars(["0.0", "0.1", "0.2"], [3, 0, 5], "Items per quality score"))
+    assert first.startswith("<svg ") and 'aria-label="Items per quality score"' in first
+    # nothing to fetch or run: only the SVG namespaces name a URL
+    assert "<script" not in first and set(re.findall(r"https?://[^\" ]+", first)) <= {
+        "http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+    curve = charts.lorenz([0, 0.5, 1], [0, 0.1, 1], "Exposure")
+    assert curve == charts.lorenz([0, 0.5, 1], [0, 0.1, 1], "Exposure")
