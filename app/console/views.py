@@ -381,10 +381,14 @@ def rule_edit(rule_id: int):
     return _rule_form(rule, rule_id)
 
 
+def _form_rule_id() -> int | None:
+    rule_id = request.form.get("rule_id", "")
+    return int(rule_id) if rule_id.isdigit() else None
+
+
 def _change_from_form() -> tuple[rules.Change, dict]:
     action = request.form.get("action", "save")
-    rule_id = request.form.get("rule_id") or None
-    rule_id = int(rule_id) if rule_id and rule_id.isdigit() else None
+    rule_id = _form_rule_id()
     if action in ("enable", "disable"):
         return rules.Change(action, {}, rule_id), rules.get_rule(_conn(), rule_id)
     rule = rules.rule_from_form(request.form)
@@ -406,7 +410,7 @@ def rule_preview():
     except PgrecsError as exc:
         if request.form.get("action", "save") != "save":
             abort(400, description=str(exc))
-        return _rule_form(request.form.to_dict(), change.rule_id if "change" in locals() else None, str(exc), 400)
+        return _rule_form(request.form.to_dict(), _form_rule_id(), str(exc), 400)
     return render_template("console/rule_preview.html", change=change, rule=rule, results=results,
                            form=request.form.to_dict(),
                            context_items=",".join(c for k, c in contexts if k == "item"),
@@ -421,7 +425,7 @@ def rule_apply():
     except PgrecsError as exc:
         if request.form.get("action", "save") != "save":
             abort(400, description=str(exc))
-        return _rule_form(request.form.to_dict(), None, str(exc), 400)
+        return _rule_form(request.form.to_dict(), _form_rule_id(), str(exc), 400)
     return redirect(url_for("console.rules_list", saved=rule_id))
 
 
