@@ -1,5 +1,6 @@
 """GET / (what this server is, with links) and the Swagger UI assets of /docs, served from the
-swagger-ui-bundle package so the API documentation works offline (no CDN URL is ever emitted)."""
+swagger-ui-py package (Swagger UI 5, which renders OpenAPI 3.1) so the API documentation works
+offline: no CDN URL is ever emitted."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ DOCS_ASSETS = "/docs/assets"
 
 
 def _swagger_dir() -> Path:
-    import swagger_ui_bundle
+    import swagger_ui
 
-    return Path(swagger_ui_bundle.swagger_ui_path)
+    return Path(swagger_ui.__file__).resolve().parent / "static"
 
 
 @bp.get("/")
