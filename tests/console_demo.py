@@ -23,11 +23,18 @@ def _pick(user: str, salt: str) -> float:
 
 
 def build(url: str, users: int = TRAFFIC_USERS) -> dict:
-    from pgrecs.api import auth, create_app
     from pgrecs.cli import main
 
     result = CliRunner().invoke(main, ["--db-url", url, "demo", "--no-serve"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
+    return add_traffic(url, users)
+
+
+def add_traffic(url: str, users: int = TRAFFIC_USERS) -> dict:
+    """The second placement, the experiment and the served lists, on a database holding the demo."""
+    from pgrecs.api import auth, create_app
+    from pgrecs.cli import main
+
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(
             "insert into pgrecs.placements (tenant_id, placement, description, weights, pool_sizes, default_filters,"

@@ -40,7 +40,16 @@ def _figure(width: float, height: float):
     ax.tick_params(colors=MUTED, labelsize=9)
     ax.grid(axis="y", color=GRID, linewidth=0.8)
     ax.set_axisbelow(True)
+    _few_ticks(ax)
     return fig, ax
+
+
+def _few_ticks(ax) -> None:
+    """At most about four ticks on the value axes: each tick costs a text layout, the bulk of a chart's time."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
 
 
 def _svg(fig, title: str, *, left: float = 0.1, bottom: float = 0.2, top: float = 0.9) -> Markup:
@@ -89,24 +98,40 @@ def stacked_days(days: list[str], series: dict[str, list[float]], title: str, *,
         return _svg(fig, title, bottom=0.14, top=0.85)
 
 
-def intervals(labels: list[str], values: list[float | None], lows: list[float | None], highs: list[float | None],
-              title: str, *, xlabel: str = "", width: float = 6.0) -> Markup:
-    """A dot per variant with its confidence interval, the control first."""
+def intervals(panels: list[tuple[str, list[float | None], list[float | None], list[float | None]]],
+              labels: list[str], title: str, *, width: float = 11.0) -> Markup:
+    """Per panel (metric, values, lows, highs): a dot per variant with its confidence interval, the
+    control (first) in grey; the panels side by side in one figure."""
     with _lock:
-        fig, ax = _figure(width, 0.5 + 0.45 * max(len(labels), 1))
-        ax.grid(axis="y", visible=False)
-        ax.grid(axis="x", color=GRID, linewidth=0.8)
-        for i, (v, lo, hi) in enumerate(zip(values, lows, highs)):
-            if v is None:
-                continue
-            colour = MUTED if i == 0 else ACCENT
-            if lo is not None and hi is not None:
-                ax.plot([lo, hi], [i, i], color=colour, linewidth=2.5, solid_capstyle="round")
-            ax.plot([v], [i], "o", color=colour, markersize=7)
-        ax.set_yticks(range(len(labels)), labels)
-        ax.set_ylim(len(labels) - 0.5, -0.5)
-        ax.set_xlabel(xlabel, color=MUTED, fontsize=9)
-        return _svg(fig, title, left=_label_margin(labels, width), bottom=0.5 / fig.get_figheight() + 0.05, top=0.95)
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(width, 0.7 + 0.45 * max(len(labels), 1)), dpi=96)
+        axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+        for ax, (metric, values, lows, highs) in zip(axes, panels):
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(False)
+            for side in ("left", "bottom"):
+                ax.spines[side].set_color(GRID)
+            ax.tick_params(colors=MUTED, labelsize=9)
+            ax.grid(axis="x", color=GRID, linewidth=0.8)
+            ax.set_axisbelow(True)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=4))
+            for i, (v, lo, hi) in enumerate(zip(values, lows, highs)):
+                if v is None:
+                    continue
+                colour = MUTED if i == 0 else ACCENT
+                if lo is not None and hi is not None:
+                    ax.plot([lo, hi], [i, i], color=colour, linewidth=2.5, solid_capstyle="round")
+                ax.plot([v], [i], "o", color=colour, markersize=7)
+            ax.set_title(metric, color=INK, fontsize=10, loc="left")
+        axes[0].set_yticks(range(len(labels)), labels)
+        axes[0].set_ylim(len(labels) - 0.5, -0.5)
+        fig.subplots_adjust(wspace=0.15)
+        return _svg(fig, title, left=_label_margin(labels, width), bottom=0.5 / fig.get_figheight() + 0.05,
+                    top=1 - 0.35 / fig.get_figheight())
 
 
 def shares(labels: list[str], exposure: list[float], catalog: list[float], title: str, *,

@@ -446,14 +446,12 @@ def experiment(name: str):
         abort(404, description=f"No experiment {name!r}.")
     variants = report["variants"]
     labels = [v["variant"] + (" (control)" if v["is_control"] else "") for v in variants]
-    chart_ctr = charts.intervals(labels, [v["ctr"] for v in variants], [v["ctr_low"] for v in variants],
-                                 [v["ctr_high"] for v in variants], "CTR per variant with 95% intervals", xlabel="CTR")
-    chart_conv = charts.intervals(labels, [v["conversion"] for v in variants],
-                                  [v["conversion_low"] for v in variants], [v["conversion_high"] for v in variants],
-                                  "Conversion per variant with 95% intervals", xlabel="conversion")
+    panels = [(title, [v[key] for v in variants], [v[f"{key}_low"] for v in variants],
+               [v[f"{key}_high"] for v in variants])
+              for key, title in (("ctr", "CTR"), ("conversion", "Conversion"), ("revenue_per_user", "Revenue per user"))]
+    chart = charts.intervals(panels, labels, "CTR, conversion and revenue per user per variant, with 95% intervals")
     meta = _one("select * from recs.experiments() where name = %s", (name,))
-    return render_template("console/experiment.html", report=report, meta=meta, chart_ctr=chart_ctr,
-                           chart_conv=chart_conv)
+    return render_template("console/experiment.html", report=report, meta=meta, chart=chart)
 
 
 # --- exposure ----------------------------------------------------------------------------------
