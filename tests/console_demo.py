@@ -47,11 +47,14 @@ def add_traffic(url: str, users: int = TRAFFIC_USERS) -> dict:
         active = [r[0] for r in admin.execute(
             "select u.external_id from pgrecs.events e join pgrecs.users u on u.user_id = e.user_id"
             " group by u.external_id order by count(*) desc, u.external_id limit %s", (users,))]
-    result = CliRunner().invoke(main, ["--db-url", url, "experiment", "create", EXPERIMENT,
-                                       "--variant", "control=home_for_you", "--variant", "diverse=home_diverse",
-                                       "--description", "Does a more diverse home page sell more?"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+        exists = admin.execute("select 1 from pgrecs.experiments where tenant_id = 'default' and name = %s",
+                               (EXPERIMENT,)).fetchone()
+    if not exists:
+        result = CliRunner().invoke(main, ["--db-url", url, "experiment", "create", EXPERIMENT,
+                                           "--variant", "control=home_for_you", "--variant", "diverse=home_diverse",
+                                           "--description", "Does a more diverse home page sell more?"],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
     app = create_app({"DATABASE_URL": url})
     client = app.test_client()
     headers = {"X-API-Key": api_key}
