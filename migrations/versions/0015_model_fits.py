@@ -7,14 +7,14 @@ estimate the memory guard checked) and what came of it (published, or refused by
 `pgrecs models fits` lists them.
 
 Revision ID: 0015_model_fits
-Revises: 0012_sequence_signal
+Revises: 0019_console
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0015_model_fits"
-down_revision = "0012_sequence_signal"
+down_revision = "0019_console"
 branch_labels = None
 depends_on = None
 
