@@ -66,8 +66,9 @@ def cost_table() -> str:
 
 
 def evaluation_table() -> str:
-    lines = ["| dataset | protocol | users | ease (dense) | ease:blocks | blocks / dense | cooccurrence | blocks / cooccurrence |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| dataset | protocol | users | ease (dense) | ease:blocks | blocks / dense | cooccurrence | blocks / cooccurrence "
+             "| recall@20 blocks / dense |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     found = False
     for d in DATASETS:
         for p in PROTOCOLS:
@@ -78,9 +79,11 @@ def evaluation_table() -> str:
             s = {name: v["all"] for name, v in run["strategies"].items() if "all" in v}
             dense, blocks, cooc = (s.get(n, {}).get("ndcg@10") for n in ("ease", "ease:blocks", "cooccurrence"))
             users = s.get("ease", {}).get("users")
+            recall_dense, recall_blocks = (s.get(n, {}).get("recall@20") for n in ("ease", "ease:blocks"))
             lines.append(f"| {d} | {p.replace('_', '-')} | {users} | {_num(dense)} | {_num(blocks)} | "
                          f"{_num(blocks / dense if dense and blocks is not None else None, 3)} | {_num(cooc)} | "
-                         f"{_num(blocks / cooc if cooc and blocks is not None else None, 3)} |")
+                         f"{_num(blocks / cooc if cooc and blocks is not None else None, 3)} | "
+                         f"{_num(recall_blocks / recall_dense if recall_dense and recall_blocks is not None else None, 3)} |")
     return "\n".join(lines) if found else "_not measured yet: `bash benchmarks/cf_quality.sh`_"
 
 
