@@ -77,16 +77,8 @@ begin
     end if;
 
     if has_ease then
-        delete from pgrecs.item_neighbors as n
-        where n.signal = 'ease' and n.tenant_id in (select distinct e.tenant_id from pg_temp.ease_neighbors as e);
-        with inserted as (
-            insert into pgrecs.item_neighbors (tenant_id, signal, item_id, neighbor_item_id, score, rank)
-            select e.tenant_id, 'ease', e.item_id, e.neighbor_item_id, e.score, e.rank
-            from pg_temp.ease_neighbors as e
-            returning item_neighbors.tenant_id
-        )
         insert into publish_counts as c (tenant_id, ease_rows)
-        select inserted.tenant_id, count(*) from inserted group by inserted.tenant_id
+        select r.tenant_id, r.list_rows from pgrecs.replace_signal_lists('ease') as r
         on conflict on constraint publish_counts_pkey do update set ease_rows = excluded.ease_rows;
     end if;
 

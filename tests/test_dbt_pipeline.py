@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from conftest import TEMPLATE, create_database, drop_database
+from pgrecs.signals.ease_fit import EaseSettings
 
 ITEMS = [
     # external_id, title, description, brand, category_path, price, image_url
@@ -414,7 +415,7 @@ def test_ease_reads_the_embeddings_as_side_information(dirty_url, built):
         assert {("a1", "a9"), ("a9", "a1")} <= ease_pairs()
         report = refresh(dirty_url, ease=True, run_tests=False)
         assert report.tenants[0]["ease_rows"] == 0  # nothing changed: kept
-        refresh(dirty_url, ease=True, run_tests=False, ease_semantic_weight=0.0)
+        refresh(dirty_url, ease=True, run_tests=False, ease_settings=EaseSettings(semantic_weight=0.0))
         assert not {p for p in ease_pairs() if "a9" in p}  # plain EASE cannot know a9
     finally:
         with psycopg.connect(dirty_url) as conn:
@@ -422,10 +423,70 @@ def test_ease_reads_the_embeddings_as_side_information(dirty_url, built):
             conn.execute("delete from pgrecs.items where external_id = 'a9'")
 
 
-def test_ease_skips_a_tenant_over_the_item_limit(dirty_url, built):
-    from pgrecs.signals.refresh import compute_ease
+def run_cli(url, *args):
+    from click.testing import CliRunner
 
-    notes: list[str] = []
-    assert compute_ease(dirty_url, 300.0, 50, max_items=2, notes=notes) == {}
-    assert len(notes) == 1 and "EASE skipped for tenant default" in notes[0] and "limit of 2" in notes[0]
-    assert set(compute_ease(dirty_url, 300.0, 50, max_items=1000, notes=notes)) == {"default"}
+    from pgrecs.cli import main
+
+    return CliRunner().invoke(main, ["--db-url", url, *args], catch_exceptions=False)
+
+
+def test_ease_above_the_dense_limit_is_fitted_by_blocks_on_its_own_schedule(dirty_url, built):
+    """A tenant above --ease-max-items: a plain full refresh leaves its EASE lists as they are
+    (with a note), `pgrecs refresh --cf` fits it by blocks (here one block: the dense lists
+    exactly), publishes the lists and records the fit; `pgrecs models fits` lists it."""
+    from pgrecs.signals.ease_fit import EaseSettings, compute_ease
+    from pgrecs.signals.refresh import refresh
+
+    def ease_rows():
+        return sorted((r["item_id"], r["neighbor_item_id"], round(r["score"], 5)) for r in query(
+            dirty_url, "select item_id, neighbor_item_id, score from pgrecs.item_neighbors where signal = 'ease'"))
+
+    dense = compute_ease(dirty_url, EaseSettings(), [], tenants=["default"])["default"]
+    assert len(dense.item_ids) > 0
+    with psycopg.connect(dirty_url) as conn:
+        conn.execute("delete from pgrecs.item_neighbors where signal = 'ease'")
+    report = refresh(dirty_url, full=True, run_tests=False, ease_settings=EaseSettings(max_dense_items=2))
+    assert any("fitted by blocks on its own schedule" in n and "refresh --cf" in n for n in report.notes)
+    assert ease_rows() == []  # kept as they were (none), not silently dropped by a fit
+    fits_before = query(dirty_url, "select count(*) as n from pgrecs.model_fits")[0]["n"]
+
+    result = run_cli(dirty_url, "refresh", "--cf", "--ease-max-items", "2")
+    assert result.exit_code == 0, result.output
+    assert "EASE (blocks) for tenant default" in result.output
+    expected = sorted((int(a), int(b), round(float(c), 5)) for a, b, c in zip(dense.item_ids, dense.neighbor_ids, dense.scores))
+    got = ease_rows()
+    assert [r[:2] for r in got] == [r[:2] for r in expected]
+    assert [r[2] for r in got] == pytest.approx([r[2] for r in expected], rel=1e-3)
+    fit = query(dirty_url, "select * from pgrecs.model_fits order by fit_id desc limit 1")[0]
+    assert fit["method"] == "blocks" and fit["status"] == "published" and fit["signal"] == "ease"
+    last_event = query(dirty_url, "select last_event_id from pgrecs.refresh_state where tenant_id = 'default'")[0]
+    assert fit["last_event_id"] == last_event["last_event_id"]
+    counts = query(dirty_url, "select count(distinct user_id) as users, count(*) as pairs"
+                              " from recs_intermediate.int_user_items_aggregated")[0]
+    assert (fit["users"], fit["interactions"], fit["neighbor_rows"]) == (counts["users"], counts["pairs"], len(dense.item_ids))
+    assert fit["parameters"]["block_size"] == 1000 and fit["library_versions"]["pymetis"]
+    assert fit["fit_seconds"] > 0 and fit["peak_rss_bytes"] > 0 and fit["estimated_bytes"] > 0
+    assert query(dirty_url, "select count(*) as n from pgrecs.model_fits")[0]["n"] == fits_before + 1
+
+    # nothing changed since: --cf keeps the lists and records no fit
+    result = run_cli(dirty_url, "refresh", "--cf", "--ease-max-items", "2")
+    assert result.exit_code == 0 and "unchanged since it was fitted" in result.output
+    listed = run_cli(dirty_url, "models", "fits")
+    assert listed.exit_code == 0 and f"{fit['fit_id']}\t" in listed.output and "\tblocks\tpublished\t" in listed.output
+
+
+def test_memory_guard_refuses_a_fit_that_would_not_fit(dirty_url, built):
+    """The estimate is checked before anything is allocated: one error line, exit 1, the
+    published lists untouched, the refusal recorded."""
+    before = query(dirty_url, "select count(*) as n, sum(score) as s from pgrecs.item_neighbors where signal = 'ease'")[0]
+    result = run_cli(dirty_url, "refresh", "--cf", "--ease-method", "blocks", "--ease-lambda", "301",
+                     "--ease-memory-limit", "0.000001")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("error: EASE (blocks) for tenant default needs about ")
+    assert "fit refused, published lists kept" in lines[-1] and "Traceback" not in result.output
+    after = query(dirty_url, "select count(*) as n, sum(score) as s from pgrecs.item_neighbors where signal = 'ease'")[0]
+    assert after == before
+    fit = query(dirty_url, "select * from pgrecs.model_fits order by fit_id desc limit 1")[0]
+    assert fit["status"] == "refused" and fit["estimated_bytes"] > fit["memory_limit_bytes"] and fit["fit_seconds"] is None

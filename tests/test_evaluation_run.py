@@ -136,13 +136,17 @@ def test_evaluate_scores_the_semantic_signal_of_each_model(cli, conn, db_url, tm
     assert worker.drain(db_url, "default", progress=False).embedded == 30
     assert worker.drain(db_url, "default", "minilm-fp32", progress=False).embedded == 30
 
-    result = cli("evaluate", "--strategies", "semantic,semantic:*,ease,ease:plain", "--k", "10", "--out", str(tmp_path))
+    result = cli("evaluate", "--strategies", "semantic,semantic:*,ease,ease:plain,ease:blocks", "--k", "10",
+                 "--ease-block-size", "10", "--ease-halo-size", "5", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert "semantic lists from model minilm-fp32: 30 items" in result.output
     assert "EASE lists without side information" in result.output
+    assert "EASE lists by blocks" in result.output
     report = json.loads((tmp_path / "evaluation.json").read_text())
-    assert set(report["strategies"]) == {"semantic", "semantic:minilm-fp32", "ease", "ease:plain"}
+    assert set(report["strategies"]) == {"semantic", "semantic:minilm-fp32", "ease", "ease:plain", "ease:blocks"}
     ndcg = {n: r["slices"]["all"]["metrics"]["ndcg@10"] for n, r in report["strategies"].items()}
-    # the same model in two precisions ranks alike; all find the user's cluster (random is ~0.1)
+    # the same model in two precisions ranks alike; all find the user's cluster (random is ~0.1);
+    # EASE by blocks of 10 (the clusters) with a halo of 5 ranks as dense EASE does
     assert abs(ndcg["semantic"] - ndcg["semantic:minilm-fp32"]) < 0.05
+    assert abs(ndcg["ease:blocks"] - ndcg["ease"]) < 0.05
     assert min(ndcg.values()) > 0.2

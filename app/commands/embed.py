@@ -62,7 +62,8 @@ def embed(ctx, model, batch_size, neighbors, watch, idle_seconds, workers, as_js
 
 @click.group()
 def models():
-    """Embedding models: list, register a local model, distill the fast tier."""
+    """Embedding models: list, register a local model, distill the fast tier; fits of the collaborative model."""
+
 
 
 @models.command("list")
@@ -134,5 +135,10 @@ def models_distill_fast(ctx, name, output, pca_dims):
         spec = register_model(conn, name, str(target), version="model2vec", tier="fast")
     click.echo(f"registered {spec.name} ({spec.dimensions}d, fast); run `pgrecs embed --model {spec.name}`")
 
+
+# the learned collaborative model's lineage, beside the embedding models
+from pgrecs.commands.fits import fits  # noqa: E402
+
+models.add_command(fits)
 
 COMMANDS = [embed, models]

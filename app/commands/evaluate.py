@@ -59,6 +59,7 @@ def _parse_cutoff(value: str | None) -> float | None:
 @click.option("--strategies", default=None,
               help="comma list (default all): random, popularity, cooccurrence, sequence, ease, semantic, hybrid:<placement> "
                    "or hybrid:*, weights, tuned, ease:plain (EASE without the text side information), "
+                   "ease:blocks (EASE by blocks, the solver above the dense limit), "
                    "cooccurrence:raw_counts, semantic:<model>, baseline:popularity, baseline:item_knn, "
                    "baseline:ease, baseline:als.")
 @click.option("--weights", default=None, help="extra strategy with these weights, e.g. semantic=0.5,cooccurrence=1.")
@@ -77,10 +78,15 @@ def _parse_cutoff(value: str | None) -> float | None:
 @click.option("--max-users", type=int, default=None, help="evaluate a seeded sample of test users (default: all).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--dataset", default=None, help="label stored with the run and shown in the report.")
+@click.option("--ease-block-size", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="ease:blocks: items per block (as `pgrecs refresh --ease-block-size`).")
+@click.option("--ease-halo-size", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="ease:blocks: halo items per block (as `pgrecs refresh --ease-halo-size`).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("evaluation"), show_default=True)
 @click.pass_context
 def evaluate(ctx, protocol, cutoff, min_history, ks, strategies, weights, tune, tune_placement, tune_users,
-             tune_trials, tune_folds, tune_signals, summary_path, max_users, seed, dataset, out_dir):
+             tune_trials, tune_folds, tune_signals, summary_path, max_users, seed, dataset, ease_block_size,
+             ease_halo_size, out_dir):
     """Offline evaluation through the serving SQL, with external baselines; writes JSON + HTML."""
     from pgrecs.evaluation import report as report_mod
     from pgrecs.evaluation.runner import Options, evaluate as run
@@ -89,6 +95,7 @@ def evaluate(ctx, protocol, cutoff, min_history, ks, strategies, weights, tune, 
                    strategies=tuple(s.strip() for s in strategies.split(",")) if strategies else None,
                    weights=_parse_weights(weights), tune=tune, tune_placement=tune_placement,
                    tune_users=tune_users, tune_trials=tune_trials, tune_folds=tune_folds, tune_signals=tune_signals, max_users=max_users, seed=seed, dataset=dataset,
+                   ease_block_size=ease_block_size, ease_halo_size=ease_halo_size,
                    progress=lambda m: click.echo(m, err=True))
     result = run(url_from(ctx), tenant_from(ctx), opts)
     json_path, html_path = report_mod.write(result, out_dir)

@@ -1,4 +1,4 @@
-"""`pgrecs refresh` (dbt build + EASE + publish) and `pgrecs audit` (catalog metadata report)."""
+"""`pgrecs refresh` (dbt build + EASE + publish; `--cf`: EASE alone) and `pgrecs audit` (catalog metadata report)."""
 
 from __future__ import annotations
 
@@ -73,8 +73,21 @@ class _Progress:
 @click.option("--ease-semantic-weight", type=click.FloatRange(min=0), default=10.0, show_default=True,
               help="Weight of the default model's text embeddings as EASE side information "
                    "(0: plain EASE; above 0, embedded items without interactions join EASE too).")
-@click.option("--ease-max-items", type=int, default=20_000, show_default=True,
-              help="Skip EASE for a tenant with more items (with interactions or embeddings) than this.")
+@click.option("--ease-max-items", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Largest EASE model (items with interactions or embeddings) solved densely; a larger one is "
+                   "fitted by blocks, on its own schedule (--cf) unless --ease is given.")
+@click.option("--ease-method", type=click.Choice(["auto", "dense", "blocks"]), default="auto", show_default=True,
+              help="EASE solver: auto (dense up to --ease-max-items, blocks above), or one of them for every tenant.")
+@click.option("--ease-block-size", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="EASE by blocks: items per block (each block is solved with its halo in one dense system).")
+@click.option("--ease-halo-size", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="EASE by blocks: items outside a block, most connected to it, that predict its items too.")
+@click.option("--ease-memory-limit", type=click.FloatRange(min=0, min_open=True), default=None, metavar="GIB",
+              help="Refuse an EASE fit whose estimated peak memory exceeds this many GiB "
+                   "(default: the memory available when the fit starts).")
+@click.option("--cf", "cf_only", is_flag=True,
+              help="Fit only the learned collaborative model (EASE, dense or by blocks) on the interactions of the "
+                   "last refresh and publish its lists; no dbt build. Schedule it on its own (e.g. nightly).")
 @click.option("--top-n", type=int, default=50, show_default=True, help="Neighbours kept per item and signal.")
 @click.option("--var", "dbt_vars", multiple=True, metavar="KEY=VALUE",
               help="A dbt var, e.g. --var popularity_half_life_days=7 --var 'event_weights={purchase: 10}'.")
@@ -85,15 +98,23 @@ class _Progress:
                    "sparse matrix product in Python (same scores).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 @click.pass_context
-def refresh(ctx, full, ease, sequence, ease_lambda, ease_semantic_weight, ease_max_items, top_n, dbt_vars, run_tests, cooccurrence_in_dbt, quiet):
+def refresh(ctx, full, ease, sequence, ease_lambda, ease_semantic_weight, ease_max_items, ease_method, ease_block_size,
+            ease_halo_size, ease_memory_limit, cf_only, top_n, dbt_vars, run_tests, cooccurrence_in_dbt, quiet):
     """Rebuild the dbt marts and publish co-occurrence, next-item, EASE, popularity and quality signals."""
+    from pgrecs.signals.ease_fit import EaseSettings
     from pgrecs.signals.refresh import refresh as run_refresh
 
     url = url_from(ctx)
+    ease_settings = EaseSettings(lam=ease_lambda, semantic_weight=ease_semantic_weight, top_n=top_n,
+                                 max_dense_items=ease_max_items, block_size=ease_block_size, halo_size=ease_halo_size,
+                                 memory_limit_bytes=int(ease_memory_limit * 2**30) if ease_memory_limit else None,
+                                 method=ease_method)
+    if cf_only:
+        _refresh_collaborative(url, ease_settings)
+        return
     show = None if quiet else _Progress()
     try:
-        report = run_refresh(url, full=full, ease=ease, sequence=sequence, ease_lambda=ease_lambda, ease_semantic_weight=ease_semantic_weight,
-                             ease_max_items=ease_max_items,
+        report = run_refresh(url, full=full, ease=ease, sequence=sequence, ease_settings=ease_settings,
                              top_n=top_n, variables=_parse_vars(dbt_vars), run_tests=run_tests,
                              cooccurrence_in_dbt=cooccurrence_in_dbt, progress=show and show.node,
                              step=show and show.step)
@@ -114,6 +135,20 @@ def refresh(ctx, full, ease, sequence, ease_lambda, ease_semantic_weight, ease_m
                f"{report.tests} tests taking {report.test_seconds:.1f}s of dbt's threads; "
                f"co-occurrence {report.cooccurrence_seconds:.1f}s; EASE {report.ease_seconds:.1f}s; "
                f"publish {report.publish_seconds:.1f}s)")
+
+
+def _refresh_collaborative(url: str, ease_settings) -> None:
+    from pgrecs.signals.refresh import refresh_collaborative
+
+    report = refresh_collaborative(url, ease_settings)
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    rows = {p["tenant_id"]: p["ease_rows"] for p in report.published}
+    for fit in report.fits:
+        click.echo(f"EASE ({fit.method}) for tenant {fit.tenant_id}: {fit.items:,} items, {fit.interactions:,} interactions,"
+                   f" fitted in {fit.fit_seconds:.1f}s, peak memory {fit.peak_rss_bytes / 2**30:.2f} GiB,"
+                   f" {rows.get(fit.tenant_id, 0):,} rows published")
+    click.echo(f"done in {report.seconds:.1f}s")
 
 
 SUMMARY_LABELS = [

@@ -14,8 +14,11 @@ import numpy as np
 from pgrecs.errors import PgrecsError
 from pgrecs.evaluation import baselines, metrics, scratch, splits
 from pgrecs.evaluation.data import Catalog, Interactions, load_catalog, load_interactions
+from pgrecs.signals import ease_blocks
 
 SIGNALS = ("semantic", "cooccurrence", "sequence", "ease", "popularity")
+# strategies that score the placement of `ease` over EASE lists computed another way
+EASE_VARIANTS = ("ease:plain", "ease:blocks")
 SINGLE_SIGNAL_STRATEGIES = {
     "popularity": {"popularity": 1.0},
     "cooccurrence": {"cooccurrence": 1.0},
@@ -43,6 +46,8 @@ class Options:
     max_users: int | None = None
     seed: int = 0
     dataset: str | None = None
+    ease_block_size: int = ease_blocks.DEFAULT_BLOCK_SIZE  # strategy ease:blocks
+    ease_halo_size: int = ease_blocks.DEFAULT_HALO_SIZE
     progress: object = None  # callable(str)
     extra: dict = field(default_factory=dict)
 
@@ -150,7 +155,7 @@ def _sql_strategies(url: str, tenant: str, catalog, inter, split, opts: Options,
     with connect(url, tenant=tenant) as conn:
         base = opts.tune_placement if opts.tune_placement in placements else placements[0]
         for name, weights in SINGLE_SIGNAL_STRATEGIES.items():
-            if _wanted(opts, name):
+            if _wanted(opts, name) or (name == "ease" and any(_wanted(opts, v) for v in EASE_VARIANTS)):
                 scratch.add_placement(conn, tenant, f"eval_{name}", base, scratch.signal_overrides(weights))
                 out[name] = f"eval_{name}"
         for p in placements:
@@ -430,7 +435,7 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
             scratch.refresh(url, tenant, signal_params)
             sql_strats = _sql_strategies(url, tenant, catalog, inter, split, opts, placements,
                                          _placement_overrides(tuned) if tuned else None)
-            recs.update(score(sql_strats, users, kmax, opts))
+            recs.update(score({n: s for n, s in sql_strats.items() if n != "ease" or _wanted(opts, n)}, users, kmax, opts))
             if "cooccurrence" in sql_strats and _wanted(opts, "cooccurrence:raw_counts"):
                 # the same placement over un-normalised co-occurrence (basket counts), for the
                 # normalisation comparison; last, as it replaces the lists in the scratch database
@@ -438,16 +443,26 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
                 raw = sql_strats["cooccurrence"]
                 raw.name = "cooccurrence:raw_counts"
                 recs.update(score({"cooccurrence:raw_counts": raw}, users, kmax, opts))
-            if "ease" in sql_strats and _wanted(opts, "ease:plain"):
-                # the same placement over EASE without the text side information (the purely
-                # collaborative model), to show what the embeddings add; replaces the EASE lists
+            if "ease" in sql_strats:
+                # the same placement over EASE computed another way, replacing the EASE lists in
+                # turn: without the text side information (the purely collaborative model, to show
+                # what the embeddings add), and by blocks (the solver above the dense limit)
                 params = signal_params or {}
-                plain = scratch.ease_neighbors(url, tenant, params.get("ease_lambda", TUNE_EASE_LAMBDAS[0]), 0.0)
-                built = scratch.replace_neighbors(url, tenant, "ease", plain)
-                _log(opts, f"EASE lists without side information: {built} rows")
-                other = copy.copy(sql_strats["ease"])
-                other.name = "ease:plain"
-                recs.update(score({"ease:plain": other}, users, kmax, opts))
+                lam = params.get("ease_lambda", TUNE_EASE_LAMBDAS[0])
+                side = params.get("ease_semantic_weight", TUNE_EASE_SEMANTIC_WEIGHTS[0])
+                variants = {"ease:plain": ("without side information", {"semantic_weight": 0.0}),
+                            "ease:blocks": ("by blocks", {"semantic_weight": side, "method": "blocks",
+                                                          "block_size": opts.ease_block_size,
+                                                          "halo_size": opts.ease_halo_size})}
+                for name in EASE_VARIANTS:
+                    if _wanted(opts, name):
+                        label, solver = variants[name][0], dict(variants[name][1])
+                        built = scratch.replace_neighbors(url, tenant, "ease", scratch.ease_neighbors(
+                            url, tenant, lam, solver.pop("semantic_weight"), **solver))
+                        _log(opts, f"EASE lists {label}: {built} rows")
+                        other = copy.copy(sql_strats["ease"])
+                        other.name = name
+                        recs.update(score({name: other}, users, kmax, opts))
             if "semantic" in sql_strats:
                 # the semantic signal from each other registered model (e.g. the fast static tier
                 # against MiniLM); last, as it replaces the semantic lists in the scratch database

@@ -295,13 +295,14 @@ def raw_count_neighbors(url: str, tenant: str, top_n: int = 50):
     return Neighbors(cat[0], cat[1], cat[2], cat[2].astype(np.int64), cat[3])
 
 
-def ease_neighbors(url: str, tenant: str, lam: float, semantic_weight: float, top_n: int = 50):
-    """EASE lists exactly as `pgrecs refresh` builds them, for other parameters."""
-    from pgrecs.signals.ease import DEFAULT_MAX_ITEMS
-    from pgrecs.signals.refresh import compute_ease
+def ease_neighbors(url: str, tenant: str, lam: float, semantic_weight: float, top_n: int = 50, **solver):
+    """EASE lists exactly as `pgrecs refresh` builds them, for other parameters (`solver`: other
+    EaseSettings fields, e.g. method="blocks", block_size=500)."""
+    from pgrecs.signals.ease_fit import EaseSettings, compute_ease
 
     notes: list[str] = []
-    result = compute_ease(url, lam, top_n, DEFAULT_MAX_ITEMS, notes, tenants=[tenant], semantic_weight=semantic_weight)
+    settings = EaseSettings(lam=lam, semantic_weight=semantic_weight, top_n=top_n, **solver)
+    result = compute_ease(url, settings, notes, tenants=[tenant])
     if tenant not in result:
         raise PgrecsError("; ".join(notes) or f"no interactions for tenant {tenant!r}")
     return result[tenant]

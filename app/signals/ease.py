@@ -5,7 +5,8 @@
 X is the binary user x item interaction matrix. A user's score for item j is sum_i x_ui * B_ij, so
 row i of B is item i's list of neighbours: the top-N positive B_ij are written to
 pgrecs.item_neighbors with signal 'ease'. Dense inversion costs O(items^3) time and items^2 memory
-(float32: 1.6 GB at 20,000 items), hence the item limit.
+(float32: 1.6 GB per matrix at 20,000 items, `dense_bytes`), hence the item limit above which
+pgrecs.signals.ease_blocks solves the same regressions by blocks.
 
 Side information (Jeunen, Van Balen & Goethals, "Closed-form models for collaborative filtering
 with side-information", RecSys 2020): with the items' unit-norm text embeddings E as extra "users",
@@ -27,6 +28,15 @@ DEFAULT_MAX_ITEMS = 20_000
 # alpha: 10 was the best of 0/1/3/10/30 on validation splits of magazine, beauty and MovieLens
 # (../shared/data), and `pgrecs evaluate --tune` kept it on all four datasets
 DEFAULT_SEMANTIC_WEIGHT = 10.0
+
+
+def dense_bytes(n_items: int, n_interactions: int, side_dims: int) -> int:
+    """Peak memory of `ease_from_pairs` before anything is allocated: nine float32 items x items
+    matrices (the Gram matrix, its sparse product's dense copy, the side-information product,
+    numpy's inverse with LAPACK's identity and working copies, B and its top-N pass: 13.5 GiB
+    measured at 20,000 items by benchmarks/bench_cf_scale.py), the embeddings and the
+    interaction matrix."""
+    return int(9 * 4 * n_items * n_items + 4 * n_items * side_dims + 3 * 8 * n_interactions)
 
 
 @dataclass

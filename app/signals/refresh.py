@@ -13,9 +13,11 @@ Incremental (the default once a full refresh has run) does work in proportion to
   since the last refresh (fingerprint `items` in pgrecs.refresh_state.inputs);
 - the dbt tests on the event-level relations read only the rows this run could change (var
   incremental_refresh, macro get_where_subquery); every other model keeps all its tests;
-- EASE, a global model, is kept unless asked for (--ease); asked for, it is skipped when the
-  user x item matrix and the embeddings it reads as side information are the ones it was
-  computed from (fingerprint `ease`);
+- EASE, a global model, is recomputed on full refreshes where it is solved densely and kept
+  otherwise unless asked for (--ease); a tenant too large for the dense solve is fitted by
+  blocks on its own schedule (`pgrecs refresh --cf`, refresh_collaborative; see
+  pgrecs.signals.ease_fit). A fit is skipped when the user x item matrix and the embeddings it
+  reads as side information are the ones it was computed from (fingerprint `ease`);
 - the next-item lists (dbt mart fct_item_sequence, every step of every user: about 10 s at
   1,000,000 events) are kept unless asked for (--sequence).
 
@@ -31,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -42,6 +44,8 @@ from pgrecs.db import connect
 from pgrecs.errors import PgrecsError
 from pgrecs.signals import cooccurrence as cooccurrence_module
 from pgrecs.signals import ease as ease_module
+from pgrecs.signals import ease_fit
+from pgrecs.signals.ease_fit import EaseSettings
 
 
 @dataclass
@@ -134,14 +138,7 @@ def _items_fingerprint(url: str) -> str:
     return f"{count}:{total}:{functions}"
 
 
-# the default model's embeddings of the tenant's active items: EASE's side information
-_EASE_EMBEDDINGS_FROM = """
-    from pgrecs.item_embeddings as e
-    join pgrecs.items as i on i.item_id = e.item_id and i.active
-    where e.model_id = (select m.model_id from pgrecs.embedding_models as m where m.is_default)"""
-
-
-def _ease_fingerprints(url: str, lam: float, top_n: int, semantic_weight: float) -> dict[str, str]:
+def _ease_fingerprints(url: str, settings: EaseSettings) -> dict[str, str]:
     """Per tenant, the binary user x item matrix EASE reads and, when side information is on, the
     embeddings it reads, with its parameters."""
     with connect(url) as conn:
@@ -150,53 +147,24 @@ def _ease_fingerprints(url: str, lam: float, top_n: int, semantic_weight: float)
             " from recs_intermediate.int_user_items_aggregated group by tenant_id").fetchall()
         embedded = dict(conn.execute(
             "select e.tenant_id, count(*) || ':' || sum(hashtextextended(e.item_id::text || encode(e.text_sha256, 'hex'), 0))"
-            + _EASE_EMBEDDINGS_FROM + " group by e.tenant_id").fetchall()) if semantic_weight > 0 else {}
-    return {tenant: f"{count}:{total}:{lam}:{top_n}:{semantic_weight}:{embedded.get(tenant, '')}"
+            + ease_fit.EMBEDDINGS_FROM + " group by e.tenant_id").fetchall()) if settings.semantic_weight > 0 else {}
+    solver = f"{settings.method}:{settings.max_dense_items}:{settings.block_size}:{settings.halo_size}"
+    return {tenant: f"{count}:{total}:{settings.lam}:{settings.top_n}:{settings.semantic_weight}:{solver}:"
+                    f"{embedded.get(tenant, '')}"
             for tenant, count, total in rows}
 
 
-def _ease_side_information(conn, tenant: str) -> tuple[np.ndarray, np.ndarray]:
-    """(item ids, embeddings) of the default model for the tenant's active items."""
-    rows = conn.execute("select e.item_id, e.embedding::vector::real[]" + _EASE_EMBEDDINGS_FROM
-                        + " and e.tenant_id = %s order by e.item_id", (tenant,)).fetchall()
-    if not rows:
-        return np.array([], dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-    return (np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.float32))
-
-
-def compute_ease(url: str, lam: float, top_n: int, max_items: int,
-                 notes: list[str], tenants: list[str] | None = None,
-                 semantic_weight: float = ease_module.DEFAULT_SEMANTIC_WEIGHT) -> dict[str, ease_module.EaseNeighbors]:
-    """EASE neighbours per tenant (all, or the given ones) from recs_intermediate.int_user_items_aggregated,
-    with the default model's embeddings as side information when semantic_weight > 0."""
-    out: dict[str, ease_module.EaseNeighbors] = {}
-    with connect(url) as conn:
-        # the model's size per tenant with interactions: items with interactions, plus the
-        # embedded ones when side information is on
-        counts = conn.execute(
-            "with interacted as (select distinct tenant_id, item_id from recs_intermediate.int_user_items_aggregated),"
-            " embedded as (select e.tenant_id, e.item_id" + _EASE_EMBEDDINGS_FROM + " and %s)"
-            " select tenant_id, count(*) from (select * from interacted union select * from embedded"
-            " where tenant_id in (select tenant_id from interacted)) as u group by tenant_id order by tenant_id",
-            (semantic_weight > 0,)).fetchall()
-        for tenant, n_items in counts:
-            if tenants is not None and tenant not in tenants:
-                continue
-            if n_items > max_items:
-                notes.append(
-                    f"EASE skipped for tenant {tenant}: {n_items:,} items with interactions or embeddings exceed the "
-                    f"limit of {max_items:,} (raise --ease-max-items if memory allows; scoring uses co-occurrence)")
-                continue
-            embedded_ids, embeddings = (_ease_side_information(conn, tenant) if semantic_weight > 0
-                                        else (None, None))
-            rows = conn.execute(
-                "select user_id, item_id from recs_intermediate.int_user_items_aggregated where tenant_id = %s",
-                (tenant,)).fetchall()
-            pairs = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
-            out[tenant] = ease_module.ease_from_pairs(pairs[:, 0], pairs[:, 1], lam=lam, top_n=top_n,
-                                                      embedded_item_ids=embedded_ids, embeddings=embeddings,
-                                                      semantic_weight=semantic_weight)
-    return out
+def _stale_ease(url: str, settings: EaseSettings, snap: Snapshot, everything: bool,
+                notes: list[str]) -> tuple[dict[str, str], list[str]]:
+    """(fingerprint per tenant, the tenants to refit: all with `everything`, else those whose
+    fingerprint differs from the one their lists were fitted from)."""
+    fingerprints = _ease_fingerprints(url, settings)
+    stored = (snap.inputs or {}).get("ease") or {}
+    stale = sorted(t for t, fp in fingerprints.items() if everything or stored.get(t) != fp)
+    if len(stale) < len(fingerprints):
+        notes.append("EASE kept where the user x item matrix is unchanged since it was fitted"
+                     + (f" (refitted for {', '.join(stale)})" if stale else ""))
+    return fingerprints, stale
 
 
 def _project_var(name: str, variables: dict):
@@ -238,9 +206,11 @@ def _copy_neighbors(conn, table: str, per_tenant: dict) -> None:
 def publish(url: str, last_event_ids: dict[str, int], full: bool,
             ease: dict[str, ease_module.EaseNeighbors] | None,
             cooccurrence: dict[str, cooccurrence_module.Neighbors] | None = None,
-            inputs: dict | None = None, sequence: bool = False) -> list[dict]:
-    """One transaction: the neighbour lists and the marts into the tables scoring reads, and the
-    refresh state (with the input fingerprints: {"shared": {...}, "ease": {tenant: fp}}).
+            inputs: dict | None = None, sequence: bool = False,
+            fits: list[ease_fit.FitRecord] | None = None) -> list[dict]:
+    """One transaction: the neighbour lists and the marts into the tables scoring reads, the
+    refresh state (with the input fingerprints: {"shared": {...}, "ease": {tenant: fp}}) and the
+    lineage of the EASE fits.
     sequence: the dbt mart fct_item_sequence was rebuilt by this run, so its lists replace the
     published ones."""
     with connect(url) as conn:
@@ -260,19 +230,51 @@ def publish(url: str, last_event_ids: dict[str, int], full: bool,
         names = [c.name for c in cur.description]
         rows = [dict(zip(names, r)) for r in cur.fetchall()]
         if ease is not None:
-            conn.execute(
-                "update pgrecs.refresh_state set ease_items = %s, ease_note = null where tenant_id = any(%s)",
-                (None, list(ease)))
-            for tenant, nb in ease.items():
-                conn.execute("update pgrecs.refresh_state set ease_items = %s where tenant_id = %s",
-                             (int(len(np.unique(nb.item_ids))), tenant))
+            _record_ease(conn, ease, (inputs or {}).get("ease") or {}, fits or [])
         if inputs is not None:
             conn.execute("update pgrecs.refresh_state set inputs = inputs || jsonb_build_object('shared', %s::jsonb)"
                          " where tenant_id = any(%s)", (json.dumps(inputs["shared"]), list(last_event_ids)))
-            for tenant, fingerprint in (inputs.get("ease") or {}).items():
-                conn.execute("update pgrecs.refresh_state set inputs = inputs || jsonb_build_object('ease', %s::text)"
-                             " where tenant_id = %s", (fingerprint, tenant))
     return rows
+
+
+def _record_ease(conn, ease: dict[str, ease_module.EaseNeighbors], fingerprints: dict[str, str],
+                 fits: list[ease_fit.FitRecord]) -> None:
+    """Per tenant refitted: the items with EASE lists, the fingerprint it was fitted from, and the
+    lineage of every attempted fit (refused ones included)."""
+    for tenant, nb in ease.items():
+        conn.execute("update pgrecs.refresh_state set ease_items = %s, ease_note = null where tenant_id = %s",
+                     (int(len(np.unique(nb.item_ids))), tenant))
+    for tenant, fingerprint in fingerprints.items():
+        conn.execute("update pgrecs.refresh_state set inputs = inputs || jsonb_build_object('ease', %s::text)"
+                     " where tenant_id = %s", (fingerprint, tenant))
+    ease_fit.record_fits(conn, fits)
+
+
+def refresh_collaborative(url: str, settings: EaseSettings, force: bool = False) -> ease_fit.CfReport:
+    """`pgrecs refresh --cf`: only the learned collaborative model. Every tenant whose interaction
+    matrix (as the last refresh built it), embeddings or parameters changed since its last fit
+    (every tenant with force) is fitted, dense or by blocks, and its lists, refresh state and
+    lineage are published in one transaction; no dbt build, nothing else replaced."""
+    report = ease_fit.CfReport()
+    started = time.perf_counter()
+    snap = _snapshot(url)
+    if not snap.marks:
+        raise PgrecsError("no refresh has run yet: run `pgrecs refresh` first (it builds the interaction matrix)")
+    fingerprints, stale = _stale_ease(url, settings, snap, force, report.notes)
+    result = ease_fit.compute_ease(url, settings, report.notes, tenants=stale, last_event_ids=snap.marks,
+                                   fits=report.fits) if stale else {}
+    with connect(url) as conn:
+        if result:
+            _copy_neighbors(conn, "ease_neighbors", result)
+            cur = conn.execute("select tenant_id, list_rows from pgrecs.replace_signal_lists('ease')")
+            report.published = [{"tenant_id": t, "ease_rows": n} for t, n in cur.fetchall()]
+        _record_ease(conn, result, {t: fingerprints[t] for t in result}, report.fits)
+    report.seconds = time.perf_counter() - started
+    refused = [f for f in report.fits if f.status == "refused"]
+    if refused:
+        more = f" ({len(refused) - 1} more tenants refused)" if len(refused) > 1 else ""
+        raise PgrecsError(refused[0].note + more)
+    return report
 
 
 def _build(url: str, run_tests: bool, full: bool, dbt_vars: dict, exclude: str | None,
@@ -289,9 +291,7 @@ def _build(url: str, run_tests: bool, full: bool, dbt_vars: dict, exclude: str |
 
 
 def refresh(url: str, *, full: bool | None = None, ease: bool | None = None, sequence: bool | None = None,
-            ease_lambda: float = ease_module.DEFAULT_LAMBDA, ease_max_items: int = ease_module.DEFAULT_MAX_ITEMS,
-            ease_semantic_weight: float = ease_module.DEFAULT_SEMANTIC_WEIGHT,
-            top_n: int = 50, variables: dict | None = None, run_tests: bool = True,
+            ease_settings: EaseSettings | None = None, top_n: int = 50, variables: dict | None = None, run_tests: bool = True,
             cooccurrence_in_dbt: bool = False,
             progress: Callable[[dbt.NodeResult, int, int], None] | None = None,
             step: Callable[[str], None] | None = None) -> RefreshReport:
@@ -390,19 +390,21 @@ def refresh(url: str, *, full: bool | None = None, ease: bool | None = None, seq
 
     ease_result = None
     ease_inputs: dict[str, str] = {}
+    fits: list[ease_fit.FitRecord] = []
+    ease_settings = replace(ease_settings or EaseSettings(), top_n=top_n)
     if ease is None:
-        ease = full
+        # a plain full refresh fits dense EASE inline; a model that needs the block solver runs on
+        # its own schedule (`pgrecs refresh --cf`), so the refresh keeps its time budget
+        ease, defer_blocks = full, True
+    else:
+        defer_blocks = False
     if ease:
         say("EASE")
         started = time.perf_counter()
-        ease_inputs = _ease_fingerprints(url, ease_lambda, top_n, ease_semantic_weight)
-        stored = (snap.inputs or {}).get("ease") or {}
-        stale = sorted(t for t, fp in ease_inputs.items() if full or stored.get(t) != fp)
-        if len(stale) < len(ease_inputs):
-            report.notes.append("EASE kept where the user x item matrix is unchanged since it was computed"
-                                + (f" (recomputed for {', '.join(stale)})" if stale else ""))
-        ease_result = compute_ease(url, ease_lambda, top_n, ease_max_items, report.notes, tenants=stale,
-                                   semantic_weight=ease_semantic_weight) if stale else None
+        ease_inputs, stale = _stale_ease(url, ease_settings, snap, full, report.notes)
+        ease_result = ease_fit.compute_ease(url, ease_settings, report.notes, tenants=stale,
+                                            last_event_ids=snap.last_event_ids, fits=fits,
+                                            defer_blocks=defer_blocks) if stale else None
         ease_inputs = {t: ease_inputs[t] for t in (ease_result or {})}
         report.ease_seconds = time.perf_counter() - started
     else:
@@ -412,6 +414,6 @@ def refresh(url: str, *, full: bool | None = None, ease: bool | None = None, seq
     started = time.perf_counter()
     report.tenants = publish(url, snap.last_event_ids, full, ease_result, cooccurrence_result,
                              inputs={"shared": {"settings": settings, "items": items}, "ease": ease_inputs},
-                             sequence=report.sequence)
+                             sequence=report.sequence, fits=fits)
     report.publish_seconds = time.perf_counter() - started
     return report
