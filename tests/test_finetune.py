@@ -163,7 +163,7 @@ def test_training_is_deterministic_for_a_seed_and_the_mix_interpolates(minilm):
 
 
 @pytest.mark.slow
-def test_tiny_finetune_end_to_end_records_lineage(cli, conn, tmp_path, monkeypatch):
+def test_tiny_finetune_end_to_end_records_lineage(cli, conn, db_url, tmp_path, monkeypatch):
     monkeypatch.setenv("PGRECS_HOME", str(tmp_path / "home"))
     assert cli("load", "items", str(SAMPLE / "items.jsonl.gz"), "-q").exit_code == 0
     assert cli("load", "events", str(SAMPLE / "events.jsonl.gz"), "-q").exit_code == 0
@@ -203,6 +203,12 @@ def test_tiny_finetune_end_to_end_records_lineage(cli, conn, tmp_path, monkeypat
 
     encoder = get_encoder(source)
     assert encoder.dimensions == 384 and encoder.max_tokens == 256
+    # `pgrecs evaluate --strategies semantic:shop-tuned` serves the candidate inside its scratch database
+    from pgrecs.evaluation import scratch
+
+    assert scratch.use_semantic_model(db_url, "default", "shop-tuned") == 0
+    assert conn.execute("select is_default, state from pgrecs.embedding_models where name = 'shop-tuned'").fetchone() == (
+        True, "active")
 
 
 def test_errors_are_one_line(world, cli, tmp_path, monkeypatch):

@@ -119,10 +119,12 @@ def models_register(ctx, name, path, version, tier, precision, make_default):
               help="Training window: only events before this ISO date or time (default: every event).")
 @click.option("--sources", default=",".join(RECIPE.sources), show_default=True,
               help="Pair sources: basket (same session), sequence (next-item steps), coengagement (same user).")
-@click.option("--max-pairs", default=RECIPE.max_pairs, show_default=True, type=click.IntRange(1, 10_000_000))
+@click.option("--max-pairs", default=RECIPE.max_pairs, show_default=True, type=click.IntRange(1, 10_000_000),
+              help="Most training pairs: every item's best pair first, then every item's second, ...")
 @click.option("--per-item", default=RECIPE.per_item, show_default=True, type=click.IntRange(1, 1000),
               help="Pairs an item may take part in, per source (best-sellers do not dominate).")
-@click.option("--epochs", default=RECIPE.epochs, show_default=True, type=click.IntRange(1, 100))
+@click.option("--epochs", default=RECIPE.epochs, show_default=True, type=click.IntRange(1, 100),
+              help="Passes over the pairs.")
 @click.option("--max-seq-length", default=RECIPE.max_seq_length, show_default=True, type=click.IntRange(8, 512),
               help="Tokens of each text trained on (embedding still reads as many as the base model).")
 @click.option("--learning-rate", default=RECIPE.learning_rate, show_default=True, type=click.FloatRange(0, 1, min_open=True))
@@ -132,7 +134,8 @@ def models_register(ctx, name, path, version, tier, precision, make_default):
               help="Add one mined hard negative per pair (same category, never engaged together).")
 @click.option("--mix", default=RECIPE.mix, show_default=True, type=click.FloatRange(0, 1),
               help="Weight-space mix with the base model: base + mix x (fine-tuned - base).")
-@click.option("--seed", default=RECIPE.seed, show_default=True, type=int)
+@click.option("--seed", default=RECIPE.seed, show_default=True, type=int,
+              help="Seed of the batch order and training (same seed and pairs: the same model).")
 @click.option("--json", "as_json", is_flag=True, help="Print the lineage as JSON.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
@@ -152,7 +155,6 @@ def models_finetune(ctx, base_name, name, before, sources, max_pairs, per_item, 
         spec, record = finetune(conn, base_name, name, None if cutoff is None else datetime.fromtimestamp(cutoff, timezone.utc),
                                 recipe, load_settings().home, progress=lambda m: click.echo(m, err=True),
                                 show_bar=not quiet)
-        conn.commit()
     if as_json:
         click.echo(json.dumps(record, indent=2))
         return

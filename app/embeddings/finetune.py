@@ -345,6 +345,7 @@ def finetune(conn, base_name: str, name: str, before: datetime | None, recipe: R
             raise PgrecsError(f"only {kept} pairs have a hard negative (at least {MIN_PAIRS} needed): "
                               "train without --hard-negatives")
         say(f"{kept} pairs with a hard negative")
+    conn.commit()  # no transaction stays open through the training
     say(f"training on {device()}: {recipe.epochs} epoch(s) of {len(pairs)} pairs, batch {recipe.batch_size}")
     trained = train(base_path, pairs, recipe, progress=show_bar)
     target = home / "models" / name
