@@ -1,6 +1,7 @@
 """Recipe search for `pgrecs models finetune`, on validation only.
 
     python -m benchmarks.finetune_recipes --db-url URL --dataset NAME [--recipe JSON] [--mixes 0.5,1]
+    python -m benchmarks.finetune_recipes --table     (Markdown table of every recipe tried)
 
 The database holds one dataset, loaded and embedded with the base model. The protocol is the one
 `pgrecs evaluate --protocol time-split` uses (train before the 80th percentile of event times),
@@ -138,7 +139,7 @@ def score_embeddings(setup: dict, emb: np.ndarray) -> dict:
 
 def encode(model, setup: dict) -> np.ndarray:
     ok = setup["embeddable"]
-    out = np.zeros((len(ok), model.get_sentence_embedding_dimension()), dtype=np.float32)
+    out = np.zeros((len(ok), model.get_embedding_dimension()), dtype=np.float32)
     texts = [setup["text"][i] for i in np.flatnonzero(ok)]
     out[ok] = model.encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
     return out
@@ -151,15 +152,43 @@ def paired_ci(candidate: list[float], base: list[float], seed: int = 0, n: int =
     return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
 
 
+def markdown_table(results: dict) -> str:
+    """Every recipe tried: validation NDCG@10 / HR@10 / cold-start HR@10 of each weight mix next
+    to the base model's, pairs and training time."""
+    lines = ["| dataset | recipe | pairs (by source) | training s | mix | NDCG@10 (base) | HR@10 (base) "
+             "| cold HR@10 (base) | NDCG@10 ratio [95% CI of the difference] |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    defaults = {**asdict(finetune.Recipe()), "sources": list(finetune.SOURCES)}
+    for run in results["runs"]:
+        changed = {k: v for k, v in run["recipe"].items() if defaults.get(k) != v and k != "mix"}
+        recipe = ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
+        sources = ", ".join(f"{k} {v}" for k, v in sorted(run["pairs_by_source"].items()))
+        base = run["base"]
+        for mix, m in run["mixes"].items():
+            cold = "-" if m["cold_hit_rate@10"] is None else f"{m['cold_hit_rate@10']:.3f} ({base['cold_hit_rate@10']:.3f})"
+            lo, hi = m["ndcg_ci_vs_base"]
+            lines.append(f"| {run['dataset']} | {run['label']}: {recipe} | {run['pairs']} ({sources}) | "
+                         f"{run['training_seconds']:.0f} | {mix} | {m['ndcg@10']:.4f} ({base['ndcg@10']:.4f}) | "
+                         f"{m['hit_rate@10']:.3f} ({base['hit_rate@10']:.3f}) | {cold} | "
+                         f"{m['ndcg_ratio_vs_base']:.3f} [{lo:+.4f}, {hi:+.4f}] |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--db-url", required=True)
-    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--table", action="store_true", help="print the Markdown table of every recipe tried and exit")
+    parser.add_argument("--db-url")
+    parser.add_argument("--dataset")
     parser.add_argument("--recipe", default="{}", help="JSON of Recipe fields that differ from the defaults")
     parser.add_argument("--mixes", default="1.0")
     parser.add_argument("--label", default=None)
     parser.add_argument("--base", default="all-MiniLM-L6-v2")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(OUT.read_text())))
+        return 0
+    if not (args.db_url and args.dataset):
+        parser.error("--db-url and --dataset are required")
 
     setup = validation_setup(args.db_url)
     tr = setup["train"]
@@ -225,9 +254,13 @@ def main() -> int:
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "load_average_1m": round(__import__("os").getloadavg()[0], 2),
     }
-    existing = json.loads(OUT.read_text()) if OUT.exists() else {"machine": machine_info(), "runs": []}
-    existing["runs"].append(record)
-    OUT.write_text(json.dumps(existing, indent=2) + "\n")
+    import fcntl
+
+    with open(OUT.with_suffix(".lock"), "w") as lock:  # runs may finish together
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        existing = json.loads(OUT.read_text()) if OUT.exists() else {"machine": machine_info(), "runs": []}
+        existing["runs"].append(record)
+        OUT.write_text(json.dumps(existing, indent=2) + "\n")
     return 0
 
 

@@ -21,12 +21,14 @@ create or replace function pgrecs.finetune_pairs(
     per_item integer default 5,
     max_pairs integer default 10000,
     shrinkage double precision default 2,
-    max_basket_items integer default 50
+    max_basket_items integer default 20
 )
 returns table (anchor_item_id bigint, positive_item_id bigint, source text, strength double precision,
                pair_rank integer, anchor_text text, positive_text text)
 language sql
 stable parallel safe
+-- pair counting and ranking sort millions of rows on a large shop (UCI Online Retail: 14M pair rows)
+set work_mem = '256MB'
 as $$
     with
     embeddable as materialized (
@@ -52,7 +54,8 @@ as $$
         -- ranked by recency (ties by item id) and capped at max_basket_items per basket
         select b.source, b.basket, b.item_id
         from (
-            select 'basket'::text as source, w.user_id::text || ' ' || w.session_id as basket, w.item_id,
+            select 'basket'::text as source, hashtextextended(w.user_id::text || ' ' || w.session_id, 0) as basket,
+                   w.item_id,
                    row_number() over (partition by w.user_id, w.session_id
                                       order by max(w.occurred_at) desc, w.item_id desc) as recency
             from windowed as w
@@ -60,7 +63,7 @@ as $$
               and 'basket' = any(finetune_pairs.sources)
             group by w.user_id, w.session_id, w.item_id
             union all
-            select 'coengagement', w.user_id::text, w.item_id,
+            select 'coengagement', w.user_id, w.item_id,
                    row_number() over (partition by w.user_id order by max(w.occurred_at) desc, w.item_id desc)
             from windowed as w
             where 'coengagement' = any(finetune_pairs.sources)
