@@ -51,8 +51,10 @@ as $$
           and (finetune_pairs.before is null or e.occurred_at < finetune_pairs.before)
     ),
     basket_items as (
-        -- ranked by recency (ties by item id) and capped at max_basket_items per basket
-        select b.source, b.basket, b.item_id
+        -- ranked by recency (ties by item id) and capped at max_basket_items per basket; each row
+        -- carries its item's basket count (a join to a count table is planned as a nested loop:
+        -- the planner cannot estimate the embeddable items)
+        select b.source, b.basket, b.item_id, count(*) over (partition by b.source, b.item_id) as baskets
         from (
             select 'basket'::text as source, hashtextextended(w.user_id::text || ' ' || w.session_id, 0) as basket,
                    w.item_id,
@@ -71,21 +73,16 @@ as $$
         ) as b
         where b.recency <= finetune_pairs.max_basket_items
     ),
-    basket_counts as (
-        select bi.source, bi.item_id, count(*) as baskets
-        from basket_items as bi
-        group by bi.source, bi.item_id
-    ),
     basket_pairs as (
-        select a.source, a.item_id as a, b.item_id as b, count(*) as together
+        select a.source, a.item_id as a, b.item_id as b, a.baskets as a_baskets, b.baskets as b_baskets,
+               count(*) as together
         from basket_items as a
         inner join basket_items as b
             on b.source = a.source and b.basket = a.basket and b.item_id > a.item_id
-        group by a.source, a.item_id, b.item_id
+        group by a.source, a.item_id, b.item_id, a.baskets, b.baskets
     ),
     tie_groups as (
-        select g.user_id, g.items,
-               row_number() over (partition by g.user_id order by g.occurred_at) as position
+        select g.items, lead(g.items) over (partition by g.user_id order by g.occurred_at) as next_items
         from (
             -- a group bigger than max_basket_items keeps a sample chosen by a hash of the item id
             select d.user_id, d.occurred_at,
@@ -100,12 +97,12 @@ as $$
     ),
     steps as (
         select x.item_id as a, y.item_id as b,
-               1.0::double precision / (cardinality(g1.items) * cardinality(g2.items)) as weight
-        from tie_groups as g1
-        inner join tie_groups as g2 on g2.user_id = g1.user_id and g2.position = g1.position + 1
-        cross join lateral unnest(g1.items) as x (item_id)
-        cross join lateral unnest(g2.items) as y (item_id)
-        where x.item_id <> y.item_id
+               1.0::double precision / (cardinality(g.items) * cardinality(g.next_items)) as weight
+        from tie_groups as g
+        cross join lateral unnest(g.items) as x (item_id)
+        cross join lateral unnest(g.next_items) as y (item_id)
+        where g.next_items is not null
+          and x.item_id <> y.item_id
     ),
     step_scores as (
         select s.a, s.b, sum(s.weight) / (sum(sum(s.weight)) over (partition by s.a) + finetune_pairs.shrinkage) as score
@@ -114,10 +111,9 @@ as $$
     ),
     scored as (
         select p.source, p.a, p.b,
-               p.together / sqrt(ca.baskets * cb.baskets) * p.together / (p.together + finetune_pairs.shrinkage) as strength
+               p.together / sqrt(p.a_baskets * p.b_baskets) * p.together / (p.together + finetune_pairs.shrinkage)
+                   as strength
         from basket_pairs as p
-        inner join basket_counts as ca on ca.source = p.source and ca.item_id = p.a
-        inner join basket_counts as cb on cb.source = p.source and cb.item_id = p.b
         union all
         select 'sequence', least(s.a, s.b), greatest(s.a, s.b), max(s.score)
         from step_scores as s
