@@ -158,10 +158,10 @@ def markdown_table(results: dict) -> str:
     lines = ["| dataset | recipe | pairs (by source) | training s | mix | NDCG@10 (base) | HR@10 (base) "
              "| cold HR@10 (base) | NDCG@10 ratio [95% CI of the difference] |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    defaults = {**asdict(finetune.Recipe()), "sources": list(finetune.SOURCES)}
     for run in results["runs"]:
-        changed = {k: v for k, v in run["recipe"].items() if defaults.get(k) != v and k != "mix"}
-        recipe = ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
+        r = run["recipe"]
+        recipe = (f"lr {r['learning_rate']:g}, {r['epochs']} epoch(s), <= {r['max_pairs']} pairs, {r['per_item']} per item, "
+                  f"length {r['max_seq_length']}, batch {r['batch_size']}{', hard negatives' if r['hard_negatives'] else ''}")
         sources = ", ".join(f"{k} {v}" for k, v in sorted(run["pairs_by_source"].items()))
         base = run["base"]
         for mix, m in run["mixes"].items():

@@ -10,7 +10,7 @@
    negatives; the no-duplicates batch sampler keeps an item's text from being its own negative),
    seeded, on a GPU when torch sees one, else on the CPU.
 4. Weight-space ensembling: the saved weights are base + mix x (fine-tuned - base); mix < 1
-   keeps part of what the base model knows (measured on validation, see RECIPE).
+   keeps part of what the base model knows (chosen on validation, see Recipe).
 5. The model is saved under PGRECS_HOME/models/NAME and registered as a candidate, with its
    lineage (base, window, pair counts, hyperparameters, training time, library versions).
 """
@@ -35,20 +35,23 @@ LIBRARIES = ("sentence-transformers", "transformers", "torch", "datasets", "acce
 
 @dataclass(frozen=True)
 class Recipe:
-    """What is mined and how it is trained; the defaults are the recipe chosen on validation
-    (benchmarks/results/finetune_recipes.json)."""
+    """What is mined and how it is trained. The defaults are the best recipe on validation
+    (benchmarks/results/finetune_recipes.json, UCI Online Retail: NDCG@10 x1.08 with the 95%
+    interval of the paired difference above zero, cold-start HR@10 not lower): a short, hot run
+    (2,000 pairs, one epoch at 1e-4) mixed back to a quarter of its move away from the base model;
+    the fine-tuned weights alone (mix 1) were worse than the base."""
 
     sources: tuple[str, ...] = SOURCES
-    max_pairs: int = 10000
+    max_pairs: int = 2000
     per_item: int = 5
     epochs: int = 1
     max_seq_length: int = 128
-    learning_rate: float = 2e-5
+    learning_rate: float = 1e-4
     batch_size: int = 32
     warmup_ratio: float = 0.1
     hard_negatives: bool = False
     negative_margin: float = 0.05
-    mix: float = 1.0
+    mix: float = 0.25
     seed: int = 0
 
     def check(self) -> None:
