@@ -44,6 +44,10 @@ grant usage, select on all sequences in schema pgrecs to pgrecs_api;
 grant execute on all functions in schema recs to pgrecs_api;
 grant execute on all functions in schema pgrecs to pgrecs_api;
 revoke all on pgrecs.api_keys from pgrecs_api;
+-- console sessions only through their SECURITY DEFINER functions (sql/068_console_sessions.sql);
+-- the rule audit trail is written by its trigger alone (sql/062_rules.sql), never edited
+revoke all on pgrecs.console_sessions from pgrecs_api;
+revoke insert, update, delete, truncate on pgrecs.business_rule_changes from pgrecs_api;
 revoke execute on function pgrecs.api_key_lookup(bytea) from public;
 
 do $$

@@ -237,15 +237,24 @@ def test_api_role_cannot_bypass_rls(db_url):
     with psycopg.connect(db_url) as c:
         row = c.execute("select rolsuper, rolbypassrls, rolcanlogin from pg_roles where rolname = 'pgrecs_api'").fetchone()
         assert row == (False, False, False)
-        # one callable SECURITY DEFINER function; the others are trigger functions (of the event
-        # log's statement-level integrity checks), which SQL cannot call directly
+        # the callable SECURITY DEFINER functions: the key lookup, the console's sessions (the API
+        # role reads neither keys nor sessions) and the audit marts (dbt tables carry no RLS; these
+        # read them for the tenant in pgrecs.tenant only). The others are trigger functions (the
+        # event log's statement-level integrity checks, the rule audit trail), which SQL cannot call.
         definers = c.execute(
-            "select p.oid::regprocedure::text, p.prorettype = 'trigger'::regtype"
+            "select p.oid::regprocedure::text, p.prorettype = 'trigger'::regtype, p.proconfig"
             " from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
             " where n.nspname in ('recs', 'pgrecs') and p.prosecdef order by 1").fetchall()
-        assert [name for name, is_trigger in definers if not is_trigger] == ["pgrecs.api_key_lookup(bytea)"]
-        assert {name for name, is_trigger in definers if is_trigger} == {
-            "pgrecs.check_event_references()", "pgrecs.delete_events_of_deleted_rows()"}
+        assert [name for name, is_trigger, _ in definers if not is_trigger] == [
+            "pgrecs.api_key_lookup(bytea)", "pgrecs.console_session_end(bytea)",
+            "pgrecs.console_session_start(bytea,bytea,interval)", "pgrecs.console_session_touch(bytea,interval)",
+            "recs.catalog_audit_items(integer,text)", "recs.catalog_audit_summary()"]
+        assert {name for name, is_trigger, _ in definers if is_trigger} == {
+            "pgrecs.audit_business_rule_change()", "pgrecs.check_event_references()",
+            "pgrecs.delete_events_of_deleted_rows()"}
+        for name, is_trigger, config in definers:
+            if not is_trigger or name == "pgrecs.audit_business_rule_change()":
+                assert "search_path=pg_catalog, pg_temp" in (config or []), name
         unprotected = c.execute(
             "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
             " join pg_attribute a on a.attrelid = c.oid and a.attname = 'tenant_id'"

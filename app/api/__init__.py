@@ -46,6 +46,10 @@ def create_app(test_config: dict | None = None) -> APIFlask:
 
     app.register_blueprint(recommendations.bp)
     app.register_blueprint(events.bp)
+
+    from pgrecs import console
+
+    console.init_app(app)
     return app
 
 

@@ -9,8 +9,10 @@ the request's pooled connection (pgrecs.api.database.checkout_for_key): one roun
 so a revoked key is refused from the next request on.
 
 Scopes: read (recommendations, similar items, search), write (events, items), admin (keys,
-placements, metrics). A route may declare its scope with @require_scope; otherwise it is found
-from its blueprint and method below, and any route not listed needs admin (fail closed).
+placements, metrics), merchant (the merchant console; admin keys may log in too). A route may
+declare its scope with @require_scope; otherwise it is found from its blueprint and method below,
+and any route not listed needs admin (fail closed). The console authenticates by its own session
+cookie (pgrecs.console.session), not by this header.
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ from pgrecs.errors import PgrecsError
 
 HEADER = "X-API-Key"
 PREFIX = "pgr_"
-SCOPES = ("read", "write", "admin")
+SCOPES = ("read", "write", "admin", "merchant")
 SCHEME_NAME = "ApiKeyAuth"
 SECURITY_SCHEME = {"type": "apiKey", "in": "header", "name": HEADER,
                    "description": "An API key from `pgrecs keys create --tenant T --scopes read,write`."}
 
 # Reachable without a key: liveness/readiness for orchestrators, and the API description itself.
 PUBLIC_ENDPOINTS = {"health.healthz", "health.readyz", "openapi.spec", "openapi.docs", "openapi.swagger_ui_static",
-                    "openapi.redoc", "static"}
+                    "openapi.redoc", "static", "home.landing", "home.docs_asset"}
+
+# Blueprints that authenticate each request themselves (the console: a session cookie).
+SESSION_BLUEPRINTS = {"console"}
 
 # blueprint -> scope by method (None: any method); "*" is the method wildcard.
 BLUEPRINT_SCOPES: dict[str, dict[str, str]] = {
@@ -86,7 +91,7 @@ def _problem(status: int, message: str):
 
 def authenticate() -> None:
     """before_request: resolve the key to (key id, tenant, scopes) and set the tenant; 401/403 otherwise."""
-    if request.endpoint in PUBLIC_ENDPOINTS or request.method == "OPTIONS":
+    if request.endpoint in PUBLIC_ENDPOINTS or request.method == "OPTIONS" or request.blueprint in SESSION_BLUEPRINTS:
         return
     key = request.headers.get(HEADER, "")
     if not key:

@@ -37,6 +37,12 @@ _SETUP_FOR_KEY = ("select current_user, k.key_id, k.tenant_id, k.scopes,"
                   " set_config('statement_timeout', %s, false)"
                   " from (select) as one left join pgrecs.api_key_lookup(%s) as k on true")
 
+# the same, for a merchant console session token (pgrecs.console_session_touch also records it as seen)
+_SETUP_FOR_SESSION = ("select current_user, s.key_id, s.tenant_id, s.scopes, s.key_name,"
+                      " set_config('pgrecs.tenant', coalesce(s.tenant_id, ''), false),"
+                      " set_config('statement_timeout', %s, false)"
+                      " from (select) as one left join pgrecs.console_session_touch(%s, %s::interval) as s on true")
+
 
 class WrongRole(RuntimeError):
     """A pooled connection no longer runs as the API role."""
@@ -121,6 +127,15 @@ def checkout_for_key(key_sha256: bytes) -> tuple[int, str, list[str]] | None:
     if row[1] is None:
         return None
     return row[1], row[2], row[3]
+
+
+def checkout_for_session(token_sha256: bytes, idle: str) -> tuple[int, str, list[str], str] | None:
+    """Borrow this request's connection and, in the same round trip, find the live console session
+    with this token hash and set its tenant: (key id, tenant, scopes, key name), or None."""
+    row = _checkout(_SETUP_FOR_SESSION, (_timeout(), token_sha256, idle))
+    if row[1] is None:
+        return None
+    return row[1], row[2], row[3], row[4]
 
 
 def get_conn():

@@ -33,15 +33,17 @@ def demo(ctx: click.Context, serve: bool, port: int) -> None:
         with sub_ctx:
             command.invoke(sub_ctx)
     key = _demo_key(ctx)
-    click.echo(NEXT_STEPS.format(port=port, key=key))
+    merchant_key = _demo_key(ctx, name="demo-merchant", scopes=["merchant"])
+    click.echo(NEXT_STEPS.format(port=port, key=key, merchant_key=merchant_key))
     if serve and "serve" in main.commands:
         serve_ctx = main.commands["serve"].make_context("serve", ["--port", str(port)], parent=ctx.find_root())
         with serve_ctx:
             main.commands["serve"].invoke(serve_ctx)
 
 
-def _demo_key(ctx: click.Context) -> str:
-    """A fresh read+write key named 'demo' (the previous demo keys are revoked: re-running is safe)."""
+def _demo_key(ctx: click.Context, name: str = "demo", scopes: list[str] | None = None) -> str:
+    """A fresh key named `name` (read+write unless scopes are given); the previous keys of that
+    name are revoked, so re-running is safe."""
     import psycopg
 
     from pgrecs.api.auth import create_key
@@ -50,8 +52,8 @@ def _demo_key(ctx: click.Context) -> str:
     tenant = tenant_from(ctx)
     with psycopg.connect(url_from(ctx), autocommit=True) as conn:
         conn.execute("update pgrecs.api_keys set revoked_at = now()"
-                     " where tenant_id = %s and name = 'demo' and revoked_at is null", (tenant,))
-        _, key = create_key(conn, tenant, ["read", "write"], "demo")
+                     " where tenant_id = %s and name = %s and revoked_at is null", (tenant, name))
+        _, key = create_key(conn, tenant, scopes or ["read", "write"], name)
     return key
 
 
@@ -67,6 +69,10 @@ pgrecs is ready. Try:
   curl -H "X-API-Key: $KEY" -X POST -H 'Content-Type: application/json' \\
        -d '{{"user_id": "12583", "item_id": "22728", "event_type": "click"}}' 'http://127.0.0.1:{port}/events'
   curl 'http://127.0.0.1:{port}/openapi.json'
+
+Merchant console: http://127.0.0.1:{port}/console
+  sign in with this merchant key (a new one each run; the previous demo-merchant key is revoked):
+  {merchant_key}
 """
 
 COMMANDS = [demo]

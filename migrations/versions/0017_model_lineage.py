@@ -8,14 +8,14 @@ pair counts by source, hyperparameters, training time, library versions); the ev
 fills `evaluation`.
 
 Revision ID: 0017_model_lineage
-Revises: 0012_sequence_signal
+Revises: 0019_console
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0017_model_lineage"
-down_revision = "0012_sequence_signal"
+down_revision = "0019_console"
 branch_labels = None
 depends_on = None
 
