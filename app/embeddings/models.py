@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from psycopg.types.json import Jsonb
 
 from pgrecs.errors import PgrecsError
 
 MODEL_COLUMNS = ("model_id", "name", "version", "dimensions", "normalized", "source", "max_tokens", "tier",
                  "is_default", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "exact_scan_max_rows",
-                 "compute_precision")
+                 "compute_precision", "state")
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
@@ -45,6 +46,7 @@ class ModelSpec:
     hnsw_ef_search: int = 100
     exact_scan_max_rows: int = 3000
     compute_precision: str = "auto"
+    state: str = "active"  # candidate (registered, not serving), active or retired
 
 
 def list_specs(conn) -> list[ModelSpec]:
@@ -82,7 +84,8 @@ def resolve_source(source: str) -> Path:
     return path
 
 
-def _is_model2vec(path: Path) -> bool:
+def is_static_model(path: Path) -> bool:
+    """Whether the directory holds a model2vec static model (not a sentence-transformers one)."""
     config = path / "config.json"
     if not config.exists():
         return False
@@ -122,7 +125,7 @@ class Encoder:
         self._encode_lock = threading.Lock()
         self._flag_lock = threading.Lock()
         self.calls = 0  # model invocations (batches); tests assert it stays 0 for unchanged text
-        self.kind = "model2vec" if _is_model2vec(path) else "sentence-transformers"
+        self.kind = "model2vec" if is_static_model(path) else "sentence-transformers"
         try:
             if self.kind == "model2vec":
                 from model2vec import StaticModel
@@ -194,8 +197,10 @@ def encoder_for(spec: ModelSpec) -> Encoder:
 
 
 def register_model(conn, name: str, source: str, *, version: str = "local", tier: str = "quality",
-                   precision: str = "auto", make_default: bool = False) -> ModelSpec:
-    """Register (or update) a model loaded from `source`, then create its HNSW index. Idempotent."""
+                   precision: str = "auto", make_default: bool = False, state: str = "active",
+                   base_model_id: int | None = None, lineage: dict | None = None) -> ModelSpec:
+    """Register (or update) a model loaded from `source`, then create its HNSW index. Idempotent.
+    A fine-tuned model registers as a 'candidate' with the model it was trained from and its lineage."""
     if tier not in ("quality", "fast"):
         raise PgrecsError(f"tier must be 'quality' or 'fast', not {tier!r}")
     if not source.startswith("package:"):
@@ -209,13 +214,18 @@ def register_model(conn, name: str, source: str, *, version: str = "local", tier
     conn.execute(
         """
         insert into pgrecs.embedding_models
-            (name, version, dimensions, normalized, source, max_tokens, tier, compute_precision, is_default)
-        values (%s, %s, %s, true, %s, %s, %s, %s, %s)
+            (name, version, dimensions, normalized, source, max_tokens, tier, compute_precision, is_default,
+             state, base_model_id, lineage)
+        values (%s, %s, %s, true, %s, %s, %s, %s, %s, %s, %s, %s)
         on conflict (name) do update set version = excluded.version, source = excluded.source,
             max_tokens = excluded.max_tokens, tier = excluded.tier, compute_precision = excluded.compute_precision,
-            is_default = excluded.is_default or pgrecs.embedding_models.is_default
+            is_default = excluded.is_default or pgrecs.embedding_models.is_default,
+            state = case when excluded.is_default then 'active' else pgrecs.embedding_models.state end,
+            base_model_id = coalesce(excluded.base_model_id, pgrecs.embedding_models.base_model_id),
+            lineage = coalesce(excluded.lineage, pgrecs.embedding_models.lineage)
         """,
-        (name, version, encoder.dimensions, source, encoder.max_tokens, tier, precision, make_default),
+        (name, version, encoder.dimensions, source, encoder.max_tokens, tier, precision, make_default,
+         "active" if make_default else state, base_model_id, None if lineage is None else Jsonb(lineage)),
     )
     spec = load_spec(conn, name)
     conn.execute("select pgrecs.ensure_model_index(%s::smallint)", (spec.model_id,))

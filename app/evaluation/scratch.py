@@ -239,7 +239,8 @@ def use_semantic_model(url: str, tenant: str, model: str, neighbors: int = 50) -
     with psycopg.connect(url) as conn:
         conn.execute("select set_config('pgrecs.tenant', %s, false)", (tenant,))
         conn.execute("update pgrecs.embedding_models set is_default = false where is_default")
-        conn.execute("update pgrecs.embedding_models set is_default = true where name = %s", (model,))
+        # a candidate serves in the scratch database only: the default model is always active
+        conn.execute("update pgrecs.embedding_models set is_default = true, state = 'active' where name = %s", (model,))
         conn.execute("delete from pgrecs.item_neighbors where tenant_id = %s and signal = 'semantic'", (tenant,))
         ids = [r[0] for r in conn.execute(
             "select e.item_id from pgrecs.item_embeddings as e join pgrecs.embedding_models as m using (model_id) "
