@@ -70,7 +70,7 @@ def test_similar_errors(loaded):
     response = loaded.get("/items/nope/similar")
     assert response.status_code == 404 and "unknown item" in response.get_json()["message"]
     for query in ("k=0", "k=101", "k=abc", "price_min=cheap", "in_stock=maybe", "price_min=5&price_max=1",
-                  "price_max=nan"):
+                  "price_max=nan", "price_max=", "in_stock=", "k="):
         response = loaded.get(f"/items/run1/similar?{query}")
         assert response.status_code == 400, query
         assert response.is_json and response.get_json()["message"]
@@ -84,6 +84,9 @@ def test_search(loaded):
     assert loaded.get("/search").status_code == 400
     assert loaded.get("/search?q=" + "a" * 1001).status_code == 400
     assert loaded.get("/search?q=x&k=1000").status_code == 400
+    assert loaded.get("/search?q=x&price_max=").status_code == 400
+    # an empty text parameter means "no filter", not "category equals the empty string"
+    assert loaded.get("/search?q=shoes&k=3&category=").get_json()["results"]
 
 
 def test_deleted_item_disappears(loaded, db_url):

@@ -173,8 +173,9 @@ class JsonFilters(fields.String):
 # ----------------------------------------------------------------------------------------------
 
 class Query(Schema):
-    """Query parameters: unknown ones refused (a typo is an error, not a silently missing filter),
-    empty values treated as absent. Use with `@bp.input(..., location="query", unknown=RAISE)`:
+    """Query parameters: unknown ones refused (a typo is an error, not a silently missing filter);
+    an empty text parameter is treated as absent, an empty number or flag is an error (it is not a
+    number, and silently dropping it would serve an unfiltered list). Use with `@bp.input(..., location="query", unknown=RAISE)`:
     webargs would otherwise exclude unknown query parameters whatever Meta says."""
 
     class Meta:
@@ -182,7 +183,8 @@ class Query(Schema):
 
     @pre_load
     def _drop_empty(self, data, **kwargs):
-        return {key: value for key, value in data.items() if value != ""}
+        return {key: value for key, value in data.items()
+                if value != "" or not isinstance(self.fields.get(key), fields.String)}
 
 
 class SemanticQuery(Query):
