@@ -24,28 +24,32 @@ class OneLineErrors(click.Group):
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db-url", envvar="DATABASE_URL", default=None, metavar="URL",
+@click.option("--db-url", default=None, metavar="URL",
               help="PostgreSQL URL (default: $DATABASE_URL, else the embedded server under $PGRECS_HOME).")
-@click.option("--tenant", envvar="PGRECS_TENANT", default="default", show_default=True,
-              help="Tenant whose data the command reads and writes.")
+@click.option("--tenant", default=None, metavar="TENANT",
+              help="Tenant whose data the command reads and writes (default: $PGRECS_TENANT, else 'default').")
 @click.version_option(package_name="pgrecs")
 @click.pass_context
-def main(ctx: click.Context, db_url: str | None, tenant: str) -> None:
+def main(ctx: click.Context, db_url: str | None, tenant: str | None) -> None:
     """pgrecs: semantic, collaborative and business-aware recommendations inside PostgreSQL."""
-    ctx.obj = {"db_url": db_url, "tenant": tenant}
+    from pgrecs.config import load_settings
+
+    # read once per invocation (.env.example lists every variable); the options override two of them
+    settings = load_settings()
+    settings = settings.replace(database_url=db_url or settings.database_url, tenant=tenant or settings.tenant)
+    ctx.obj = {"settings": settings, "db_url": settings.database_url, "tenant": settings.tenant}
+
+
+def settings_from(ctx: click.Context):
+    """This invocation's settings (pgrecs.config.Settings)."""
+    return ctx.find_root().obj["settings"]
 
 
 def url_from(ctx: click.Context) -> str:
     """The database URL for this invocation (starts the embedded server when none is given)."""
     from pgrecs.db import database_url
-    from pgrecs.config import load_settings
-    import dataclasses
 
-    obj = ctx.find_root().obj
-    settings = load_settings()
-    if obj.get("db_url"):
-        settings = dataclasses.replace(settings, database_url=obj["db_url"])
-    return database_url(settings)
+    return database_url(settings_from(ctx))
 
 
 def tenant_from(ctx: click.Context) -> str:

@@ -8,21 +8,23 @@ from collections.abc import Iterator
 import psycopg
 
 from pgrecs import embedded
-from pgrecs.config import Settings, load_settings
+from pgrecs.config import Settings, settings
 from pgrecs.errors import PgrecsError
 
 
-def database_url(settings: Settings | None = None) -> str:
+def database_url(config: Settings | None = None) -> str:
     """DATABASE_URL when set; otherwise the embedded server, started if needed."""
-    settings = settings or load_settings()
-    if settings.database_url:
-        return settings.database_url
-    return embedded.start(settings.embedded_data_dir)
+    chosen = config or settings()
+    if chosen.database_url:
+        return chosen.database_url
+    return embedded.start(chosen.embedded_data_dir)
 
 
 def configure(conn: psycopg.Connection, tenant: str | None = None) -> None:
-    """Per-connection setup: the tenant context and pgvector types (once the extension exists)."""
-    tenant = tenant or load_settings().tenant
+    """Per-connection setup: the tenant context (None: the configured tenant; '': none) and pgvector
+    types (once the extension exists)."""
+    if tenant is None:
+        tenant = settings().tenant
     conn.execute("select set_config('pgrecs.tenant', %s, false)", (tenant,))
     has_vector = conn.execute("select 1 from pg_extension where extname = 'vector'").fetchone()
     if has_vector:

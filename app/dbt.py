@@ -3,8 +3,8 @@
 The profile reads only environment variables; `dbt_env(url)` turns a DATABASE_URL or libpq
 conninfo (the embedded server's unix-socket URL included) into them, so analysts can do the same:
 
-    eval "$(pgrecs dbt-env)"  # or export PGRECS_DBT_* by hand
-    dbt build --project-dir dbt_project --profiles-dir dbt_project
+    eval "$(pgrecs db env)"  # exports PGRECS_DBT_* and DBT_PROFILES_DIR
+    dbt build --project-dir dbt_project
 """
 
 from __future__ import annotations

@@ -7,20 +7,16 @@ request's tenant for row-level security). See app/api/auth.py for the scopes.
 
 from __future__ import annotations
 
-import os
-
 from apiflask import APIFlask
 
+from pgrecs.config import Settings, settings as process_settings
 
-def create_app(test_config: dict | None = None) -> APIFlask:
+
+def create_app(test_config: dict | None = None, settings: Settings | None = None) -> APIFlask:
+    """The API. Its Flask config is `settings` (default: the process's, from the environment; see
+    pgrecs.config), with `test_config` on top."""
     app = APIFlask(__name__, title="pgrecs", version="0.1.0", spec_path="/openapi.json", docs_path="/docs")
-    app.config.from_mapping(
-        DATABASE_URL=None,
-        TENANT="default",
-        # the API's own database URL (a login role granted pgrecs_api); DATABASE_URL + SET ROLE when unset
-        API_DATABASE_URL=os.environ.get("PGRECS_API_DATABASE_URL") or None,
-        STATEMENT_TIMEOUT_MS=int(os.environ.get("PGRECS_STATEMENT_TIMEOUT_MS", "5000")),
-    )
+    app.config.from_mapping((settings or process_settings()).flask_config())
     if test_config:
         app.config.from_mapping(test_config)
 

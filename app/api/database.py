@@ -2,10 +2,10 @@
 
 Every pooled connection runs as the database role `pgrecs_api` (no BYPASSRLS, see
 sql/070_security.sql): either the pool logs in as a role granted pgrecs_api
-(API_DATABASE_URL / $PGRECS_API_DATABASE_URL), or it logs in with DATABASE_URL and switches with
+(API_DATABASE_URL, from $PGRECS_API_DATABASE_URL), or it logs in with DATABASE_URL and switches with
 SET ROLE. Row-level security then confines every query to the tenant in the GUC pgrecs.tenant.
 
-One round trip per checkout (issue 5: the per-request work was ~12 round trips): the first
+One round trip per checkout: the first
 statement on a borrowed connection sets the request's tenant (from its API key: the key lookup
 is the same statement, see checkout_for_key) and the statement timeout as session settings,
 returns current_user, and is committed in the same pipeline. A connection that no longer runs as
@@ -15,8 +15,6 @@ tenant before any query, connections go back to the pool without a reset round t
 """
 
 from __future__ import annotations
-
-import os
 
 import psycopg
 from flask import Flask, current_app, g
@@ -49,10 +47,8 @@ class WrongRole(RuntimeError):
 
 
 def _configure(conn: psycopg.Connection) -> None:
+    # no tenant until a request sets one (and until then the policies show nothing)
     configure(conn, "")
-    # configure() set the tenant for the CLI's default; an API connection has no tenant until a
-    # request sets one (and then sees nothing, by the policies, until it does).
-    conn.execute("select set_config('pgrecs.tenant', '', false)")
     if conn.execute("select current_user").fetchone()[0] != API_ROLE:
         conn.execute(psycopg.sql.SQL("set role {}").format(psycopg.sql.Identifier(API_ROLE)))
     conn.commit()
@@ -61,9 +57,8 @@ def _configure(conn: psycopg.Connection) -> None:
 def get_pool() -> ConnectionPool:
     pool = current_app.extensions.get("pgrecs_pool")
     if pool is None:
-        url = (current_app.config.get("API_DATABASE_URL") or os.environ.get("PGRECS_API_DATABASE_URL")
-               or current_app.config["DATABASE_URL"] or database_url())
-        pool = ConnectionPool(url, min_size=1, max_size=current_app.config.get("DB_POOL_SIZE", 8), open=True,
+        url = current_app.config["API_DATABASE_URL"] or current_app.config["DATABASE_URL"] or database_url()
+        pool = ConnectionPool(url, min_size=1, max_size=current_app.config["DB_POOL_SIZE"], open=True,
                               configure=_configure, timeout=10)
         current_app.extensions["pgrecs_pool"] = pool
     return pool
@@ -75,7 +70,7 @@ def current_tenant() -> str:
 
 
 def _timeout() -> str:
-    return f"{int(current_app.config.get('STATEMENT_TIMEOUT_MS') or 0)}ms"
+    return f"{int(current_app.config['STATEMENT_TIMEOUT_MS'])}ms"
 
 
 def _run_setup(conn: psycopg.Connection, query: str, params: tuple) -> tuple:

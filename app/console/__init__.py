@@ -10,12 +10,8 @@ analysts use (sql/062_rules.sql, sql/064_why_not.sql, sql/066_console.sql).
 
 from __future__ import annotations
 
-import os
-
 
 def init_app(app) -> None:
-    # minutes a console session may stay unused before it must sign in again
-    app.config.setdefault("CONSOLE_IDLE_MINUTES", int(os.environ.get("PGRECS_CONSOLE_IDLE_MINUTES", "30")))
     from pgrecs.console import home, views
 
     home.init_app(app)

@@ -44,7 +44,9 @@ def _well_formed(token: str) -> bool:
 
 def is_secure_request() -> bool:
     """TLS to this server, or to the proxy in front of it (a client spoofing the header only makes
-    its own cookie Secure)."""
+    its own cookie Secure); always, when CONSOLE_SECURE_COOKIES says so."""
+    if current_app.config["CONSOLE_SECURE_COOKIES"] == "always":
+        return True
     forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
     return request.is_secure or forwarded == "https"
 
