@@ -1,4 +1,6 @@
 -- Online experiments: deterministic assignment of users to variants and per-variant statistics.
+-- This file is the one implementation of attribution, intervals and the difference against the
+-- control: the dbt marts (models/marts/experiments), the CLI and the console only read it.
 --
 -- Assignment hashes md5(salt || ':' || user external id) into a bucket in [0, 1) and walks the
 -- variants in `position` order, each taking a share of [0, 1) proportional to its allocation.
@@ -54,7 +56,7 @@ as $$
     from pgrecs.experiments e
     join pgrecs.experiment_variants v
       on v.variant_id = pgrecs.variant_for_bucket(e.experiment_id, pgrecs.hash_bucket(e.salt, assign_variant.user_id))
-    where e.tenant_id = coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default')
+    where e.tenant_id = pgrecs.current_tenant()
       and e.name = assign_variant.experiment
       and e.status = 'running'
 $$;
@@ -63,7 +65,11 @@ comment on function recs.assign_variant(text, text) is
     'no row when the experiment is unknown or not running. Example: '
     'select * from recs.assign_variant(experiment => ''home-v2'', user_id => ''u42'').';
 
-create or replace function recs.experiment_user_outcomes(experiment text)
+-------------------------------------------------------------------------------------------------
+-- Attribution and per-user outcomes
+-------------------------------------------------------------------------------------------------
+
+create or replace function recs.experiment_user_outcomes(experiment text, tenant text default null)
 returns table (
     variant text,
     user_id bigint,
@@ -71,7 +77,8 @@ returns table (
     clicks bigint,
     add_to_carts bigint,
     purchases bigint,
-    revenue double precision
+    revenue double precision,
+    request_attributed_events bigint
 )
 language sql
 stable parallel safe
@@ -79,7 +86,7 @@ as $$
     with exp as (
         select e.experiment_id, e.salt, e.started_at, coalesce(e.stopped_at, 'infinity'::timestamptz) as stopped_at, e.tenant_id
         from pgrecs.experiments e
-        where e.tenant_id = coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default')
+        where e.tenant_id = coalesce(experiment_user_outcomes.tenant, pgrecs.current_tenant())
           and e.name = experiment_user_outcomes.experiment
     ),
     window_events as (
@@ -94,11 +101,11 @@ as $$
          and ev.occurred_at < exp.stopped_at
         join pgrecs.users u on u.user_id = ev.user_id
     ),
-    -- attribution (same rule as the dbt model int_experiment_events_attributed): the variant
-    -- serving the placement of the cited recommendation request, else the user's hashed variant
+    -- an event counts for the variant serving the placement of the recommendation request it
+    -- cites (the user's hashed variant first when several serve it), else for the hashed variant
     attributed as (
-        select we.user_id, we.event_type, we.value,
-               coalesce((
+        select we.experiment_id, we.user_id, we.event_type, we.value, we.hash_variant_id,
+               (
                    select v.variant_id
                    from pgrecs.recommendation_requests rr
                    join pgrecs.experiment_variants v
@@ -109,31 +116,43 @@ as $$
                      and rr.tenant_id = we.tenant_id
                    order by (v.variant_id = we.hash_variant_id) desc, v.position
                    limit 1
-               ), we.hash_variant_id) as variant_id
+               ) as request_variant_id
         from window_events we
     ),
     per_user as (
-        select a.variant_id, a.user_id,
+        select a.experiment_id,
+               coalesce(a.request_variant_id, a.hash_variant_id) as variant_id,
+               a.user_id,
                count(*) filter (where a.event_type = 'impression') as impressions,
                count(*) filter (where a.event_type = 'click') as clicks,
                count(*) filter (where a.event_type = 'add_to_cart') as add_to_carts,
                count(*) filter (where a.event_type = 'purchase') as purchases,
-               coalesce(sum(a.value) filter (where a.event_type = 'purchase'), 0)::float8 as revenue
+               coalesce(sum(a.value) filter (where a.event_type = 'purchase'), 0)::float8 as revenue,
+               count(a.request_variant_id) as request_attributed_events
         from attributed a
-        group by a.variant_id, a.user_id
+        group by 1, 2, 3
     )
-    select v.name, pu.user_id, pu.impressions, pu.clicks, pu.add_to_carts, pu.purchases, pu.revenue
+    select v.name, pu.user_id, pu.impressions, pu.clicks, pu.add_to_carts,
+           pu.purchases, pu.revenue, pu.request_attributed_events
     from per_user pu
     join pgrecs.experiment_variants v on v.variant_id = pu.variant_id
     -- exposed users only: at least one recommendation impression attributed to the variant
     where pu.impressions > 0
 $$;
-comment on function recs.experiment_user_outcomes(text) is
+comment on function recs.experiment_user_outcomes(text, text) is
     'One row per exposed user and variant (an impression inside the experiment window attributed to the variant) with '
     'outcome counts. An event counts for the variant serving the placement of its request_id '
-    '(pgrecs.recommendation_requests) when known, else for the user''s hashed variant.';
+    '(pgrecs.recommendation_requests) when known, else for the user''s hashed variant; request_attributed_events '
+    'counts the former. tenant: the session''s tenant when null (row-level security still applies). Example: '
+    'select variant, count(*) from recs.experiment_user_outcomes(experiment => ''home-v2'') group by 1.';
 
-create or replace function recs.experiment_report(experiment text, z double precision default 1.959964)
+-------------------------------------------------------------------------------------------------
+-- Per-variant statistics and the difference against the control
+-------------------------------------------------------------------------------------------------
+
+create or replace function recs.experiment_report(
+    experiment text, z double precision default 1.959964, tenant text default null
+)
 returns table (
     variant text,
     placement text,
@@ -141,6 +160,9 @@ returns table (
     users bigint,
     impressions bigint,
     clicks bigint,
+    add_to_carts bigint,
+    orders bigint,
+    revenue double precision,
     ctr double precision,
     ctr_low double precision,
     ctr_high double precision,
@@ -150,83 +172,121 @@ returns table (
     revenue_per_user double precision,
     revenue_per_user_low double precision,
     revenue_per_user_high double precision,
-    orders bigint,
     average_order_value double precision,
     average_order_value_low double precision,
-    average_order_value_high double precision
+    average_order_value_high double precision,
+    ctr_vs_control double precision,
+    ctr_vs_control_low double precision,
+    ctr_vs_control_high double precision,
+    ctr_vs_control_relative double precision,
+    conversion_vs_control double precision,
+    conversion_vs_control_low double precision,
+    conversion_vs_control_high double precision,
+    conversion_vs_control_relative double precision,
+    revenue_per_user_vs_control double precision,
+    revenue_per_user_vs_control_low double precision,
+    revenue_per_user_vs_control_high double precision,
+    revenue_per_user_vs_control_relative double precision,
+    average_order_value_vs_control double precision,
+    average_order_value_vs_control_low double precision,
+    average_order_value_vs_control_high double precision,
+    average_order_value_vs_control_relative double precision
 )
 language sql
 stable parallel safe
 as $$
     with o as (
-        select * from recs.experiment_user_outcomes(experiment_report.experiment)
+        select o.*, v.experiment_id, v.variant_id
+        from recs.experiment_user_outcomes(experiment_report.experiment, experiment_report.tenant) as o
+        join pgrecs.experiments as e
+          on e.tenant_id = coalesce(experiment_report.tenant, pgrecs.current_tenant())
+         and e.name = experiment_report.experiment
+        join pgrecs.experiment_variants as v
+          on v.experiment_id = e.experiment_id
+         and v.name = o.variant
     ),
     agg as (
-        select o.variant,
+        select o.experiment_id, o.variant_id,
                count(*)::bigint as n,
                sum(o.impressions)::bigint as imp,
                sum(o.clicks)::bigint as clk,
+               sum(o.add_to_carts)::bigint as atc,
                sum(o.purchases)::bigint as ord,
+               sum(o.revenue) as rev,
                avg(o.impressions::float8) as m_imp,
-               avg(o.clicks::float8) as m_clk,
                coalesce(var_samp(o.impressions::float8), 0) as v_imp,
                coalesce(var_samp(o.clicks::float8), 0) as v_clk,
                coalesce(covar_samp(o.clicks::float8, o.impressions::float8), 0) as c_clk_imp,
                avg((o.purchases > 0)::int::float8) as conv,
+               coalesce(var_samp((o.purchases > 0)::int::float8), 0) as v_conv,
                avg(o.revenue) as rpu,
-               coalesce(stddev_samp(o.revenue), 0) as sd_rev,
                avg(o.purchases::float8) as m_ord,
                coalesce(var_samp(o.purchases::float8), 0) as v_ord,
                coalesce(var_samp(o.revenue), 0) as v_rev,
                coalesce(covar_samp(o.revenue, o.purchases::float8), 0) as c_rev_ord
         from o
-        group by o.variant
+        group by o.experiment_id, o.variant_id
     ),
-    stats as (
+    ratios as (
         select a.*,
                a.clk::float8 / nullif(a.imp, 0) as r_ctr,
-               (a.rpu / nullif(a.m_ord, 0)) as r_aov
+               a.rpu / nullif(a.m_ord, 0) as r_aov
         from agg a
     ),
-    final as (
-        select s.variant,
-               v.placement,
-               v.is_control,
-               v.position,
-               s.n as users,
-               s.imp as impressions,
-               s.clk as clicks,
-               s.r_ctr as ctr,
-               -- ratio of per-user sums: delta method, so users (not impressions) are the unit of randomisation
-               s.r_ctr - z * sqrt(greatest(s.v_clk - 2 * s.r_ctr * s.c_clk_imp + s.r_ctr ^ 2 * s.v_imp, 0) / s.n) / nullif(s.m_imp, 0) as ctr_low,
-               s.r_ctr + z * sqrt(greatest(s.v_clk - 2 * s.r_ctr * s.c_clk_imp + s.r_ctr ^ 2 * s.v_imp, 0) / s.n) / nullif(s.m_imp, 0) as ctr_high,
-               s.conv as conversion,
-               -- Wilson score interval
-               (s.conv + z ^ 2 / (2 * s.n) - z * sqrt(s.conv * (1 - s.conv) / s.n + z ^ 2 / (4 * s.n ^ 2))) / (1 + z ^ 2 / s.n) as conversion_low,
-               (s.conv + z ^ 2 / (2 * s.n) + z * sqrt(s.conv * (1 - s.conv) / s.n + z ^ 2 / (4 * s.n ^ 2))) / (1 + z ^ 2 / s.n) as conversion_high,
-               s.rpu as revenue_per_user,
-               s.rpu - z * s.sd_rev / sqrt(s.n) as revenue_per_user_low,
-               s.rpu + z * s.sd_rev / sqrt(s.n) as revenue_per_user_high,
-               s.ord as orders,
-               s.r_aov as average_order_value,
-               s.r_aov - z * sqrt(greatest(s.v_rev - 2 * s.r_aov * s.c_rev_ord + s.r_aov ^ 2 * s.v_ord, 0) / s.n) / nullif(s.m_ord, 0) as average_order_value_low,
-               s.r_aov + z * sqrt(greatest(s.v_rev - 2 * s.r_aov * s.c_rev_ord + s.r_aov ^ 2 * s.v_ord, 0) / s.n) / nullif(s.m_ord, 0) as average_order_value_high
-        from stats s
-        join pgrecs.experiments e
-          on e.tenant_id = coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default')
-         and e.name = experiment_report.experiment
-        join pgrecs.experiment_variants v
-          on v.experiment_id = e.experiment_id
-         and v.name = s.variant
+    -- each estimate with its squared standard error; users are the unit of randomisation, so the
+    -- ratios of per-user sums (CTR, AOV) take the delta method
+    estimates as (
+        select r.*,
+               greatest(r.v_clk - 2 * r.r_ctr * r.c_clk_imp + r.r_ctr ^ 2 * r.v_imp, 0) / r.n / nullif(r.m_imp, 0) ^ 2 as se2_ctr,
+               r.v_conv / r.n as se2_conv,
+               r.v_rev / r.n as se2_rpu,
+               greatest(r.v_rev - 2 * r.r_aov * r.c_rev_ord + r.r_aov ^ 2 * r.v_ord, 0) / r.n / nullif(r.m_ord, 0) ^ 2 as se2_aov
+        from ratios r
+    ),
+    with_control as (
+        select s.*, v.name as variant, v.placement, v.is_control, v.position,
+               c.n as c_n, c.r_ctr as c_ctr, c.se2_ctr as c_se2_ctr, c.conv as c_conv, c.se2_conv as c_se2_conv,
+               c.rpu as c_rpu, c.se2_rpu as c_se2_rpu, c.r_aov as c_aov, c.se2_aov as c_se2_aov,
+               -- a difference needs two users on each side for its variance
+               (not v.is_control and s.n >= 2 and c.n >= 2) as comparable
+        from estimates s
+        join pgrecs.experiment_variants v on v.variant_id = s.variant_id
+        left join estimates c
+          on c.variant_id = (select cv.variant_id from pgrecs.experiment_variants cv
+                             where cv.experiment_id = s.experiment_id and cv.is_control)
+    ),
+    differences as (
+        select w.*,
+               case when w.comparable then w.r_ctr - w.c_ctr end as d_ctr,
+               case when w.comparable then z * sqrt(w.se2_ctr + w.c_se2_ctr) end as m_ctr,
+               case when w.comparable then w.conv - w.c_conv end as d_conv,
+               case when w.comparable then z * sqrt(w.se2_conv + w.c_se2_conv) end as m_conv,
+               case when w.comparable then w.rpu - w.c_rpu end as d_rpu,
+               case when w.comparable then z * sqrt(w.se2_rpu + w.c_se2_rpu) end as m_rpu,
+               case when w.comparable then w.r_aov - w.c_aov end as d_aov,
+               case when w.comparable then z * sqrt(w.se2_aov + w.c_se2_aov) end as m_aov
+        from with_control w
     )
-    select f.variant, f.placement, f.is_control, f.users, f.impressions, f.clicks,
-           f.ctr, f.ctr_low, f.ctr_high,
-           f.conversion, f.conversion_low, f.conversion_high,
-           f.revenue_per_user, f.revenue_per_user_low, f.revenue_per_user_high,
-           f.orders, f.average_order_value, f.average_order_value_low, f.average_order_value_high
-    from final f
-    order by f.position
+    select d.variant, d.placement, d.is_control,
+           d.n, d.imp, d.clk, d.atc, d.ord, d.rev,
+           d.r_ctr, d.r_ctr - z * sqrt(d.se2_ctr), d.r_ctr + z * sqrt(d.se2_ctr),
+           -- Wilson score interval
+           d.conv,
+           (d.conv + z ^ 2 / (2 * d.n) - z * sqrt(d.conv * (1 - d.conv) / d.n + z ^ 2 / (4 * d.n ^ 2))) / (1 + z ^ 2 / d.n),
+           (d.conv + z ^ 2 / (2 * d.n) + z * sqrt(d.conv * (1 - d.conv) / d.n + z ^ 2 / (4 * d.n ^ 2))) / (1 + z ^ 2 / d.n),
+           d.rpu, d.rpu - z * sqrt(d.se2_rpu), d.rpu + z * sqrt(d.se2_rpu),
+           d.r_aov, d.r_aov - z * sqrt(d.se2_aov), d.r_aov + z * sqrt(d.se2_aov),
+           d.d_ctr, d.d_ctr - d.m_ctr, d.d_ctr + d.m_ctr, d.d_ctr / nullif(d.c_ctr, 0),
+           d.d_conv, d.d_conv - d.m_conv, d.d_conv + d.m_conv, d.d_conv / nullif(d.c_conv, 0),
+           d.d_rpu, d.d_rpu - d.m_rpu, d.d_rpu + d.m_rpu, d.d_rpu / nullif(d.c_rpu, 0),
+           d.d_aov, d.d_aov - d.m_aov, d.d_aov + d.m_aov, d.d_aov / nullif(d.c_aov, 0)
+    from differences d
+    order by d.position
 $$;
-comment on function recs.experiment_report(text, double precision) is
-    'Per-variant CTR (delta-method CI over users), conversion (Wilson CI), revenue per user and average '
-    'order value (delta-method CI) for exposed users; z = 1.96 gives 95% intervals.';
+comment on function recs.experiment_report(text, double precision, text) is
+    'Per-variant results for exposed users with intervals at z (1.96: 95%): CTR (ratio of per-user sums, delta '
+    'method), conversion (share of users with a purchase, Wilson), revenue per user (normal) and average order value '
+    '(delta method); and for each variant but the control, each metric''s difference against the control '
+    '(<metric>_vs_control, with _low, _high and _relative = difference / control value; null with fewer than two '
+    'users on a side). tenant: the session''s tenant when null. Example: '
+    'select variant, ctr, ctr_vs_control_low, ctr_vs_control_high from recs.experiment_report(experiment => ''home-v2'').';

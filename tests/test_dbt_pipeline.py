@@ -214,16 +214,6 @@ def test_popularity_and_signals_published(dirty_url, built):
     assert rows["a1"]["quality_score"] == pytest.approx(0.735)
 
 
-def test_user_history_weighted(dirty_url, built):
-    rows = query(dirty_url, """
-        select u.external_id as user, i.external_id as item, h.weight, h.purchased, h.recency_rank
-        from recs_marts.fct_user_recent_interactions h
-        join pgrecs.users u using (user_id) join pgrecs.items i using (item_id)
-        where u.external_id = 'u2' order by i.external_id""")
-    assert [(r["item"], r["weight"], r["purchased"]) for r in rows] == [
-        ("a1", 1.0, False), ("a2", 1.0, False), ("a3", 8.0, True)]
-
-
 def test_ease_published_for_the_small_catalog(dirty_url, built):
     rows = query(dirty_url, "select count(*) as n from pgrecs.item_neighbors where signal = 'ease'")
     assert rows[0]["n"] > 0
@@ -235,7 +225,6 @@ EVENT_LEVEL_TABLES = {
     "int_basket_items_weighted": "select * from recs_intermediate.int_basket_items_weighted order by 1, 3, 4",
     "int_item_events_daily": "select * from recs_intermediate.int_item_events_daily order by 1, 2, 3",
     "int_item_events_decayed": "select * from recs_intermediate.int_item_events_decayed order by 1, 2",
-    "fct_user_recent_interactions": "select * from recs_marts.fct_user_recent_interactions order by 1, 2, 3",
     "fct_item_popularity": "select * from recs_marts.fct_item_popularity order by 1, 2",
     "item_signals": "select item_id, popularity, trending, category_popularity_rank, quality_score, quality_flags"
                     " from pgrecs.item_signals order by 1",

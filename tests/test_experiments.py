@@ -132,18 +132,82 @@ def _cross_attributed_events(conn, n=40):
     return set(users)
 
 
-def test_dbt_experiment_marts_agree_with_experiment_report(experiment_db, db_url):
+def _welch(a, b, z):
+    """Oracle for a difference of means b - a: Welch's normal interval (numpy, sample variances)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    d = b.mean() - a.mean()
+    se = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    return d, d - z * se, d + z * se
+
+
+def _ratio(rows):
+    """Oracle for a ratio of per-user sums: the ratio and its delta-method variance."""
+    num, den = np.asarray(rows, float).T
+    r = num.mean() / den.mean()
+    var = np.var(num - r * den, ddof=1) / (len(num) * den.mean() ** 2)
+    return r, var
+
+
+def test_the_difference_against_control_is_computed_in_sql(experiment_db):
+    """recs.experiment_report's *_vs_control columns equal an independent numpy computation over
+    recs.experiment_user_outcomes (Welch for means, delta method for ratios)."""
+    conn = experiment_db
+    _simulate(conn)
+    _cross_attributed_events(conn)
+    z = 1.959964
+    outcomes = {}
+    for variant, imp, clk, purchases, revenue in conn.execute(
+            "select variant, impressions, clicks, purchases, revenue from recs.experiment_user_outcomes('home-v2')"):
+        outcomes.setdefault(variant, []).append((imp, clk, purchases, revenue))
+    cur = conn.execute("select * from recs.experiment_report(experiment => 'home-v2')")
+    rows = {r[0]: dict(zip([d.name for d in cur.description], r)) for r in cur.fetchall()}
+    assert all(v is None for k, v in rows["control"].items() if "_vs_control" in k)
+    t = rows["treatment"]
+    a, b = outcomes["control"], outcomes["treatment"]
+    expected = {
+        "conversion": _welch([p > 0 for _, _, p, _ in a], [p > 0 for _, _, p, _ in b], z),
+        "revenue_per_user": _welch([r for *_, r in a], [r for *_, r in b], z),
+    }
+    for metric, (num, den) in {"ctr": (1, 0), "average_order_value": (3, 2)}.items():
+        (ra, va), (rb, vb) = _ratio([(r[num], r[den]) for r in a]), _ratio([(r[num], r[den]) for r in b])
+        expected[metric] = (rb - ra, rb - ra - z * np.sqrt(va + vb), rb - ra + z * np.sqrt(va + vb))
+    for metric, (diff, low, high) in expected.items():
+        got = (t[f"{metric}_vs_control"], t[f"{metric}_vs_control_low"], t[f"{metric}_vs_control_high"])
+        assert got == pytest.approx((diff, low, high), rel=1e-9), metric
+        assert t[f"{metric}_vs_control_relative"] == pytest.approx(diff / rows["control"][metric], rel=1e-9)
+    # the Python layer only reshapes those columns
+    shaped = {v["variant"]: v for v in experiments.report(conn, "default", "home-v2")["variants"]}
+    assert "vs_control" not in shaped["control"]
+    assert shaped["treatment"]["vs_control"]["ctr"] == {
+        "diff": t["ctr_vs_control"], "low": t["ctr_vs_control_low"], "high": t["ctr_vs_control_high"],
+        "relative": t["ctr_vs_control_relative"]}
+
+
+def test_dbt_experiment_marts_read_the_sql_statistics_for_every_tenant(experiment_db, db_url):
     from pgrecs import dbt
 
     conn = experiment_db
     _simulate(conn)
     crossed = _cross_attributed_events(conn)
+    # a second tenant's experiment of the same name: the marts cover every tenant, recs.* the session's
+    conn.execute("insert into pgrecs.tenants (tenant_id, name) values ('shop-b', 'shop-b')")
+    experiments.create(conn, "shop-b", "home-v2", [("control", "home_for_you", 1.0), ("treatment", "pdp_similar", 1.0)])
+    conn.execute("insert into pgrecs.items (tenant_id, external_id, title) values ('shop-b', 'sku-b', 'B item')")
+    conn.execute("insert into pgrecs.users (tenant_id, external_id) select 'shop-b', 'b-' || g from generate_series(1, 6) g")
+    conn.execute("insert into pgrecs.events (tenant_id, user_id, item_id, event_type, occurred_at, dedup_key)"
+                 " select 'shop-b', u.user_id, i.item_id, 'impression', now(), gen_random_uuid()"
+                 " from pgrecs.users u, pgrecs.items i where u.tenant_id = 'shop-b' and i.tenant_id = 'shop-b'")
+    conn.commit()
     dbt.run(db_url, "build", select="path:models/marts/experiments")
     sql_rows = {r["variant"]: r for r in experiments.report(conn, "default", "home-v2")["variants"]}
     cur = conn.execute("select * from recs_marts.fct_experiment_variants where experiment_name = 'home-v2'")
     cols = [d.name for d in cur.description]
-    mart_rows = {r["variant"]: r for r in (dict(zip(cols, row)) for row in cur.fetchall())}
+    every = [dict(zip(cols, row)) for row in cur.fetchall()]
+    assert sum(r["users"] for r in every if r["tenant_id"] == "shop-b") == 6
+    mart_rows = {r["variant"]: r for r in every if r["tenant_id"] == "default"}
     assert set(mart_rows) == set(sql_rows) == {"control", "treatment"}
+    # exposed users of default only (the cross-attributed ones count under both variants)
+    assert sum(v["users"] for v in sql_rows.values()) == N_USERS + len(crossed)
     for variant, s in sql_rows.items():
         m = mart_rows[variant]
         for key in ("users", "impressions", "clicks", "orders"):
@@ -152,10 +216,12 @@ def test_dbt_experiment_marts_agree_with_experiment_report(experiment_db, db_url
                     "revenue_per_user", "revenue_per_user_low", "revenue_per_user_high",
                     "average_order_value", "average_order_value_low", "average_order_value_high"):
             assert m[key] == pytest.approx(s[key], rel=1e-9), (variant, key)
-    # the request-attributed control users appear under the treatment too (with their cited events)
+    assert mart_rows["treatment"]["ctr_vs_control"] == pytest.approx(sql_rows["treatment"]["vs_control"]["ctr"]["diff"])
+    assert mart_rows["control"]["ctr_vs_control"] is None
+    # the request-attributed control users appear under the treatment (with their cited events)
     attributed = conn.execute(
-        "select count(distinct user_id) from recs_marts.int_experiment_events_attributed a "
-        "join pgrecs.experiment_variants v using (variant_id) where a.attributed_by = 'request' and v.name = 'treatment'"
+        "select count(distinct o.user_id) from recs_marts.fct_experiment_user_outcomes o "
+        "join pgrecs.experiment_variants v using (variant_id) where o.request_attributed_events > 0 and v.name = 'treatment'"
     ).fetchone()[0]
     assert attributed == len(crossed)
     treated = {r[0] for r in conn.execute(

@@ -1,4 +1,4 @@
-"""Security (issue 7): API keys and scopes, tenant isolation by row-level security, problem+json,
+"""Security: API keys and scopes, tenant isolation by row-level security, problem+json,
 request ids, metrics, readiness, and the `pgrecs keys` commands."""
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def _copy_world_to(conn: psycopg.Connection, tenant: str) -> None:
         f"insert into pgrecs.item_embeddings (tenant_id, item_id, model_id, embedding, text_sha256)"
         f" select %(t)s, a.new, e.model_id, e.embedding, e.text_sha256 from pgrecs.item_embeddings e"
         f" join {idmap} a on a.old = e.item_id", {"t": tenant})
+    conn.execute("delete from pgrecs.placements where tenant_id = %s", (tenant,))  # the seeded defaults
     conn.execute(
         "insert into pgrecs.placements"
         " select (jsonb_populate_record(p, jsonb_build_object('tenant_id', %s::text))).*"

@@ -1,10 +1,10 @@
-"""Online experiments: create experiments with variants, and per-variant statistics with the
-difference against the control (read from recs.experiment_report / experiment_user_outcomes)."""
+"""Online experiments: create and stop experiments; their statistics, including the difference
+against the control, are computed by recs.experiment_report (sql/060_experiments.sql) and only
+reshaped here."""
 
 from __future__ import annotations
 
 import hashlib
-import math
 
 import psycopg
 
@@ -57,66 +57,25 @@ def stop(conn: psycopg.Connection, tenant: str, name: str) -> None:
         raise PgrecsError(f"no running experiment named {name!r}")
 
 
+METRICS = ("ctr", "conversion", "revenue_per_user", "average_order_value")
+
+
 def report(conn: psycopg.Connection, tenant: str, name: str, z: float = Z95) -> dict:
+    """recs.experiment_report as a dict: one entry per variant, each metric's difference against the
+    control gathered under "vs_control" (absent for the control itself)."""
     if not conn.execute("select 1 from pgrecs.experiments where tenant_id = %s and name = %s",
                         (tenant, name)).fetchone():
         raise PgrecsError(f"unknown experiment: {name}")
     cur = conn.execute("select * from recs.experiment_report(experiment => %s, z => %s)", (name, z))
     cols = [d.name for d in cur.description]
-    variants = [dict(zip(cols, r)) for r in cur.fetchall()]
-    # per-user outcomes for the differences (user is the unit of randomisation)
-    per_user: dict[str, list[tuple]] = {}
-    for v, imp, clk, purchases, revenue in conn.execute(
-            "select variant, impressions, clicks, purchases, revenue from recs.experiment_user_outcomes(%s)", (name,)):
-        per_user.setdefault(v, []).append((imp, clk, purchases, revenue))
-    control = next((v for v in variants if v["is_control"]), None)
-    for v in variants:
-        if control is None or v is control:
-            continue
-        a, b = per_user.get(control["variant"], []), per_user.get(v["variant"], [])
-        v["vs_control"] = {
-            "ctr": _ratio_diff(a, b, 1, 0, z),
-            "conversion": _mean_diff([float(r[2] > 0) for r in a], [float(r[2] > 0) for r in b], z),
-            "revenue_per_user": _mean_diff([r[3] for r in a], [r[3] for r in b], z),
-        }
+    variants = []
+    for row in cur.fetchall():
+        v = dict(zip(cols, row))
+        differences = {metric: {part: v.pop(f"{metric}_vs_control{suffix}")
+                                for part, suffix in (("diff", ""), ("low", "_low"), ("high", "_high"),
+                                                     ("relative", "_relative"))}
+                       for metric in METRICS}
+        if not v["is_control"]:
+            v["vs_control"] = {m: (d if d["diff"] is not None else None) for m, d in differences.items()}
+        variants.append(v)
     return {"experiment": name, "z": z, "variants": variants}
-
-
-def _mean_var(xs):
-    n = len(xs)
-    m = sum(xs) / n
-    var = sum((x - m) ** 2 for x in xs) / (n - 1) if n > 1 else 0.0
-    return n, m, var
-
-
-def _mean_diff(a, b, z):
-    """Difference of means b - a with a Welch (normal) interval."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    na, ma, va = _mean_var(a)
-    nb, mb, vb = _mean_var(b)
-    se = math.sqrt(va / na + vb / nb)
-    d = mb - ma
-    return {"diff": d, "low": d - z * se, "high": d + z * se, "relative": d / ma if ma else None}
-
-
-def _ratio_stats(rows, num, den):
-    nums = [r[num] for r in rows]
-    dens = [r[den] for r in rows]
-    n, mn, vn = _mean_var(nums)
-    _, md, vd = _mean_var(dens)
-    cov = sum((x - mn) * (y - md) for x, y in zip(nums, dens)) / (n - 1)
-    r = mn / md
-    var = (vn - 2 * r * cov + r * r * vd) / (n * md * md)
-    return r, var
-
-
-def _ratio_diff(a, b, num, den, z):
-    """Difference of ratio metrics (sum num / sum den per variant), delta-method variances."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    ra, va = _ratio_stats(a, num, den)
-    rb, vb = _ratio_stats(b, num, den)
-    d = rb - ra
-    se = math.sqrt(max(va, 0) + max(vb, 0))
-    return {"diff": d, "low": d - z * se, "high": d + z * se, "relative": d / ra if ra else None}

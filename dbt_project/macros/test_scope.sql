@@ -2,8 +2,8 @@
     config). This override keeps that and, when var test_events_after is set (an incremental
     `pgrecs refresh` sets it to the oldest refresh mark of its tenants), limits the tests on the
     event-level relations to the rows this run could have changed: events after the mark, the
-    (user, item) and (session, item) rows merged with them, the baskets rebuilt from those, the
-    histories of the users who have such events, the days that hold them. Tests on every other model,
+    (user, item) and (session, item) rows merged with them, the baskets rebuilt from those, the days
+    that hold them. Tests on every other model,
     and every test of a full refresh or a plain `dbt build`, read everything. -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
@@ -14,7 +14,7 @@
         {%- set name = relation.identifier -%}
         {%- set after = '(select coalesce(min(mark.last_event_id), 0) from ' ~ source('pgrecs', 'refresh_state') ~ ' as mark)' -%}
         {%- if execute and name in ('events', 'stg_pgrecs__events', 'int_user_items_aggregated', 'int_session_items_aggregated',
-                                    'int_basket_items_weighted', 'fct_user_recent_interactions', 'int_item_events_daily', 'int_item_events_monthly') -%}
+                                    'int_basket_items_weighted', 'int_item_events_daily', 'int_item_events_monthly') -%}
             {#- the mark as a literal, read when the test is compiled: against a subquery the planner
                 assumes a third of the rows match and scans the whole relation instead of its index -#}
             {%- set after = run_query('select ' ~ after).columns[0].values()[0] | int -%}
@@ -33,9 +33,6 @@
                 ~ user_items ~ ' as changed where changed.last_event_id > ' ~ after
                 ~ ' union select changed.basket_id from ' ~ session_items
                 ~ ' as changed where changed.last_event_id > ' ~ after ~ '))') -%}
-        {%- elif name == 'fct_user_recent_interactions' -%}
-            {%- do conditions.append('user_id = any(array(select distinct new_events.user_id from '
-                ~ source('pgrecs', 'events') ~ ' as new_events where new_events.event_id > ' ~ after ~ '))') -%}
         {%- elif name in ('int_item_events_daily', 'int_item_events_monthly') -%}
             {%- do conditions.append('last_event_id > ' ~ after) -%}
         {%- endif -%}

@@ -10,16 +10,12 @@
     ],
 ) }}
 -- One row per user and item with a positive total event weight: the interaction matrix that the
--- co-occurrence baskets, the user histories and EASE are built from.
---   history_weight_at_last = sum of weight * 0.5 ^ ((last_at - occurred_at) / var user_history_half_life_days):
---   the user-history weight decayed to the pair's own last event, so that it does not depend on the
---   reference time; fct_user_recent_interactions decays it on to the reference time.
+-- co-occurrence baskets and EASE are built from. (The user history that scoring reads is
+-- pgrecs.user_history in sql/050_scoring.sql, over the events table.)
 -- Incremental (macro events_incremental_ok): a run reads only the events newer than the model's
 -- high-water mark (max last_event_id) and merges them into the stored rows of the (user, item)
--- pairs they belong to: sums and counts add up, first/last take the extremes, and the stored
--- history weight is decayed from the old last event to the new one before the new events' part
--- is added (the same sum, regrouped). Every other pair is left alone.
-{%- set hl = var("user_history_half_life_days") | float %}
+-- pairs they belong to: sums and counts add up, first/last take the extremes. Every other pair
+-- is left alone.
 with
 
 {%- if is_incremental() %}
@@ -40,15 +36,6 @@ scoped as (
 ),
 {%- endif %}
 
-with_pair_last as (
-
-    select
-        scoped.*,
-        max(scoped.occurred_at) over (partition by scoped.tenant_id, scoped.user_id, scoped.item_id) as new_last_at
-    from scoped
-
-),
-
 aggregated as (
 
     select
@@ -61,11 +48,8 @@ aggregated as (
         max(occurred_at) as last_at,
         max(event_id) as last_event_id,
         max(weight) as strongest_event_weight,
-        bool_or(event_type = 'purchase') as purchased,
-        sum(weight * power(0.5, least(
-            extract(epoch from new_last_at - occurred_at)::double precision / 86400.0 / {{ hl }},
-            100))) as history_weight_at_last
-    from with_pair_last
+        bool_or(event_type = 'purchase') as purchased
+    from scoped
     group by tenant_id, user_id, item_id
 
 ),
@@ -85,13 +69,7 @@ final as (
         greatest(new.last_at, old.last_at) as last_at,
         greatest(new.last_event_id, old.last_event_id) as last_event_id,
         greatest(new.strongest_event_weight, old.strongest_event_weight) as strongest_event_weight,
-        new.purchased or coalesce(old.purchased, false) as purchased,
-        new.history_weight_at_last * power(0.5, least(
-            extract(epoch from greatest(new.last_at, old.last_at) - new.last_at)::double precision / 86400.0 / {{ hl }},
-            100))
-        + coalesce(old.history_weight_at_last * power(0.5, least(
-            extract(epoch from greatest(new.last_at, old.last_at) - old.last_at)::double precision / 86400.0 / {{ hl }},
-            100)), 0) as history_weight_at_last
+        new.purchased or coalesce(old.purchased, false) as purchased
     from aggregated as new
     left join lateral (
         -- the stored row of the pair: one index lookup per pair (the planner cannot tell how few

@@ -1,36 +1,38 @@
--- One row per exposed user and variant of each experiment (at least one impression attributed
+-- One row per exposed user and variant of every experiment (at least one impression attributed
 -- to that variant): the unit of randomisation and of every interval in fct_experiment_variants.
+-- Attribution is recs.experiment_user_outcomes (sql/060_experiments.sql), its one definition.
 with
 
-attributed as (
+experiments as (
 
-    select * from {{ ref('int_experiment_events_attributed') }}
+    select * from {{ source('pgrecs_experiments', 'experiments') }}
 
 ),
 
-per_user as (
+variants as (
 
-    select
-        experiment_id,
-        variant_id,
-        tenant_id,
-        user_id,
-        count(*) filter (where event_type = 'impression') as impressions,
-        count(*) filter (where event_type = 'click') as clicks,
-        count(*) filter (where event_type = 'add_to_cart') as add_to_carts,
-        count(*) filter (where event_type = 'purchase') as purchases,
-        coalesce(sum(value) filter (where event_type = 'purchase'), 0)::float8 as revenue,
-        count(*) filter (where attributed_by = 'request') as request_attributed_events
-    from attributed
-    group by experiment_id, variant_id, tenant_id, user_id
+    select * from {{ source('pgrecs_experiments', 'experiment_variants') }}
 
 ),
 
 final as (
 
-    select *
-    from per_user
-    where impressions > 0
+    select
+        experiments.experiment_id,
+        variants.variant_id,
+        experiments.tenant_id,
+        outcomes.user_id,
+        outcomes.impressions,
+        outcomes.clicks,
+        outcomes.add_to_carts,
+        outcomes.purchases,
+        outcomes.revenue,
+        outcomes.request_attributed_events
+    from experiments
+    cross join lateral recs.experiment_user_outcomes(experiments.name, experiments.tenant_id) as outcomes
+    inner join variants
+        on variants.experiment_id = experiments.experiment_id
+        and variants.name = outcomes.variant
 
 )
 
