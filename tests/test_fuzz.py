@@ -1,4 +1,4 @@
-"""Fuzzing (issue 7): schemathesis over the whole /openapi.json, plus hypothesis-made JSON bodies,
+"""Fuzzing: schemathesis over the whole /openapi.json, plus hypothesis-made JSON bodies,
 query strings and raw bytes. Zero server errors (5xx) allowed.
 
 Schemathesis runs every operation in both generation modes with the API key:

@@ -1,4 +1,4 @@
-"""The OpenAPI document describes every request and response, and what it promises holds (issue 7):
+"""The OpenAPI document describes every request and response, and what it promises holds:
 keys on every operation but health, problem+json for every error, validation errors in one line."""
 
 from __future__ import annotations
