@@ -63,6 +63,21 @@ comment on function recs.assign_variant(text, text) is
     'no row when the experiment is unknown or not running. Example: '
     'select * from recs.assign_variant(experiment => ''home-v2'', user_id => ''u42'').';
 
+create or replace function pgrecs.request_uuid(request_key text)
+returns uuid
+language sql
+immutable parallel safe
+as $$
+    -- only the canonical text of a uuid (what request_id::text gives), so matching in uuid keeps the
+    -- text-equality rule of int_experiment_events_attributed while the primary key serves the lookup;
+    -- any other text (a client's own id) names no served list instead of failing the cast
+    select case
+        when request_key ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then request_key::uuid
+    end
+$$;
+comment on function pgrecs.request_uuid(text) is
+    'The served list id an event''s request_id names (canonical uuid text), or null for any other text.';
+
 create or replace function recs.experiment_user_outcomes(experiment text)
 returns table (
     variant text,
@@ -83,34 +98,42 @@ as $$
           and e.name = experiment_user_outcomes.experiment
     ),
     window_events as (
-        select ev.event_id, ev.tenant_id, ev.user_id, ev.event_type, ev.value,
-               nullif(btrim(ev.request_id), '') as request_key,
-               pgrecs.variant_for_bucket(exp.experiment_id, pgrecs.hash_bucket(exp.salt, u.external_id)) as hash_variant_id,
-               exp.experiment_id
+        select ev.tenant_id, ev.user_id, ev.event_type, ev.value,
+               pgrecs.request_uuid(nullif(btrim(ev.request_id), '')) as request_id
         from exp
         join pgrecs.events ev
           on ev.tenant_id = exp.tenant_id
          and ev.occurred_at >= exp.started_at
          and ev.occurred_at < exp.stopped_at
-        join pgrecs.users u on u.user_id = ev.user_id
+    ),
+    -- the hashed variant once per user, not once per event (materialized: inlined, the planner
+    -- would evaluate it again for every event in every sort and group key)
+    hashed as materialized (
+        select u.user_id,
+               pgrecs.variant_for_bucket(exp.experiment_id, pgrecs.hash_bucket(exp.salt, u.external_id)) as variant_id
+        from exp
+        join pgrecs.users u
+          on u.user_id in (select we.user_id from window_events we)
     ),
     -- attribution (same rule as the dbt model int_experiment_events_attributed): the variant
     -- serving the placement of the cited recommendation request, else the user's hashed variant
     attributed as (
         select we.user_id, we.event_type, we.value,
-               coalesce((
-                   select v.variant_id
-                   from pgrecs.recommendation_requests rr
-                   join pgrecs.experiment_variants v
-                     on v.experiment_id = we.experiment_id
-                    and v.placement = rr.placement
-                   where we.request_key is not null
-                     and rr.request_id::text = we.request_key
-                     and rr.tenant_id = we.tenant_id
-                   order by (v.variant_id = we.hash_variant_id) desc, v.position
-                   limit 1
-               ), we.hash_variant_id) as variant_id
+               coalesce(served.variant_id, h.variant_id) as variant_id
         from window_events we
+        join hashed h on h.user_id = we.user_id
+        left join lateral (
+            select v.variant_id
+            from pgrecs.recommendation_requests rr
+            join exp on true
+            join pgrecs.experiment_variants v
+              on v.experiment_id = exp.experiment_id
+             and v.placement = rr.placement
+            where rr.request_id = we.request_id
+              and rr.tenant_id = we.tenant_id
+            order by (v.variant_id = h.variant_id) desc, v.position
+            limit 1
+        ) served on we.request_id is not null
     ),
     per_user as (
         select a.variant_id, a.user_id,

@@ -242,10 +242,29 @@ def test_charts_are_deterministic_inline_svg():
     from pgrecs.console import charts
 
     first = str(charts.bars(["0.0", "0.1", "0.2"], [3, 0, 5], "Items per quality score"))
+    # drawn again (not taken from the cache), the same data gives the same bytes
+    charts.clear_cache()
     assert first == str(charts.bars(["0.0", "0.1", "0.2"], [3, 0, 5], "Items per quality score"))
     assert first.startswith("<svg ") and 'aria-label="Items per quality score"' in first
     # nothing to fetch or run: only the SVG namespaces name a URL
     assert "<script" not in first and set(re.findall(r"https?://[^\" ]+", first)) <= {
         "http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
     curve = charts.lorenz([0, 0.5, 1], [0, 0.1, 1], "Exposure")
+    charts.clear_cache()
     assert curve == charts.lorenz([0, 0.5, 1], [0, 0.1, 1], "Exposure")
+
+
+def test_charts_are_cached_by_the_data_they_draw():
+    from pgrecs.console import charts
+
+    charts.clear_cache()
+    series = {"view": [4.0, 1.0], "click": [1.0, 0.0]}
+    first = charts.stacked_days(["2026-11-30", "2026-12-01"], series, "Events per day")
+    assert charts.stacked_days(["2026-11-30", "2026-12-01"], series, "Events per day") is first
+    # one more event is another chart, never the cached one
+    changed = charts.stacked_days(["2026-11-30", "2026-12-01"], {"view": [4.0, 2.0], "click": [1.0, 0.0]},
+                                  "Events per day")
+    assert changed != first and changed.startswith("<svg ")
+    for i in range(charts.CACHE_SIZE + 5):
+        charts.bars(["a"], [i], "bounded")
+    assert len(charts._cache) == charts.CACHE_SIZE
