@@ -30,6 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.console_pages import pages
 from benchmarks.run import bench_server, fresh_database
 
 RUNS = int(os.environ.get("BENCH_CONSOLE_RUNS", 20))
@@ -138,9 +139,10 @@ def run() -> dict:
                     current.setdefault(page, []).extend(times)
         cold = _measure(None, url, data, per_round, "--cold")
     api = current.pop("api: GET /items/22728/recommendations")
+    paths = pages(data["users"][0])
     results = {}
     for page, times in current.items():
-        results[page] = _summary(times)
+        results[page] = {"path": paths[page], **_summary(times)}
         if page in cold:
             results[page]["cold_charts"] = _summary(cold[page])
         if page in before:

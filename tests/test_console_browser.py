@@ -8,6 +8,7 @@ the next command could otherwise run against the page being left, or abort the n
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import threading
 from pathlib import Path
@@ -157,6 +158,14 @@ def test_sign_in_and_out(browser, server, demo):
     assert browser.current_url.startswith(f"{server}/console/login")
 
 
+def test_the_demo_prints_the_console_url_and_a_merchant_key_that_signs_in(browser, server, demo):
+    assert demo["printed_console_url"] == "http://127.0.0.1:8000/console"
+    sign_in(browser, server, demo["printed_merchant_key"])
+    assert browser.current_url == f"{server}/console/"
+    assert "demo-merchant" in by_css(browser, ".topbar").text
+    sign_out(browser)
+
+
 PAGES = [
     ("01-overview", "/console/", "#placements", "home_for_you"),
     ("02-catalog-health", "/console/catalog", "#worst", "Fix these first"),
@@ -207,8 +216,10 @@ def test_rule_create_preview_apply_changes_the_list_and_is_audited(browser, serv
             "select external_id from recs.recommend_for_item(item => '22728', k => 10, placement => 'pdp_similar')"
             " order by rank")]
     target = before[0]
+    # a name of its own, so the test can run again on the same data
+    name = f"Hide the top pick {secrets.token_hex(3)}"
     open_page(browser, f"{server}/console/rules/new", "#rule-form")
-    by_css(browser, "#name").send_keys("Hide the top pick")
+    by_css(browser, "#name").send_keys(name)
     from selenium.webdriver.support.ui import Select
 
     Select(by_css(browser, "#kind")).select_by_value("block")
@@ -216,11 +227,11 @@ def test_rule_create_preview_apply_changes_the_list_and_is_audited(browser, serv
     by_css(browser, "#item").send_keys(target)
     by_css(browser, "#context_items").send_keys("22728")
     heading = click_and_wait(browser, by_css(browser, "#preview"), ".preview-context h2")
-    assert "Preview: Hide the top pick" in browser.page_source
+    assert f"Preview: {name}" in browser.page_source
     assert "changed" in heading.text
     shot(browser, "13-rule-preview")
     with psycopg.connect(demo["url"]) as conn:
-        assert conn.execute("select count(*) from pgrecs.business_rules where name = 'Hide the top pick'").fetchone()[0] == 0
+        assert conn.execute("select count(*) from pgrecs.business_rules where name = %s", (name,)).fetchone()[0] == 0
     saved = click_and_wait(browser, by_css(browser, "#apply"), "#saved")
     assert "saved" in saved.text
     shot(browser, "14-rules-after-apply")
@@ -236,13 +247,12 @@ def test_rule_create_preview_apply_changes_the_list_and_is_audited(browser, serv
     # the item page now says why the item is gone
     answer = open_page(browser, f"{server}/console/items/22728?why_not={target}&placement=pdp_similar",
                        ".why-not-answer")
-    assert answer.get_attribute("data-reason") == "blocked" and "Hide the top pick" in answer.text
+    assert answer.get_attribute("data-reason") == "blocked" and name in answer.text
     shot(browser, "15-item-why-not-blocked")
     # disable it again from the list
     open_page(browser, f"{server}/console/rules", "#rules")
-    click_and_wait(browser, _rule_row(browser, "Hide the top pick").find_element("css selector", "button.danger"),
-                   "#rules")
-    assert "disabled" in _rule_row(browser, "Hide the top pick").text
+    click_and_wait(browser, _rule_row(browser, name).find_element("css selector", "button.danger"), "#rules")
+    assert "disabled" in _rule_row(browser, name).text
 
 
 def test_why_not_on_the_item_page(browser, server, demo):

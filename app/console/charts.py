@@ -196,7 +196,7 @@ def intervals(panels: list[tuple[str, list[float | None], list[float | None], li
             ax.plot([v], [i], "o", color=colour, markersize=7)
         ax.set_title(metric, color=INK, fontsize=10, loc="left")
     axes[0].set_yticks(range(len(labels)), labels)
-    axes[0].set_ylim(len(labels) - 0.5, -0.5)
+    axes[0].set_ylim(max(len(labels), 1) - 0.5, -0.5)
     fig.subplots_adjust(wspace=0.15)
     return _svg(fig, title, left=_label_margin(labels, width), bottom=0.5 / fig.get_figheight() + 0.05,
                 top=1 - 0.35 / fig.get_figheight())
