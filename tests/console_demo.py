@@ -10,6 +10,7 @@ choices fixed by a hash, so every build is the same).
 from __future__ import annotations
 
 import hashlib
+import re
 
 import psycopg
 from click.testing import CliRunner
@@ -27,7 +28,10 @@ def build(url: str, users: int = TRAFFIC_USERS) -> dict:
 
     result = CliRunner().invoke(main, ["--db-url", url, "demo", "--no-serve"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return add_traffic(url, users)
+    # what `make demo` tells a newcomer: where the console is and a merchant key to sign in with
+    printed = re.search(r"^Merchant console: (\S+)\n(?:.*\n)*?\s*(pgr_\S+)\s*$", result.output, re.M)
+    assert printed, result.output[-600:]
+    return {**add_traffic(url, users), "printed_console_url": printed.group(1), "printed_merchant_key": printed.group(2)}
 
 
 def add_traffic(url: str, users: int = TRAFFIC_USERS) -> dict:
