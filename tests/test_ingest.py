@@ -228,6 +228,97 @@ def test_events_jsonl_gzip_event_id_dedup(cli, conn, tmp_path):
     assert row[0] == 4.5 and row[1].isoformat() == "2024-01-01T10:00:00+00:00"
 
 
+# -- optional fields: absent, alone, empty, in both formats ---------------------------------------
+ITEM_OPTIONAL = {"title": "Mug", "description": "A mug", "brand": "Acme", "category_path": "Home > Kitchen",
+                 "attributes": '{"size": 2}', "price": "2.50", "currency": "EUR", "stock": "3", "margin": "0.2",
+                 "image_url": "https://img/1.jpg", "active": "false"}
+ITEM_STORED = {"title": "Mug", "description": "A mug", "brand": "Acme", "category_path": ["Home", "Kitchen"],
+               "attributes": {"size": 2}, "price": 2.5, "currency": "EUR", "stock": 3, "margin": 0.2,
+               "image_url": "https://img/1.jpg", "active": False}
+ITEM_DEFAULTS = {"title": None, "description": None, "brand": None, "category_path": [], "attributes": {},
+                 "price": None, "currency": None, "stock": None, "margin": None, "image_url": None, "active": True}
+EVENT_OPTIONAL = {"value": "4.5", "session_id": "s1", "request_id": "r1", "event_id": "e1"}
+EVENT_STORED = {"value": 4.5, "session_id": "s1", "request_id": "r1"}
+EVENT_DEFAULTS = {"value": None, "session_id": None, "request_id": None}
+EVENT_REQUIRED = {"user_id": "U0", "item_id": "I0", "event_type": "purchase", "occurred_at": "2026-10-01T00:00:00Z"}
+
+
+def write_records(path_stem: Path, fmt: str, records: list[dict]) -> Path:
+    """The same records as CSV (header from the first record) or as JSON Lines."""
+    if fmt == "csv":
+        header = list(records[0])
+        return write_csv(path_stem.with_suffix(".csv"), header, [[r[h] for h in header] for r in records])
+    return write_jsonl(path_stem.with_suffix(".jsonl"), records)
+
+
+def stored_item(conn, external_id: str) -> dict:
+    names = list(ITEM_DEFAULTS)
+    row = conn.execute(f"select {', '.join(names)} from pgrecs.items where external_id = %s", (external_id,)).fetchone()
+    values = dict(zip(names, row))
+    for key in ("price", "margin"):
+        values[key] = None if values[key] is None else float(values[key])
+    return values
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("optional", [None, *ITEM_OPTIONAL])
+def test_items_load_with_each_optional_field_alone(cli, conn, tmp_path, fmt, optional):
+    """Only external_id, or external_id and one optional field: the rest take their defaults."""
+    records = [{"external_id": "I0", **({optional: ITEM_OPTIONAL[optional]} if optional else {})}]
+    result = cli("load", "items", str(write_records(tmp_path / "items", fmt, records)))
+    assert result.exit_code == 0, result.output
+    assert counts(result.output) == {"inserted": 1, "updated": 0, "unchanged": 0, "rejected": 0}
+    expected = dict(ITEM_DEFAULTS)
+    if optional:
+        expected[optional] = ITEM_STORED[optional]
+    assert stored_item(conn, "I0") == expected
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_items_optional_fields_present_but_empty_take_defaults(cli, conn, tmp_path, fmt):
+    records = [{"external_id": "I0", **{name: "" for name in ITEM_OPTIONAL}}]
+    result = cli("load", "items", str(write_records(tmp_path / "items", fmt, records)))
+    assert counts(result.output) == {"inserted": 1, "updated": 0, "unchanged": 0, "rejected": 0}
+    assert stored_item(conn, "I0") == ITEM_DEFAULTS
+
+
+def stored_event(conn) -> dict:
+    row = conn.execute("select u.external_id, i.external_id, e.event_type, e.occurred_at, e.value, e.session_id,"
+                       " e.request_id from pgrecs.events as e join pgrecs.users as u using (user_id)"
+                       " join pgrecs.items as i using (item_id)").fetchall()
+    assert len(row) == 1
+    (user, item, event_type, occurred_at, value, session_id, request_id), = row
+    assert (user, item, event_type, occurred_at.isoformat()) == ("U0", "I0", "purchase", "2026-10-01T00:00:00+00:00")
+    return {"value": value, "session_id": session_id, "request_id": request_id}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("optional", [None, *EVENT_OPTIONAL])
+def test_events_load_with_each_optional_field_alone(cli, conn, tmp_path, fmt, optional):
+    """user, item, type and time only (a shop export's usual four columns), or with one optional field."""
+    cli("load", "items", str(write_csv(tmp_path / "items.csv", ["external_id"], [["I0"]])))
+    records = [{**EVENT_REQUIRED, **({optional: EVENT_OPTIONAL[optional]} if optional else {})}]
+    path = write_records(tmp_path / "events", fmt, records)
+    result = cli("load", "events", str(path))
+    assert result.exit_code == 0, result.output + result.stderr
+    assert counts(result.output) == {"inserted": 1, "updated": 0, "unchanged": 0, "rejected": 0}
+    expected = dict(EVENT_DEFAULTS)
+    if optional in EVENT_STORED:
+        expected[optional] = EVENT_STORED[optional]
+    assert stored_event(conn) == expected
+    again = cli("load", "events", str(path))  # the dedup key is the same when the column is absent
+    assert counts(again.output) == {"inserted": 0, "updated": 0, "unchanged": 1, "rejected": 0}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_events_optional_fields_present_but_empty_take_defaults(cli, conn, tmp_path, fmt):
+    cli("load", "items", str(write_csv(tmp_path / "items.csv", ["external_id"], [["I0"]])))
+    records = [{**EVENT_REQUIRED, **{name: "" for name in EVENT_OPTIONAL}}]
+    result = cli("load", "events", str(write_records(tmp_path / "events", fmt, records)))
+    assert counts(result.output) == {"inserted": 1, "updated": 0, "unchanged": 0, "rejected": 0}
+    assert stored_event(conn) == EVENT_DEFAULTS
+
+
 def test_batches_commit_separately_and_a_rerun_completes(cli, conn, db_url, tmp_path):
     """A batch that fails leaves nothing behind; earlier batches stay; the re-run finishes exactly."""
     cli("load", "items", str(items_file(tmp_path, 3)))
@@ -246,11 +337,17 @@ def test_batches_commit_separately_and_a_rerun_completes(cli, conn, db_url, tmp_
     conn.commit()
     failed = cli("load", "events", str(path), "--batch-size", "10", "--workers", "1")
     assert failed.exit_code == 1
-    assert "lines 12-21" in failed.stderr and "simulated crash" in failed.stderr
-    assert "Traceback" not in failed.output + failed.stderr
+    # one line naming the file, the batch and what to do; the database's own text stays out of it
+    assert failed.stderr.strip().splitlines() == [
+        "error: events.csv: the batch at lines 12-21 failed and was rolled back (earlier batches are kept); "
+        "re-run the same command to finish, add -v to see the database's message"]
+    assert "Traceback" not in failed.output
+    verbose = cli("load", "events", str(path), "--batch-size", "10", "--workers", "1", "-v")
+    assert verbose.exit_code == 1 and "simulated crash" in verbose.stderr
+    assert verbose.stderr.strip().splitlines()[-1].startswith("error: events.csv: the batch at lines 12-21")
     assert conn.execute("select count(*) from pgrecs.events").fetchone()[0] == 10
     assert conn.execute("select min(first_line), max(last_line), count(*) from pgrecs.ingest_batches"
-                        " where kind = 'events'").fetchone() == (2, 11, 1)
+                        " where kind = 'events'").fetchone() == (2, 11, 2)  # the first batch, once per run
     conn.execute("drop trigger fail_u12 on pgrecs.users")
     conn.commit()
 

@@ -30,9 +30,10 @@ def _field_help(kind: str) -> str:
 @click.option("--workers", type=click.IntRange(min=1, max=16), default=2, show_default=True,
               help="Connections loading events batches in parallel (items always load in file order).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-v", "--verbose", is_flag=True, help="Log each batch and, on a failure, the database's message.")
 @click.pass_context
 def load(ctx: click.Context, kind: str, file: Path, fmt: str | None, maps: tuple[str, ...], sets: tuple[str, ...],
-         batch_size: int, workers: int, quiet: bool) -> None:
+         batch_size: int, workers: int, quiet: bool, verbose: bool) -> None:
     """Load items or events from FILE (CSV with a header, or JSON Lines; gzip too).
 
     \b
@@ -48,6 +49,8 @@ def load(ctx: click.Context, kind: str, file: Path, fmt: str | None, maps: tuple
     from pgrecs.cli import tenant_from, url_from
     from pgrecs.db import connect
 
+    if verbose:
+        _log_to_stderr()
     mapping = parse_mapping(kind, maps)
     constants = parse_constants(kind, sets)
     if not file.exists():
@@ -83,6 +86,19 @@ def load(ctx: click.Context, kind: str, file: Path, fmt: str | None, maps: tuple
         click.echo(f"  {label:<10} {n:>{width},}")
     if result.rejected:
         click.echo(f"see the rejects: pgrecs rejects --source {file}")
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    logger = logging.getLogger("pgrecs.ingest")
+    for old in [h for h in logger.handlers if getattr(h, "pgrecs_cli", False)]:
+        logger.removeHandler(old)  # one handler, on this invocation's stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.pgrecs_cli = True
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
 
 
 @click.command("rejects")

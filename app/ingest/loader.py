@@ -10,13 +10,15 @@ events inserted once per dedup key) and record the batch in pgrecs.ingest_batche
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import queue
 import threading
-import json
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -28,6 +30,7 @@ from pgrecs.ingest.readers import Batch, raw_text
 STAGE = sql.Identifier("pg_temp", "ingest_stage")
 REJECT_STAGE = sql.Identifier("pg_temp", "ingest_reject_stage")
 DEFAULT_BATCH_SIZE = 50_000
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -283,11 +286,7 @@ class Loader:
             "  select 1 from pgrecs.users as u where u.tenant_id = %(tenant)s and u.external_id = btrim(s.user_id))"
             " order by 2"  # one lock order for concurrent batches: no deadlocks between workers
             " on conflict (tenant_id, external_id) do nothing").format(stage=STAGE), params)
-        has = set(self.stage_columns)
-        value = sql.SQL("nullif(btrim(s.value), '')::float8") if "value" in has else sql.NULL
-        session = sql.SQL("nullif(s.session_id, '')") if "session_id" in has else sql.NULL
-        request = sql.SQL("nullif(s.request_id, '')") if "request_id" in has else sql.NULL
-        event_id = sql.SQL("s.event_id") if "event_id" in has else sql.NULL
+        value, session, request, event_id = self._event_optionals()
         row = cur.execute(sql.SQL(
             "with ins as ("
             " insert into pgrecs.events (tenant_id, user_id, item_id, event_type, value, occurred_at,"
@@ -309,6 +308,18 @@ class Loader:
         ).format(stage=STAGE, value=value, session=session, request=request, event_id=event_id), params).fetchone()
         return int(row[0])
 
+    def _event_optionals(self) -> tuple[sql.Composable, ...]:
+        """value, session_id, request_id, event_id of a staged event; a column the file lacks is a typed null."""
+        has = set(self.stage_columns)
+
+        def column(name: str, expression: str, type_: str) -> sql.Composable:
+            return sql.SQL(expression) if name in has else sql.SQL(f"null::{type_}")
+
+        return (column("value", "nullif(btrim(s.value), '')::float8", "float8"),
+                column("session_id", "nullif(s.session_id, '')", "text"),
+                column("request_id", "nullif(s.request_id, '')", "text"),
+                column("event_id", "s.event_id", "text"))
+
     def _ids(self, cur: psycopg.Cursor) -> dict[int, int]:
         if self.kind == "items":
             rows = cur.execute(sql.SQL(
@@ -316,10 +327,7 @@ class Loader:
                 " on i.tenant_id = %s and i.external_id = btrim(s.external_id) where s.pre_reason is null").format(stage=STAGE),
                 (self.tenant,)).fetchall()
         else:
-            has = set(self.stage_columns)
-            value = sql.SQL("nullif(btrim(s.value), '')::float8") if "value" in has else sql.NULL
-            session = sql.SQL("nullif(s.session_id, '')") if "session_id" in has else sql.NULL
-            event_id = sql.SQL("s.event_id") if "event_id" in has else sql.NULL
+            value, session, _, event_id = self._event_optionals()
             rows = cur.execute(sql.SQL(
                 "select s.line_number, e.event_id from {stage} as s join pgrecs.events as e"
                 " on e.tenant_id = %s and e.dedup_key = pgrecs.ingest_event_key(btrim(s.user_id), btrim(s.item_id),"
@@ -358,12 +366,14 @@ def run_batches(loaders: list[Loader], batches: Iterable[Batch], *, progress: Ca
                     if attempt == 2:
                         raise
             raise AssertionError("unreachable")
-        except psycopg.OperationalError as exc:
-            raise PgrecsError(f"lost the database at lines {batch.first_line}-{batch.last_line} "
-                              f"(committed batches stay; re-run to finish): {_first_line(exc)}") from exc
         except psycopg.Error as exc:
-            raise PgrecsError(f"batch at lines {batch.first_line}-{batch.last_line} failed and was rolled back "
-                              f"(committed batches stay; re-run to finish): {_first_line(exc)}") from exc
+            # The database's own text goes to the log (`pgrecs load -v`); the user gets what to do.
+            lines = f"lines {batch.first_line}-{batch.last_line}"
+            log.info("%s: batch at %s failed: %s", loader.source, lines, exc, exc_info=True)
+            what = "lost the database connection" if isinstance(exc, psycopg.OperationalError) else "failed"
+            raise PgrecsError(f"{Path(loader.source).name}: the batch at {lines} {what} and was rolled back "
+                              f"(earlier batches are kept); re-run the same command to finish, "
+                              f"add -v to see the database's message") from exc
 
     def job(loader: Loader, batch: Batch) -> LoadResult:
         try:
@@ -400,6 +410,3 @@ def run_batches(loaders: list[Loader], batches: Iterable[Batch], *, progress: Ca
     return total
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
