@@ -165,12 +165,6 @@ def _warning_sql(fields: list[Field]) -> sql.Composed | None:
         stage=STAGE, pairs=pairs, cases=sql.SQL(", ").join(cases))
 
 
-def _stored(column: str) -> sql.Composable:
-    """The item's stored value of a column (null for a new item): what a warned field keeps."""
-    return sql.SQL("(select it.{c} from pgrecs.items as it where it.tenant_id = %(tenant)s"
-                   " and it.external_id = btrim(s.external_id))").format(c=sql.Identifier(column))
-
-
 def _nz(col: str) -> sql.Composable:
     """A staging column as a value: blank text is null."""
     return sql.SQL("nullif(btrim(s.{}), '')").format(sql.Identifier(col))
@@ -251,11 +245,14 @@ class Loader:
             self.load_batches.append(batch_id)
             self._stage(cur, batch)
             if "price" in self.stage_columns:
-                # Prices with a currency, separators or a range become plain numbers, once per row.
+                # Prices with a currency, separators or a range become plain numbers: each distinct
+                # text is parsed once (catalogs repeat their price points), plain numbers never.
                 cur.execute(sql.SQL(
-                    "update {stage} as s set (price, price_currency) = ("
-                    " select coalesce(p.amount::text, s.price), p.currency from pgrecs.ingest_price_parts(s.price) as p)"
-                    " where s.pre_reason is null and btrim(s.price) <> '' and not pg_input_is_valid(btrim(s.price), 'numeric')"
+                    "update {stage} as s set price = coalesce(p.amount::text, s.price), price_currency = p.currency"
+                    " from (select d.price, (pgrecs.ingest_price_parts(d.price)).* from ("
+                    "  select distinct price from {stage} where pre_reason is null and btrim(price) <> ''"
+                    "  and not pg_input_is_valid(btrim(price), 'numeric')) as d offset 0) as p"
+                    " where s.price = p.price and s.pre_reason is null"
                 ).format(stage=STAGE))
             cur.execute(self._reject)
             if self._warn is not None:
@@ -381,23 +378,42 @@ class Loader:
         return [Warning(*row) for row in rows]
 
     def _merge_items(self, cur: psycopg.Cursor, present: set[str]) -> tuple[int, int, int, int]:
-        """(inserted, updated, superseded, winners): winners are the lines that reach the upsert."""
+        """(inserted, updated, superseded, winners): winners are the lines that reach the upsert.
+
+        Rows with warnings are upserted without their warned fields (one statement per set of
+        warned fields, usually none or one), so a new item leaves them empty and an existing one
+        keeps what it has.
+        """
         has = set(self.stage_columns)
         cols = [f.name for f in FIELDS["items"] if f.name != "external_id" and f.name in present and f.name in has]
+        groups = cur.execute(sql.SQL(
+            "select distinct array(select jsonb_object_keys(warned) order by 1) from {stage}"
+            " where warned is not null and pre_reason is null and superseded_by is null").format(stage=STAGE)).fetchall()
+        inserted = updated = 0
+        for warned in [None, *(keys for (keys,) in groups)]:
+            n_inserted, n_updated = self._upsert_items(cur, [c for c in cols if c not in (warned or ())], warned)
+            inserted += n_inserted
+            updated += n_updated
+        row = cur.execute(sql.SQL(
+            "select count(*) filter (where superseded_by is not null or repeats is not null),"
+            " count(*) filter (where pre_reason is null and superseded_by is null and repeats is null) from {stage}"
+        ).format(stage=STAGE)).fetchone()
+        return inserted, updated, int(row[0]), int(row[1])
+
+    def _upsert_items(self, cur: psycopg.Cursor, cols: list[str], warned: list[str] | None) -> tuple[int, int]:
+        """Upsert the winning rows whose warned fields are exactly `warned` (None: no warnings), setting `cols`."""
+        has = set(self.stage_columns)
         keep_when_null: set[str] = set()
         values = []
         for c in cols:
             value = _ITEM_VALUE[c]()
             if c == "currency" and "price" in has:
                 value = sql.SQL("coalesce({}, s.price_currency)").format(value)
-            default = sql.SQL(_ITEM_DEFAULT.get(c, "null"))
-            # A warned field: a new item leaves it empty, an existing one keeps what it has.
-            values.append(sql.SQL("case when s.warned ? {name} then coalesce({stored}, {default}) else coalesce({value}, {default}) end"
-                                  ).format(name=sql.Literal(c), stored=_stored(c), default=default, value=value)
-                          if c != "active" else value)
-        if "price" in cols and "currency" not in cols:
-            # A price's own currency fills an absent currency column, never clears a stored one.
-            cols.append("currency")
+            values.append(sql.SQL("coalesce({}, {})").format(value, sql.SQL(_ITEM_DEFAULT[c])) if c in _ITEM_DEFAULT
+                          else value)
+        if "price" in has and "price" in cols and "currency" not in cols:
+            # A price's own currency fills an absent (or unusable) currency, never clears a stored one.
+            cols = [*cols, "currency"]
             values.append(sql.SQL("s.price_currency"))
             keep_when_null.add("currency")
         ids = [sql.Identifier(c) for c in cols]
@@ -417,20 +433,21 @@ class Loader:
             conflict = sql.SQL("do update set {} where ({}, null) is distinct from ({}, null)").format(sets, mine, theirs)
         else:
             conflict = sql.SQL("do nothing")
+        which = (sql.SQL("s.warned is null") if warned is None
+                 else sql.SQL("s.warned is not null and array(select jsonb_object_keys(s.warned) order by 1) = %(warned)s"))
         row = cur.execute(sql.SQL(
             "with up as ("
             " insert into pgrecs.items as it ({target}) select {select} from {stage} as s"
-            " where s.pre_reason is null and s.superseded_by is null"
+            " where s.pre_reason is null and s.superseded_by is null and {which}"
             " on conflict (tenant_id, external_id) {conflict}"
             " returning it.external_id, (xmax = 0) as inserted)"
-            " select count(*) filter (where up.inserted),"
-            "  count(*) filter (where not up.inserted and up.external_id not in ("
-            "   select btrim(r.external_id) from {stage} as r where r.repeats is not null)),"
-            "  (select count(*) from {stage} where superseded_by is not null or repeats is not null),"
-            "  (select count(*) from {stage} where pre_reason is null and superseded_by is null and repeats is null)"
-            " from up"
-        ).format(target=target, select=select, stage=STAGE, conflict=conflict), {"tenant": self.tenant}).fetchone()
-        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+            # a line repeating an id an earlier batch of this load wrote counts as superseding, not as an update
+            " select count(*) filter (where up.inserted), count(*) filter (where not up.inserted and r.id is null)"
+            " from up left join (select distinct btrim(external_id) as id from {stage} where repeats is not null) as r"
+            " on r.id = up.external_id"
+        ).format(target=target, select=select, stage=STAGE, conflict=conflict, which=which),
+            {"tenant": self.tenant, "warned": warned}).fetchone()
+        return int(row[0]), int(row[1])
 
     def _merge_events(self, cur: psycopg.Cursor) -> tuple[int, int]:
         """(inserted, unchanged); the rest of the valid lines are duplicates within this load."""
