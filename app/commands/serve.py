@@ -1,10 +1,68 @@
-"""`pgrecs serve`: the HTTP API under gunicorn (the Flask development server where gunicorn is missing)."""
+"""`pgrecs serve`: the HTTP API under gunicorn (the Flask development server where gunicorn is missing).
+
+With --watch, `pgrecs embed --watch` runs beside it as a child process, so an item written through
+the API is embedded, and has similar items, seconds later.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+import subprocess
+import sys
 
 import click
 
 from pgrecs.cli import tenant_from, url_from
+from pgrecs.errors import PgrecsError
+
+PORT_HINT = "choose another with --port"
+
+
+def ensure_port_free(host: str, port: int, hint: str = PORT_HINT) -> None:
+    """Refuse a port another process listens on with one line, before anything starts (gunicorn
+    would otherwise retry and log each failure)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # the same option gunicorn binds with: a port left in TIME_WAIT counts as free
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PgrecsError(f"port {port} is in use; {hint}") from None
+            if exc.errno == errno.EACCES:
+                raise PgrecsError(f"port {port} needs privileges to bind; {hint}") from None
+            raise PgrecsError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def embedding_watcher(ctx: click.Context):
+    """`pgrecs embed --watch` in a child process for the duration of the block (ended with it, and
+    by the kernel should this process die first)."""
+    root = ctx.find_root().obj
+    args = [sys.executable, "-m", "pgrecs", "--tenant", tenant_from(ctx)]
+    if root.get("db_url"):
+        args += ["--db-url", root["db_url"]]
+    child = subprocess.Popen([*args, "embed", "--watch"], preexec_fn=_end_with_parent)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def _end_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @click.command()
@@ -15,12 +73,22 @@ from pgrecs.cli import tenant_from, url_from
                    "One per core: Postgres does most of a request's work and needs the rest.")
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64),
               help="Threads per worker (gthread): a thread waits on Postgres while another runs Python.")
+@click.option("--watch", is_flag=True,
+              help="Also run the embedding watcher (`pgrecs embed --watch`) beside the server, so items written "
+                   "through the API are embedded within seconds.")
 @click.pass_context
-def serve(ctx, host, port, workers, threads):
-    """Serve the HTTP API (items, similar items, search, health)."""
+def serve(ctx, host, port, workers, threads, watch):
+    """Serve the HTTP API (items, similar items, search, recommendations, events, health)."""
+    ensure_port_free(host, port)
+    url = url_from(ctx)
+    with embedding_watcher(ctx) if watch else contextlib.nullcontext():
+        _serve(url, tenant_from(ctx), host, port, workers, threads)
+
+
+def _serve(url: str, tenant: str, host: str, port: int, workers: int, threads: int) -> None:
     from pgrecs.api import create_app
 
-    config = {"DATABASE_URL": url_from(ctx), "TENANT": tenant_from(ctx)}
+    config = {"DATABASE_URL": url, "TENANT": tenant}
     try:
         from gunicorn.app.base import BaseApplication
     except ImportError:
