@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import socket
 import subprocess
 import sys
@@ -37,14 +38,12 @@ def ensure_port_free(host: str, port: int, hint: str = PORT_HINT) -> None:
 
 
 @contextlib.contextmanager
-def embedding_watcher(ctx: click.Context):
-    """`pgrecs embed --watch` in a child process for the duration of the block (ended with it, and
-    by the kernel should this process die first)."""
-    root = ctx.find_root().obj
-    args = [sys.executable, "-m", "pgrecs", "--tenant", tenant_from(ctx)]
-    if root.get("db_url"):
-        args += ["--db-url", root["db_url"]]
-    child = subprocess.Popen([*args, "embed", "--watch"], preexec_fn=_end_with_parent)
+def embedding_watcher(url: str, tenant: str):
+    """`pgrecs embed --watch` in a child process for the duration of the block. Ctrl-C reaches both
+    (one process group); a server stopped by a signal ends the watcher on its way out."""
+    # the URL goes by the environment, not the command line, where `ps` would show its password
+    env = {**os.environ, "DATABASE_URL": url}
+    child = subprocess.Popen([sys.executable, "-m", "pgrecs", "--tenant", tenant, "embed", "--watch"], env=env)
     try:
         yield child
     finally:
@@ -54,15 +53,6 @@ def embedding_watcher(ctx: click.Context):
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
-
-
-def _end_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError, AttributeError):
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @click.command()
@@ -80,9 +70,9 @@ def _end_with_parent() -> None:  # pragma: no cover - runs in the child before e
 def serve(ctx, host, port, workers, threads, watch):
     """Serve the HTTP API (items, similar items, search, recommendations, events, health)."""
     ensure_port_free(host, port)
-    url = url_from(ctx)
-    with embedding_watcher(ctx) if watch else contextlib.nullcontext():
-        _serve(url, tenant_from(ctx), host, port, workers, threads)
+    url, tenant = url_from(ctx), tenant_from(ctx)
+    with embedding_watcher(url, tenant) if watch else contextlib.nullcontext():
+        _serve(url, tenant, host, port, workers, threads)
 
 
 def _serve(url: str, tenant: str, host: str, port: int, workers: int, threads: int) -> None:
