@@ -810,6 +810,37 @@ comment on function recs.search_by_vector(halfvec, integer, jsonb, text) is
     'Returns item_id, external_id, score (cosine similarity) and rank (1 = nearest). '
     'Example: select * from recs.search_by_vector(query_embedding => $1, k => 10, filters => ''{"price_max": 20}'').';
 
+-- plpgsql cannot name a parameter like an output column, so the public function (whose item_id
+-- parameter is the API) hands its arguments to this one
+create or replace function pgrecs.similar_to_item(
+    item bigint,
+    k integer,
+    filters jsonb,
+    model text
+)
+returns table (item_id bigint, external_id text, score real, rank integer)
+language plpgsql
+stable
+as $$
+declare
+    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+begin
+    -- an id the tenant does not have is the caller's mistake, as in recs.recommend_for_item
+    if not exists (select 1 from pgrecs.items i where i.item_id = item and i.tenant_id = tenant) then
+        raise exception 'unknown item: %', item using errcode = 'P0002';
+    end if;
+    return query
+    select s.item_id, s.external_id, s.score, s.rank
+    from pgrecs.item_embeddings as e
+    cross join lateral pgrecs.semantic_search(e.embedding, k, filters, e.model_id, e.item_id) as s
+    where e.item_id = item
+        and e.model_id = (pgrecs.resolve_model(model)).model_id
+        and e.tenant_id = tenant;
+end
+$$;
+comment on function pgrecs.similar_to_item(bigint, integer, jsonb, text) is
+    'The body of recs.similar_items: raises P0002 for an item the tenant does not have, else the semantic search from the item''s embedding.';
+
 create or replace function recs.similar_items(
     item_id bigint,
     k integer default 10,
@@ -820,16 +851,13 @@ returns table (item_id bigint, external_id text, score real, rank integer)
 language sql
 stable
 as $$
-    select s.item_id, s.external_id, s.score, s.rank
-    from pgrecs.item_embeddings as e
-    cross join lateral pgrecs.semantic_search(e.embedding, k, filters, e.model_id, e.item_id) as s
-    where e.item_id = similar_items.item_id
-        and e.model_id = (pgrecs.resolve_model(model)).model_id
-        and e.tenant_id = coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default')
+    select * from pgrecs.similar_to_item(similar_items.item_id, similar_items.k, similar_items.filters,
+                                         similar_items.model)
 $$;
 comment on function recs.similar_items(bigint, integer, jsonb, text) is
-    'The k items most similar to an item by embedding (cosine), excluding the item itself; empty when the item '
-    'is unknown to the tenant or has no embedding for the model. Filters as in recs.search_by_vector. '
+    'The k items most similar to an item by embedding (cosine), excluding the item itself. An item unknown to the '
+    'tenant raises P0002 (no_data_found) "unknown item: <id>", as recs.recommend_for_item does; a known item without '
+    'an embedding for the model (not embedded yet, or its text refused) gives an empty list. Filters as in recs.search_by_vector. '
     'Example: select * from recs.similar_items(item_id => 42, k => 10, filters => ''{"category": "Books", "in_stock": true}'').';
 
 -------------------------------------------------------------------------------------------------

@@ -907,10 +907,9 @@ declare
     a_weights real[];
     a_labels text[];
     v_exclude bigint[] := '{}';
+    v_cold_reason text;
 begin
-    if not exists (select 1 from pgrecs.users u where u.user_id = recommend_for_user.user_id and u.tenant_id = t) then
-        raise exception 'unknown user: %', recommend_for_user.user_id using errcode = 'P0002';
-    end if;
+    -- a user unknown to the tenant is a new visitor, not an error: no history, the cold-start list
     p := pgrecs.placement_row(recommend_for_user.placement);
     -- anchors most recent first (the order the next-item signal reads)
     select coalesce(array_agg(h.item_id order by h.ord), '{}'),
@@ -925,14 +924,22 @@ begin
         from pgrecs.events e
         where e.tenant_id = t and e.user_id = recommend_for_user.user_id and e.event_type = 'purchase';
     end if;
+    if cardinality(a_ids) = 0 then
+        -- cold start: with no anchors the placement ranks by popularity (within the category
+        -- filter when one is given); the first reason says why the list is not personal
+        v_cold_reason := 'new visitor: ' || coalesce(
+            'popular in ' || ((p.default_filters || coalesce(recommend_for_user.filters, '{}')) ->> 'category'),
+            'popular with everyone');
+    end if;
     return query
-    select * from pgrecs.rank_items(p.placement, a_ids, a_weights, a_labels, v_exclude,
-                                    recommend_for_user.k, recommend_for_user.filters, recommend_for_user.explain)
-;
+    select r.item_id, r.external_id, r.score, r.rank, r.contributions,
+           case when v_cold_reason is null then r.reasons else v_cold_reason || r.reasons end
+    from pgrecs.rank_items(p.placement, a_ids, a_weights, a_labels, v_exclude,
+                           recommend_for_user.k, recommend_for_user.filters, recommend_for_user.explain) r;
 end
 $$;
 comment on function recs.recommend_for_user(bigint, integer, text, jsonb, boolean) is
-    'Personal recommendations for a user (by user_id) from the live event history: several interests (the neighbours of each recent item, weighted by event type and recency), popularity for users without history; purchased items and the history items it is built from excluded unless the placement allows repeats. Same output as recommend_for_item.';
+    'Personal recommendations for a user (by user_id) from the live event history: several interests (the neighbours of each recent item, weighted by event type and recency); purchased items and the history items it is built from excluded unless the placement allows repeats. A user without history (unknown to the tenant, or with no weighted events) gets the placement''s cold-start list: popularity, within the category filter when one is given, the first reason starting "new visitor: ". Same output as recommend_for_item.';
 
 create or replace function recs.recommend_for_user(
     user_id text,
@@ -951,14 +958,12 @@ declare
 begin
     select u.user_id into v_id from pgrecs.users u
     where u.tenant_id = pgrecs.current_tenant() and u.external_id = recommend_for_user.user_id;
-    if v_id is null then
-        raise exception 'unknown user: %', recommend_for_user.user_id using errcode = 'P0002';
-    end if;
+    -- an external id never seen is a new visitor (v_id null): the cold-start list
     return query select * from recs.recommend_for_user(v_id, k, placement, filters, explain);
 end
 $$;
 comment on function recs.recommend_for_user(text, integer, text, jsonb, boolean) is
-    'recs.recommend_for_user by the user''s external id.';
+    'recs.recommend_for_user by the user''s external id; an id never seen gets the cold-start list.';
 
 create or replace function recs.recommend(
     examples_positive bigint[],

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 import scoring_world as world
-from pgrecs.api import auth
+from pgrecs import api_keys
 
 OTHER = "other"
 
@@ -42,7 +42,7 @@ def client(app):
 
 def key(db_url, scopes=("merchant",), tenant="default", name="shop manager"):
     with psycopg.connect(db_url, autocommit=True) as admin:
-        return auth.create_key(admin, tenant, list(scopes), name=name)
+        return api_keys.create_key(admin, tenant, list(scopes), name=name)
 
 
 def form_token(html: str) -> str:
@@ -113,7 +113,7 @@ def test_idle_sessions_and_revoked_keys_are_refused(client, db_url):
     sign_in(client, api_key)
     assert client.get("/console/").status_code == 200
     with psycopg.connect(db_url, autocommit=True) as admin:
-        auth.revoke_key(admin, key_id)
+        api_keys.revoke_key(admin, key_id)
     assert client.get("/console/").status_code == 302
 
 

@@ -39,12 +39,12 @@ def demo(server_url, template_url):
     url = create_database(server_url, TEMPLATE)
     data = console_demo.build(url)
     with psycopg.connect(url, autocommit=True) as admin:
-        from pgrecs.api import auth
+        from pgrecs import api_keys
 
         admin.execute("insert into pgrecs.tenants (tenant_id, name) values ('rival', 'Rival shop')")
         admin.execute("insert into pgrecs.items (tenant_id, external_id, title) values ('rival', 'R-1', 'Rival widget')")
-        data["rival_key"] = auth.create_key(admin, "rival", ["merchant"], name="Rival manager")[1]
-        data["read_key"] = auth.create_key(admin, "default", ["read", "write"], name="storefront")[1]
+        data["rival_key"] = api_keys.create_key(admin, "rival", ["merchant"], name="Rival manager")[1]
+        data["read_key"] = api_keys.create_key(admin, "default", ["read", "write"], name="storefront")[1]
     data["url"] = url
     yield data
     drop_database(server_url, url)

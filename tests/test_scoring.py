@@ -293,7 +293,7 @@ def test_new_user_gets_popularity_and_next_request_sees_event(conn, ids):
     rows = conn.execute(
         "select external_id, reasons from recs.recommend_for_user('u3', placement => 't')").fetchall()
     assert names(rows) == ["P", "F", "A"]
-    assert rows[0][1] == ["popular right now"]
+    assert rows[0][1] == ["new visitor: popular with everyone", "popular right now"]
     world.add_event(conn, uid, ids["A"], "view", "1 minute")
     rows = conn.execute(
         "select external_id, reasons from recs.recommend_for_user('u3', placement => 't')").fetchall()
@@ -324,9 +324,31 @@ def test_new_user_with_category_context(conn, ids):
     placement(conn, weights={"popularity": 1})
     world.add_user(conn, "u4")
     rows = conn.execute(
-        "select external_id from recs.recommend_for_user('u4', placement => 't', filters => '{\"category\": \"Shoes\"}')"
+        "select external_id, reasons from recs.recommend_for_user('u4', placement => 't', filters => '{\"category\": \"Shoes\"}')"
     ).fetchall()
     assert names(rows) == ["A", "B", "C", "E", "D"]
+    assert all(r[1][0] == "new visitor: popular in Shoes" for r in rows)
+
+
+def test_unknown_user_is_a_new_visitor(conn, ids):
+    # an id never seen (by external id or internal id) gets the same cold-start list as a known
+    # user without history, and nothing is written
+    placement(conn, weights={"semantic": 1, "popularity": 0.1}, pool_sizes={"popularity": 3})
+    world.add_user(conn, "known-but-quiet")
+    users_before = conn.execute("select count(*) from pgrecs.users").fetchone()[0]
+    calls = ["select external_id, score, reasons from recs.recommend_for_user('known-but-quiet', placement => 't')",
+             "select external_id, score, reasons from recs.recommend_for_user('never-seen', placement => 't')",
+             "select external_id, score, reasons from recs.recommend_for_user(123456::bigint, placement => 't')"]
+    lists = [conn.execute(call).fetchall() for call in calls]
+    assert names(lists[0]) == ["P", "F", "A"]
+    assert lists[1] == lists[0] and lists[2] == lists[0]
+    assert [r[2][0] for r in lists[1]] == ["new visitor: popular with everyone"] * 3
+    assert conn.execute("select count(*) from pgrecs.users").fetchone()[0] == users_before
+    # a user with history gets no cold-start reason
+    uid = world.add_user(conn, "u-hist")
+    world.add_event(conn, uid, ids["A"], "view", "1 minute")
+    rows = conn.execute("select reasons from recs.recommend_for_user('u-hist', placement => 't')").fetchall()
+    assert rows and not any(reason.startswith("new visitor") for r in rows for reason in r[0])
 
 
 def test_more_like_these_less_like_those(conn, ids):
@@ -354,8 +376,8 @@ def test_errors(conn, ids):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be"):
         for_item(conn, ids["A"], k=0)
     conn.rollback()
-    with pytest.raises(psycopg.errors.NoDataFound, match="unknown user"):
-        conn.execute("select * from recs.recommend_for_user(123456::bigint)")
+    with pytest.raises(psycopg.errors.NoDataFound, match="unknown placement"):
+        conn.execute("select * from recs.recommend_for_user('never-seen', placement => 'nope')")
 
 
 def test_seeded_placements_work_on_the_world(conn, ids):

@@ -82,7 +82,7 @@ def similar(external_id: str, query: dict):
         "where tenant_id = coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default') and external_id = %s",
         (external_id,)).fetchone()
     if row is None:
-        abort(404, message=f"unknown item {external_id!r}")
+        abort(404, message=f"unknown item: {external_id}")
     try:
         rows = conn.execute(
             """

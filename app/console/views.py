@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from werkzeug.exceptions import HTTPException
 
 from pgrecs import rules
-from pgrecs.api.auth import PREFIX, key_sha256
+from pgrecs.api_keys import PREFIX, key_sha256
 from pgrecs.console import charts, session
 from pgrecs.errors import PgrecsError
 

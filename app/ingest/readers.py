@@ -71,7 +71,7 @@ def parse_mapping(kind: str, pairs: Iterable[str]) -> dict[str, str]:
         if not sep or not canonical or not source:
             raise PgrecsError(f"bad mapping {pair!r}: expected canonical=source_column")
         if canonical not in names:
-            raise PgrecsError(f"bad mapping {pair!r}: {canonical!r} is not a {kind} field ({', '.join(names)})")
+            raise PgrecsError(f"bad mapping {pair!r}: {canonical!r} is not an {kind} field ({', '.join(names)})")  # items, events
         mapping[canonical] = source
     return mapping
 
@@ -84,7 +84,7 @@ def parse_constants(kind: str, pairs: Iterable[str]) -> dict[str, str]:
         canonical, sep, value = pair.partition("=")
         canonical = canonical.strip()
         if not sep or canonical not in names:
-            raise PgrecsError(f"bad --set {pair!r}: expected field=value with a {kind} field ({', '.join(names)})")
+            raise PgrecsError(f"bad --set {pair!r}: expected field=value with an {kind} field ({', '.join(names)})")
         constants[canonical] = value
     return constants
 
