@@ -203,7 +203,8 @@ def test_sequence_hand_computed(dirty_url, built):
 
 def test_popularity_and_signals_published(dirty_url, built):
     rows = by_external(dirty_url, """
-        select i.external_id, s.popularity, s.trending, s.category_popularity_rank, s.quality_score
+        select i.external_id, s.popularity, s.trending, s.category_popularity_rank, s.quality_score,
+            s.popularity_percentile
         from pgrecs.item_signals s join pgrecs.items i using (item_id)""")
     assert len(rows) == 8
     assert {k: r["popularity"] for k, r in rows.items()} == {
@@ -212,6 +213,9 @@ def test_popularity_and_signals_published(dirty_url, built):
     assert (rows["a1"]["category_popularity_rank"], rows["a2"]["category_popularity_rank"]) == (1, 2)
     assert rows["a3"]["category_popularity_rank"] is None
     assert rows["a1"]["quality_score"] == pytest.approx(0.735)
+    # the share of the 8 items strictly more popular; ties share one
+    assert {k: r["popularity_percentile"] for k, r in rows.items()} == {
+        "a3": 0.0, "a1": 0.125, "a2": 0.25, "a4": 0.375, "a5": 0.375, "a6": 0.625, "a7": 0.625, "a8": 0.625}
 
 
 def test_user_history_weighted(dirty_url, built):
@@ -237,7 +241,8 @@ EVENT_LEVEL_TABLES = {
     "int_item_events_decayed": "select * from recs_intermediate.int_item_events_decayed order by 1, 2",
     "fct_user_recent_interactions": "select * from recs_marts.fct_user_recent_interactions order by 1, 2, 3",
     "fct_item_popularity": "select * from recs_marts.fct_item_popularity order by 1, 2",
-    "item_signals": "select item_id, popularity, trending, category_popularity_rank, quality_score, quality_flags"
+    "item_signals": "select item_id, popularity, trending, category_popularity_rank, popularity_percentile,"
+                    " quality_score, quality_flags"
                     " from pgrecs.item_signals order by 1",
 }
 # a day later, and a week later with two events on the day the 7-day trending boundary falls in
