@@ -249,3 +249,18 @@ def test_charts_are_deterministic_inline_svg():
         "http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
     curve = charts.lorenz([0, 0.5, 1], [0, 0.1, 1], "Exposure")
     assert curve == charts.lorenz([0, 0.5, 1], [0, 0.1, 1], "Exposure")
+
+
+def test_catalog_health_shows_the_embedding_decisions(client, db_url, conn):
+    _, api_key = key(db_url)
+    sign_in(client, api_key)
+    assert "None: the rule decides for every item." in client.get("/console/catalog").text
+    conn.execute("select * from recs.set_embed_override(item => 'B', embed => false)")
+    conn.execute("update pgrecs.items set title = 'test', brand = null, category_path = '{}', embed_override = true"
+                 " where external_id = 'C'")
+    conn.commit()
+    page = client.get("/console/catalog").text
+    section = page[page.index('id="embed-decisions"'):]
+    rows = re.findall(r"<tr><td><a [^>]*>(\w+)</a></td><td>([^<]*)</td>\s*<td><span [^>]*>(\w+)</span></td>\s*"
+                      r"<td>([^<]*)</td></tr>", section)
+    assert rows == [("B", "Bravo runner", "refuse", "fine"), ("C", "test", "embed", "placeholder text")]

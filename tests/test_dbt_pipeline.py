@@ -120,8 +120,8 @@ def test_enrichment_uses_the_live_composition(dirty_url, built):
     assert all(r["embedding_text"] == r["live"] for r in rows.values())
     assert rows["a1"]["embedding_text"] == (
         "Café Mug 12 oz. Brand: Acme Kitchen. Category: Kitchen & Dining > Mugs. A sturdy mug for your coffee & tea.")
-    assert {k: r["text_problem"] for k, r in rows.items() if not r["embeddable"]} == {
-        "a3": "text too short", "a5": "mostly non-letters"}
+    # "Blue Widget" is short but meaningful: embedded; digits and symbols only are not
+    assert {k: r["text_problem"] for k, r in rows.items() if not r["embeddable"]} == {"a5": "no words"}
 
 
 def test_audit_scores_and_flags_exactly(dirty_url, built):
@@ -132,8 +132,7 @@ def test_audit_scores_and_flags_exactly(dirty_url, built):
         # 0.35 title + 0.30 * len(desc)/300 + 0.10 brand + 0.10 category + 0.05 price + 0.10 image - 0.10 per problem
         "a1": (0.735, ["short_description"]),
         "a2": (0.677, ["no_image", "mojibake"]),  # description of 77 characters
-        "a3": (0.150, ["no_description", "no_brand", "no_category", "no_price", "no_image", "duplicate_title",
-                       "not_embeddable"]),
+        "a3": (0.250, ["no_description", "no_brand", "no_category", "no_price", "no_image", "duplicate_title"]),
         "a4": (0.513, ["short_description", "duplicate_title", "boilerplate"]),
         "a5": (0.150, ["no_description", "no_brand", "no_category", "no_price", "no_image", "mostly_non_letters",
                        "not_embeddable"]),
@@ -151,7 +150,7 @@ def test_audit_summary(dirty_url, built):
     assert summary["no_description"] == 2 and float(summary["share_no_description"]) == 0.25
     assert summary["duplicate_title_items"] == 2 and summary["duplicate_title_groups"] == 1
     assert summary["near_duplicate_title_items"] == 2
-    assert summary["repeated_description"] == 3 and summary["mojibake"] == 1 and summary["not_embeddable"] == 2
+    assert summary["repeated_description"] == 3 and summary["mojibake"] == 1 and summary["not_embeddable"] == 1
     assert summary["brands"] == 2 and summary["brands_with_spelling_variants"] == 1
 
 
@@ -495,3 +494,27 @@ def test_memory_guard_refuses_a_fit_that_would_not_fit(dirty_url, built):
     assert after == before
     fit = query(dirty_url, "select * from pgrecs.model_fits order by fit_id desc limit 1")[0]
     assert fit["status"] == "refused" and fit["estimated_bytes"] > fit["memory_limit_bytes"] and fit["fit_seconds"] is None
+
+
+AUDIT_MODELS = "stg_pgrecs__items dim_items_enriched fct_item_audit fct_catalog_audit_summary"
+
+
+def test_the_merchants_override_decides_in_the_marts(dirty_url, built):
+    from pgrecs import dbt
+
+    decided = "select external_id, rule_problem, embed_override, text_problem, embeddable from recs_marts.dim_items_enriched"
+    with psycopg.connect(dirty_url) as conn:
+        conn.execute("update pgrecs.items set embed_override = (external_id = 'a5') where external_id in ('a1', 'a5')")
+    try:
+        dbt.run(dirty_url, "build", select=AUDIT_MODELS)
+        rows = by_external(dirty_url, decided)
+        assert {k: (r["rule_problem"], r["embed_override"], r["text_problem"], r["embeddable"])
+                for k, r in rows.items() if k in ("a1", "a5")} == {
+            "a1": (None, False, "refused by the merchant", False),
+            "a5": ("no words", True, None, True)}
+        flags = by_external(dirty_url, "select external_id, quality_flags from recs_marts.fct_item_audit")
+        assert "not_embeddable" in flags["a1"]["quality_flags"] and "not_embeddable" not in flags["a5"]["quality_flags"]
+    finally:
+        with psycopg.connect(dirty_url) as conn:
+            conn.execute("update pgrecs.items set embed_override = null")
+        dbt.run(dirty_url, "build", select=AUDIT_MODELS)
