@@ -1,5 +1,6 @@
 """The generated tables of docs/collaborative.md, from benchmarks/results: `python -m benchmarks.cf_report`
-(`--check`: tests/test_cf_report.py; see benchmarks/doc_tables.py)."""
+rewrites every block between `<!-- generated: NAME -->` and `<!-- end: NAME -->`; `--check` exits 1
+when the committed page differs from what the JSON gives (tests/test_generated_docs.py runs it)."""
 
 from __future__ import annotations
 
@@ -129,8 +130,12 @@ SECTIONS = {"cf_targets": targets_summary, "cf_candidates": candidates_table, "c
             "cf_evaluation": evaluation_table}
 
 
+def render(text: str) -> str:
+    return doc_tables.render(text, SECTIONS)
+
+
 def main(argv: list[str]) -> int:
-    return doc_tables.main(argv, DOC, SECTIONS, "benchmarks.cf_report")
+    return doc_tables.main(argv, DOC, SECTIONS, "python -m benchmarks.cf_report")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ SECTIONS = {"cli_startup": startup_table}
 
 
 def main(argv: list[str]) -> int:
-    return doc_tables.main(argv, DOC, SECTIONS, "benchmarks.cli_report")
+    return doc_tables.main(argv, DOC, SECTIONS, "python -m benchmarks.cli_report")
 
 
 if __name__ == "__main__":

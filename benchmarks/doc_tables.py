@@ -1,7 +1,6 @@
-"""Generated blocks of the docs pages: a page's report module (benchmarks/cf_report.py,
-benchmarks/cli_report.py) rewrites every block between `<!-- generated: NAME -->` and
-`<!-- end: NAME -->` from benchmarks/results; `--check` exits 1 when the committed page differs
-from what the JSON gives (the tests run it)."""
+"""Generated blocks in docs pages: everything between `<!-- generated: NAME -->` and
+`<!-- end: NAME -->` is rewritten from benchmarks/results by the block's builder; `--check` exits 1
+when the committed page differs from what the results give (the suite runs it)."""
 
 from __future__ import annotations
 
@@ -20,13 +19,12 @@ def render(text: str, sections: dict[str, Callable[[], str]]) -> str:
     return text
 
 
-def main(argv: list[str], doc: Path, sections: dict[str, Callable[[], str]], module: str) -> int:
+def main(argv: list[str], doc: Path, sections: dict[str, Callable[[], str]], command: str) -> int:
     current = doc.read_text()
     wanted = render(current, sections)
     if argv == ["--check"]:
         if wanted != current:
-            print(f"error: {doc.relative_to(ROOT)} differs from benchmarks/results: run `python -m {module}`",
-                  file=sys.stderr)
+            print(f"error: {doc.relative_to(ROOT)} differs from benchmarks/results: run `{command}`", file=sys.stderr)
             return 1
         return 0
     doc.write_text(wanted)

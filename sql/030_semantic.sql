@@ -113,6 +113,7 @@ begin
     join old_rows as o on o.item_id = n.item_id
     cross join pgrecs.embedding_models as m
     where n.active is distinct from o.active
+        or n.embed_override is distinct from o.embed_override
         or (
             (n.title, n.description, n.brand, n.category_path, n.attributes)
                 is distinct from (o.title, o.description, o.brand, o.category_path, o.attributes)
@@ -127,7 +128,7 @@ begin
 end
 $$;
 comment on function pgrecs.items_queue_updated() is
-    'Trigger: queue updated items whose composed embedding text or active flag changed, and notify the embed watcher.';
+    'Trigger: queue updated items whose composed embedding text, active flag or embedding override changed, and notify the embed watcher.';
 
 create or replace function pgrecs.items_queue_neighbor_refill()
 returns trigger

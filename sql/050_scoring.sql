@@ -153,8 +153,9 @@ comment on function pgrecs.placement_row(text) is
     'The placement row of the current tenant; raises P0002 (no_data_found) for an unknown placement.';
 
 -- The ranking core. Anchors carry a weight (negative for "less like this") and a label appended
--- to the reasons that name them (' you viewed', ' (your example)', ''); their order matters to
--- the next-item signal only (recs.recommend_for_user passes the history most recent first).
+-- to the reasons that name them (' you viewed', ' (your example)'; null for the item of the page
+-- itself, named "this item"); their order matters to the next-item signal only
+-- (recs.recommend_for_user passes the history most recent first).
 create or replace function pgrecs.rank_items(
     placement_name text,
     anchor_ids bigint[],
@@ -682,7 +683,13 @@ begin
         slot := slot + 1;
     end loop;
 
-    -- 5. explanations
+    -- 5. explanations. A signal gives a reason only when it contributed materially: at least a
+    --    fifth (0.2) of the item's positive score (per-signal normalised contributions, or their
+    --    RRF terms). At most three reasons, strongest first: a pin, then the material signals by
+    --    contribution, then campaign boosts and demotions. "popular right now" needs the item in
+    --    the top 5% of the shop by popularity (item_signals.popularity_percentile), "popular in
+    --    <category>" among the 10 most popular of its category. An anchor with a null label is the
+    --    item of the page itself: reasons call it "this item" and never "similar to" it.
     return query
     with chosen as (
         select fl.id, fl.idx, row_number() over (order by fl.pos)::integer as pos,
@@ -690,13 +697,18 @@ begin
         from unnest(final_ids, final_idx, final_pos) as fl (id, idx, pos)
     ),
     anchors as (
-        select a.item_id, a.weight, a.label, ai.external_id, ai.title, ai.brand, ai.category_path
+        select a.item_id, a.weight, a.label, ai.external_id, ai.title, ai.brand, ai.category_path,
+               -- how reasons name the anchor, and whose choice it was
+               case when a.label is null then 'this item' else format('"%s"%s', ai.title, a.label) end as name,
+               case when a.label is null then 'page' when a.label like ' you %' then 'history' else 'example' end
+                   as kind
         from unnest(anchor_ids, anchor_weights, anchor_labels) as a (item_id, weight, label)
         join pgrecs.items ai on ai.item_id = a.item_id
     ),
     -- the breakdown rows of the chosen items (pins from outside the pool have none)
     det as (
-        select d.pos, d.signal, d.raw, d.norm, d.rnk, d.weight, d.contrib, d.anchor
+        select d.pos, d.signal, d.raw, d.norm, d.rnk, d.weight, d.contrib, d.anchor,
+               d.contrib / nullif(sum(greatest(d.contrib, 0)) over (partition by d.pos), 0) as share
         from unnest(d_pos, d_signal, d_raw, d_norm, d_rank, d_weight, d_contrib, d_anchor)
              as d (pos, signal, raw, norm, rnk, weight, contrib, anchor)
         where d.pos = any(final_idx)
@@ -708,7 +720,7 @@ begin
            case when explain then
                coalesce((select jsonb_object_agg(d.signal, jsonb_build_object(
                                 'raw', d.raw, 'normalized', d.norm, 'signal_rank', d.rnk, 'weight', d.weight,
-                                'contribution', d.contrib, 'anchor_item_id', d.anchor,
+                                'contribution', d.contrib, 'share', d.share, 'anchor_item_id', d.anchor,
                                 'anchor_external_id', an.external_id, 'anchor_title', an.title))
                          from det d
                          left join anchors an on an.item_id = d.anchor
@@ -728,32 +740,38 @@ begin
            array(
                select x.reason
                from (
-                   select 1 as grp, d.contrib as c, octet_length(d.signal) as kl, d.signal as k,
+                   select 1 as grp, 0::double precision as c, 0 as kl, '' as k,
+                          format('pinned at position %s: %s', ch.pos, pin_names[ch.pin_no]) as reason
+                   where ch.pin_no is not null
+                   union all
+                   select 2, d.contrib, octet_length(d.signal), d.signal,
                           case d.signal
-                              when 'semantic' then format('similar to "%s"%s', an.title, an.label)
-                              when 'cooccurrence' then format('often bought with "%s"%s', an.title, an.label)
-                              when 'sequence' then format('often chosen next after "%s"%s', an.title, an.label)
-                              when 'ease' then format('people who liked "%s" also liked this', an.title)
-                              when 'popularity' then 'popular right now'
+                              when 'semantic' then
+                                  case when an.kind <> 'page' then format('similar to %s', an.name)
+                                       when an.brand = it.brand then format('similar description, same brand (%s)', it.brand)
+                                       when an.category_path = it.category_path and cardinality(it.category_path) > 0
+                                           then format('similar description, same category (%s)',
+                                                       array_to_string(it.category_path, ' > '))
+                                       else 'similar description'
+                                  end
+                              when 'cooccurrence' then format('often bought together with %s', an.name)
+                              when 'sequence' then format('often chosen next after %s', an.name)
+                              when 'ease' then
+                                  case an.kind
+                                      when 'history' then 'customers like you also chose this'
+                                      when 'page' then 'customers who chose this item also chose this one'
+                                      else format('customers who chose %s also chose this', an.name)
+                                  end
+                              when 'popularity' then
+                                  case when sg.popularity_percentile < 0.05 then 'popular right now' end
                               when 'trending' then 'trending'
-                              when 'category_popularity' then format('popular in %s', array_to_string(it.category_path, ' > '))
-                          end as reason
+                              when 'category_popularity' then
+                                  case when sg.category_popularity_rank <= 10
+                                       then format('popular in %s', array_to_string(it.category_path, ' > ')) end
+                          end
                    from det d
                    left join anchors an on an.item_id = d.anchor
-                   where d.pos = ch.idx and d.contrib > 0
-                   union all
-                   select 2, 0, 0, '', shared.reason
-                   from (
-                       select case when an.brand = it.brand
-                                   then format('same brand as "%s": %s', an.title, it.brand)
-                                   else format('same category as "%s": %s', an.title, array_to_string(it.category_path, ' > '))
-                              end as reason
-                       from anchors an
-                       where an.weight > 0
-                         and (an.brand = it.brand or (an.category_path = it.category_path and cardinality(it.category_path) > 0))
-                       order by an.weight desc, an.item_id
-                       limit 1
-                   ) shared
+                   where d.pos = ch.idx and d.contrib > 0 and d.share >= 0.2
                    union all
                    select 3, 0, 0, '', 'boosted: campaign ' || (b.value ->> 'name')
                    from jsonb_array_elements(case when ch.idx > 0 then boosts[ch.idx] else '[]'::jsonb end) b
@@ -762,16 +780,15 @@ begin
                    select 3, 0, 0, '', 'demoted: ' || (b.value ->> 'name')
                    from jsonb_array_elements(case when ch.idx > 0 then boosts[ch.idx] else '[]'::jsonb end) b
                    where (b.value ->> 'factor')::double precision < 1
-                   union all
-                   select 4, 0, 0, '', format('pinned at position %s: %s', ch.pos, pin_names[ch.pin_no])
-                   where ch.pin_no is not null
                ) x
                where x.reason is not null
                -- ties in the order of a jsonb object's keys (shorter first), as when these came from jsonb
                order by x.grp, x.c desc, x.kl, x.k
+               limit 3
            )
     from chosen ch
     join pgrecs.items it on it.item_id = ch.id
+    left join pgrecs.item_signals sg on sg.item_id = ch.id
     order by ch.pos;
 end
 $$;
@@ -797,7 +814,8 @@ begin
         raise exception 'unknown item: %', item using errcode = 'P0002';
     end if;
     return query
-    select * from pgrecs.rank_items(placement, array[item], array[1]::real[], array['']::text[],
+    -- a null label: the anchor is the item of the page itself (reasons call it "this item")
+    select * from pgrecs.rank_items(placement, array[item], array[1]::real[], array[null]::text[],
                                     array[item], k, filters, explain);
 end
 $$;

@@ -125,7 +125,7 @@ begin
         end if;
         anchor_ids := array[ctx_id];
         anchor_weights := array[1]::real[];
-        anchor_labels := array['']::text[];
+        anchor_labels := array[null]::text[];  -- the page's item, as recs.recommend_for_item passes it
         exclude_ids := array[ctx_id];
     else
         select u.user_id into ctx_id from pgrecs.users u where u.tenant_id = t and u.external_id = why_not.context_user;

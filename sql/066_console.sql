@@ -362,7 +362,7 @@ as $$
     select i.item_id, i.external_id, i.title, i.description, i.brand, i.category_path, i.attributes, i.price,
            i.currency, i.stock, i.margin, i.image_url, i.active, i.created_at, i.updated_at,
            pgrecs.clean_text(i.title), pgrecs.clean_description(i.description), x.composed,
-           pgrecs.item_text_problem(x.composed), s.popularity::float8, s.trending::float8,
+           pgrecs.item_embed_problem(x.composed, i.embed_override), s.popularity::float8, s.trending::float8,
            s.quality_score::float8, s.quality_flags,
            (select count(*) from pgrecs.events e where e.tenant_id = i.tenant_id and e.item_id = i.item_id)
     from pgrecs.items i

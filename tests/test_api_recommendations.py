@@ -29,7 +29,7 @@ def test_item_recommendations_are_logged_with_a_request_id(client, conn):
     assert resp.status_code == 200, resp.json
     body = resp.json
     assert [i["item_id"] for i in body["items"]] == ["B", "C", "N"]
-    assert body["items"][0]["reasons"] == ['similar to "Alpha runner"', 'same brand as "Alpha runner": Acme']
+    assert body["items"][0]["reasons"] == ["similar description, same brand (Acme)"]
     assert body["items"][0]["contributions"]["semantic"]["anchor_external_id"] == "A"
     logged = conn.execute(
         "select endpoint, placement, k, item_ids, anchor_item_ids from pgrecs.recommendation_requests"

@@ -356,3 +356,18 @@ def test_charts_are_cached_by_the_data_they_draw():
     for i in range(charts.CACHE_SIZE + 5):
         charts.bars(["a"], [i], "bounded")
     assert len(charts._cache) == charts.CACHE_SIZE
+
+
+def test_catalog_health_shows_the_embedding_decisions(client, db_url, conn):
+    _, api_key = key(db_url)
+    sign_in(client, api_key)
+    assert "None: the rule decides for every item." in client.get("/console/catalog").text
+    conn.execute("select * from recs.set_embed_override(item => 'B', embed => false)")
+    conn.execute("update pgrecs.items set title = 'test', brand = null, category_path = '{}', embed_override = true"
+                 " where external_id = 'C'")
+    conn.commit()
+    page = client.get("/console/catalog").text
+    section = page[page.index('id="embed-decisions"'):]
+    rows = re.findall(r"<tr><td><a [^>]*>(\w+)</a></td><td>([^<]*)</td>\s*<td><span [^>]*>(\w+)</span></td>\s*"
+                      r"<td>([^<]*)</td></tr>", section)
+    assert rows == [("B", "Bravo runner", "refuse", "fine"), ("C", "test", "embed", "placeholder text")]

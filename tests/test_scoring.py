@@ -210,13 +210,86 @@ def test_explanations_name_real_anchors(conn, ids):
     placement(conn, weights={"semantic": 1, "cooccurrence": 1})
     rows = {r[0]: r for r in for_item(conn, ids["A"], explain=True)}
     c = rows["C"]
-    assert c[4][0] == 'similar to "Alpha runner"'
-    assert 'often bought with "Alpha runner"' in c[4]
-    assert 'same category as "Alpha runner": Shoes > Running' in c[4]
+    # C: semantic 0.8/0.9 (share 0.57) before co-occurrence 0.4/0.6 (share 0.43); both material
+    assert c[4] == ["similar description, same category (Shoes > Running)", "often bought together with this item"]
     assert c[3]["semantic"]["anchor_external_id"] == "A"
     assert c[3]["semantic"]["raw"] == pytest.approx(0.8, rel=1e-5)
+    assert c[3]["semantic"]["share"] == pytest.approx((0.8 / 0.9) / (0.8 / 0.9 + 0.4 / 0.6), rel=1e-5)
     assert c[3]["cooccurrence"]["weight"] == 1
-    assert 'same brand as "Alpha runner": Acme' in rows["B"][4]
+    assert rows["B"][4] == ["similar description, same brand (Acme)"]
+    assert rows["F"][4] == ["often bought together with this item"]
+
+
+def test_a_reason_needs_a_fifth_of_the_score(conn, ids):
+    # C's co-occurrence term is weight * 0.4/0.6 next to semantic 0.8/0.9
+    placement(conn, weights={"semantic": 1, "cooccurrence": 0.1})
+    c = {r[0]: r for r in for_item(conn, ids["A"])}["C"]
+    assert c[3]["cooccurrence"] > 0  # it contributed, but 0.067 of 0.956 (7%) is not material
+    assert c[4] == ["similar description, same category (Shoes > Running)"]
+    placement(conn, weights={"semantic": 1, "cooccurrence": 0.5})  # 0.333 of 1.222: 27%
+    c = {r[0]: r for r in for_item(conn, ids["A"])}["C"]
+    assert c[4] == ["similar description, same category (Shoes > Running)", "often bought together with this item"]
+
+
+def test_at_most_three_reasons_pin_first(conn, ids):
+    placement(conn, weights={"semantic": 1, "ease": 1})
+    rule(conn, "pin", "hero", item=ids["B"], position=1)
+    rule(conn, "boost", "Acme days", brand="Acme", factor=1.5)
+    b = for_item(conn, ids["A"])[0]
+    assert b[0] == "B"
+    # four candidates (pin, semantic 1.0, EASE 0.4 = 29% of the score, the boost): the first three
+    assert b[4] == ["pinned at position 1: hero", "similar description, same brand (Acme)",
+                    "customers who chose this item also chose this one"]
+    placement(conn, weights={"semantic": 1, "ease": 0})
+    assert for_item(conn, ids["A"])[0][4] == ["pinned at position 1: hero", "similar description, same brand (Acme)",
+                                              "boosted: campaign Acme days"]
+
+
+def test_popular_right_now_only_for_popular_items(conn, ids):
+    """'popular right now' needs popularity to matter for the item and the item in the top 5%."""
+    placement(conn, weights={"semantic": 1, "popularity": 0.1}, pool_sizes={"popularity": 3})
+    rows = {r[0]: r for r in for_item(conn, ids["A"])}
+    assert rows["P"][4] == ["popular right now"]  # the most popular item (percentile 0)
+    assert rows["F"][3]["popularity"] > 0 and rows["F"][4] == []  # second of 12: top 8.3%, not 5%
+    # B is carried by semantics; popularity adds 0.01 of 1.01: no popularity reason even at the top
+    conn.execute("update pgrecs.item_signals set popularity_percentile = 0 where item_id = %s", (ids["B"],))
+    assert {r[0]: r for r in for_item(conn, ids["A"])}["B"][4] == ["similar description, same brand (Acme)"]
+    conn.execute("update pgrecs.item_signals set popularity_percentile = 0.5 where item_id = %s", (ids["P"],))
+    assert {r[0]: r for r in for_item(conn, ids["A"])}["P"][4] == []
+
+
+def test_reason_wording_tells_the_signals_apart(conn, ids):
+    conn.execute("insert into pgrecs.item_neighbors (signal, item_id, neighbor_item_id, score, rank)"
+                 " values ('sequence', %s, %s, 0.4, 1)", (ids["A"], ids["D"]))
+    placement(conn, weights={"semantic": 1, "cooccurrence": 1, "ease": 1, "sequence": 1})
+    uid = world.add_user(conn, "u-words")
+    world.add_event(conn, uid, ids["A"], "view")
+    words = {
+        "page": {r[0]: r[4] for r in for_item(conn, ids["A"])},
+        "history": dict(conn.execute("select external_id, reasons from recs.recommend_for_user(user_id => %s,"
+                                     " placement => 't')", (uid,)).fetchall()),
+        "example": dict(conn.execute("select external_id, reasons from recs.recommend(%s, placement => 't')",
+                                     ([ids["A"]],)).fetchall()),
+    }
+    assert words["page"]["F"] == ["often bought together with this item"]
+    assert words["page"]["G"] == ["customers who chose this item also chose this one"]
+    assert words["page"]["D"] == ["often chosen next after this item"]
+    assert words["history"]["F"] == ['often bought together with "Alpha runner" you viewed']
+    assert words["history"]["G"] == ["customers like you also chose this"]
+    assert words["history"]["D"] == ['often chosen next after "Alpha runner" you viewed']
+    assert words["history"]["E"] == ['similar to "Alpha runner" you viewed']
+    assert words["example"]["G"] == ['customers who chose "Alpha runner" (your example) also chose this']
+    assert words["example"]["F"] == ['often bought together with "Alpha runner" (your example)']
+
+
+def test_product_page_never_similar_to_itself(conn, ids):
+    placement(conn, weights={"semantic": 1, "cooccurrence": 1, "ease": 1, "popularity": 0.2})
+    for anchor in ("A", "D", "N", "F"):
+        rows = for_item(conn, ids[anchor])
+        title = world.ITEMS[anchor][0]
+        reasons = [reason for r in rows for reason in r[4]]
+        assert reasons, anchor
+        assert not [reason for reason in reasons if "similar to" in reason or title in reason], anchor
 
 
 def test_sequence_signal_exact_and_explained(conn, ids):
@@ -230,7 +303,7 @@ def test_sequence_signal_exact_and_explained(conn, ids):
     assert rows["F"][1] == pytest.approx(0.25, rel=1e-5)
     assert rows["E"][3]["sequence"]["anchor_external_id"] == "A"
     assert rows["E"][3]["sequence"]["raw"] == pytest.approx(0.4, rel=1e-5)
-    assert rows["F"][4][0] == 'often chosen next after "Alpha runner"'
+    assert rows["F"][4][0] == "often chosen next after this item"
     placement(conn, weights={"sequence": 0, "semantic": 1})
     assert "F" not in {r[0] for r in for_item(conn, ids["A"])}
 
@@ -272,7 +345,7 @@ def test_user_history_exclusions_and_reasons(conn, ids):
     got = dict(rows)
     assert "C" not in got  # purchased
     assert got["B"][0] == 'similar to "Alpha runner" you viewed'
-    assert 'often bought with "Alpha runner" you viewed' in got["F"]
+    assert 'often bought together with "Alpha runner" you viewed' in got["F"]
     placement(conn, allow_repeats=True)
     assert "C" in names(conn.execute(
         "select external_id from recs.recommend_for_user(%s::bigint, placement => 't')", (uid,)).fetchall())

@@ -36,6 +36,7 @@ cleaned as (
         margin,
         nullif(btrim(image_url), '') as image_url,
         active,
+        embed_override,
         created_at,
         updated_at
     from source
