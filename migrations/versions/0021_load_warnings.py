@@ -6,14 +6,14 @@ of an id repeated within one file are kept here too, as superseded by the line t
 ingest_batches counts both per batch. The parsers themselves live in sql/020_ingest.sql.
 
 Revision ID: 0021_load_warnings
-Revises: 0017_model_lineage
+Revises: 0019_console
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0021_load_warnings"
-down_revision = "0017_model_lineage"
+down_revision = "0019_console"
 branch_labels = None
 depends_on = None
 

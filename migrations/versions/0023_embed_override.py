@@ -9,14 +9,14 @@ the rule decide. Loads never touch it.
 is given only to items in the top share of the catalog (docs/scoring.md).
 
 Revision ID: 0023_embed_override
-Revises: 0017_model_lineage
+Revises: 0021_load_warnings
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0023_embed_override"
-down_revision = "0017_model_lineage"
+down_revision = "0021_load_warnings"
 branch_labels = None
 depends_on = None
 
