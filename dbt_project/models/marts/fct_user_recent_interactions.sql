@@ -39,7 +39,8 @@ recent as (
     cross join lateral (
         select
             user_items.*,
-            row_number() over (order by user_items.last_at desc, user_items.item_id desc) as recency_rank
+            -- items last seen at one timestamp share a rank: rows inside a tie have no order
+            dense_rank() over (order by user_items.last_at desc) as recency_rank
         from {{ ref('int_user_items_aggregated') }} as user_items
         where user_items.tenant_id = users.tenant_id
             and user_items.user_id = users.user_id
