@@ -619,10 +619,11 @@ begin
         perform set_config('enable_bitmapscan', 'on', true);
         if coalesce(cardinality(ids), 0) >= k then
             return query
-                select u.item_id, i.external_id, u.score, u.ord::integer
+                select u.item_id, i.external_id, u.score,
+                       (row_number() over (order by u.score desc, i.tie_key))::integer
                 from unnest(ids, scores) with ordinality as u(item_id, score, ord)
                 join pgrecs.items as i on i.item_id = u.item_id
-                order by u.ord;
+                order by u.score desc, i.tie_key;
             return;
         end if;
         -- the iterative scan stopped before k matches (hnsw.max_scan_tuples, or fewer embedded
@@ -632,7 +633,7 @@ begin
     -- selective (or the index gave up): exact scan over the GIN/btree-selected subset of the
     -- model's embeddings. "+ 0" keeps the planner off the HNSW index.
     return query execute format(
-        'select s.item_id, i.external_id, (1 - s.dist)::real, (row_number() over (order by s.dist, s.item_id))::integer
+        'select s.item_id, i.external_id, (1 - s.dist)::real, (row_number() over (order by s.dist, i.tie_key))::integer
          from (
              select e.item_id, %1$s + 0 as dist
              from pgrecs.item_embeddings e
@@ -641,7 +642,7 @@ begin
              limit $9
          ) s
          join pgrecs.items i on i.item_id = s.item_id
-         order by s.dist, s.item_id',
+         order by s.dist, i.tie_key',
         distance, semantic_search.model_id, predicate)
     using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k;
 end
@@ -667,7 +668,7 @@ begin
         elsif model_id = %1$s then
             return query
                 select s.item_id, i.external_id, (1 - s.dist)::real,
-                    (row_number() over (order by s.dist, s.item_id))::integer
+                    (row_number() over (order by s.dist, i.tie_key))::integer
                 from (
                     select e.item_id, e.embedding::halfvec(%2$s) <=> query::halfvec(%2$s) as dist
                     from pgrecs.item_embeddings as e
@@ -677,7 +678,7 @@ begin
                     limit k
                 ) as s
                 join pgrecs.items as i on i.item_id = s.item_id
-                order by s.dist, s.item_id;
+                order by s.dist, i.tie_key;
             return;$branch$, m.model_id, m.dimensions);
         models := models + 1;
     end loop;
@@ -931,8 +932,9 @@ begin
     if touched is not null then
         with ranked as (
             select x.item_id, x.neighbor_item_id,
-                row_number() over (partition by x.item_id order by x.score desc, x.neighbor_item_id) as rn
+                row_number() over (partition by x.item_id order by x.score desc, ni.tie_key) as rn
             from pgrecs.item_neighbors as x
+            join pgrecs.items as ni on ni.item_id = x.neighbor_item_id
             where x.tenant_id = tenant and x.signal = 'semantic' and x.item_id = any(touched)
         ),
         dropped as (

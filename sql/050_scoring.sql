@@ -154,8 +154,9 @@ comment on function pgrecs.placement_row(text) is
 
 -- The ranking core. Anchors carry a weight (negative for "less like this") and a label appended
 -- to the reasons that name them (' you viewed', ' (your example)'; null for the item of the page
--- itself, named "this item"); their order matters to the next-item signal only
--- (recs.recommend_for_user passes the history most recent first).
+-- itself, named "this item"). The next-item signal weighs anchors by recency position
+-- (anchor_positions: 1 = most recent; items of one timestamp share one), by array order when none
+-- are given. Score ties fall to items.tie_key.
 create or replace function pgrecs.rank_items(
     placement_name text,
     anchor_ids bigint[],
@@ -164,7 +165,8 @@ create or replace function pgrecs.rank_items(
     exclude_ids bigint[],
     k integer,
     filters jsonb,
-    explain boolean
+    explain boolean,
+    anchor_positions integer[] default null
 )
 returns table (item_id bigint, external_id text, score double precision, rank integer,
                contributions jsonb, reasons text[])
@@ -280,15 +282,16 @@ begin
     where coalesce((w ->> s.signal)::double precision, 0) <> 0;
 
     -- the next-item signal ('sequence') asks what follows the latest steps, so it weighs anchors
-    -- by their position (the first, a user's most recent item, 1; each later one half the one
-    -- before), not by their summed history weight: a session of ratings seconds apart has equal
-    -- weights, yet only its last items say what comes next
+    -- by their recency position (the most recent 1; each later one half the one before; items of
+    -- one timestamp share a position), not by their summed history weight: a session of ratings
+    -- seconds apart has equal weights, yet only its last items say what comes next
     select coalesce(array_agg(nb.neighbor_item_id), '{}'), coalesce(array_agg(s.signal), '{}'),
-           coalesce(array_agg(case when s.signal = 'sequence' then sign(a.weight) * power(0.5::float8, (a.ord - 1)::float8)
+           coalesce(array_agg(case when s.signal = 'sequence'
+                                   then sign(a.weight) * power(0.5::float8, (coalesce(a.pos, a.ord) - 1)::float8)
                                    else a.weight end * nb.score), '{}'),
            coalesce(array_agg(a.item_id), '{}')
     into h_item, h_signal, h_s, h_anchor
-    from unnest(anchor_ids, anchor_weights) with ordinality as a (item_id, weight, ord)
+    from unnest(anchor_ids, anchor_weights, anchor_positions) with ordinality as a (item_id, weight, pos, ord)
     cross join unnest(sig_names, sig_pools) as s (signal, pool)
     cross join lateral (
         select nn.neighbor_item_id, nn.score
@@ -330,15 +333,17 @@ begin
                 select x.item_id, pgrecs.item_passes(i, f_in_stock, f_price_min, f_price_max, f_category, f_brand,
                                     f_brands, f_exclude_brands, f_exclude) as ok
                 from (
+                    -- the top 1000 and every item tied with the 1000th (none when fewer: exact path)
                     select s.item_id, s.popularity
                     from pgrecs.item_signals s
                     where s.tenant_id = t
-                    order by s.popularity desc
-                    limit 1000
+                      and s.popularity >= (select s2.popularity from pgrecs.item_signals s2
+                                           where s2.tenant_id = t
+                                           order by s2.popularity desc
+                                           offset 999 limit 1)
                 ) x
                 join pgrecs.items i on i.item_id = x.item_id
-                order by x.popularity desc
-                limit 1000
+                order by x.popularity desc, i.tie_key
             ) y
             where y.ok
             limit v_pop);
@@ -350,7 +355,7 @@ begin
                     join pgrecs.items i on i.item_id = s.item_id
                     where s.tenant_id = $1
                       and pgrecs.item_matches_filters(i, $2)
-                    order by s.popularity desc
+                    order by s.popularity desc, i.tie_key
                     limit $3)
             $q$ into more_ids using t, f, v_pop;
         end if;
@@ -368,12 +373,14 @@ begin
                     from pgrecs.item_signals s
                     where s.tenant_id = t
                       and s.trending > 0
-                    order by s.trending desc
-                    limit 1000
+                      and s.trending >= (select s2.trending from pgrecs.item_signals s2
+                                         where s2.tenant_id = t
+                                           and s2.trending > 0
+                                         order by s2.trending desc
+                                         offset 999 limit 1)
                 ) x
                 join pgrecs.items i on i.item_id = x.item_id
-                order by x.trending desc
-                limit 1000
+                order by x.trending desc, i.tie_key
             ) y
             where y.ok
             limit v_trend);
@@ -386,7 +393,7 @@ begin
                     where s.tenant_id = $1
                       and s.trending > 0
                       and pgrecs.item_matches_filters(i, $2)
-                    order by s.trending desc
+                    order by s.trending desc, i.tie_key
                     limit $3)
             $q$ into more_ids using t, f, v_trend;
         end if;
@@ -413,7 +420,7 @@ begin
                   and i.category_key = ac.cp
                   and pgrecs.item_passes(i, f_in_stock, f_price_min, f_price_max, f_category, f_brand,
                                     f_brands, f_exclude_brands, f_exclude)
-                order by sp.popularity desc
+                order by sp.popularity desc, i.tie_key
                 limit v_catpop
             ) y);
     end if;
@@ -437,7 +444,7 @@ begin
         from unnest(sig_names, sig_weights) as c (signal, weight)
     ),
     cand as materialized (
-        select i.item_id, i.brand, i.category_path, i.margin,
+        select i.item_id, i.tie_key, i.brand, i.category_path, i.margin,
                coalesce(sg.popularity, 0)::double precision as popularity,
                coalesce(sg.trending, 0)::double precision as trending,
                case when sg.quality_score < p.quality_threshold then p.quality_penalty else 1 end as quality_factor,
@@ -518,17 +525,17 @@ begin
         group by c.item_id
     ),
     final as (
-        select c.item_id, c.brand, c.category_path[p.category_level] as cat,
+        select c.item_id, c.tie_key, c.brand, c.category_path[p.category_level] as cat,
                fu.base * coalesce(b.factor, 1) as score,
                coalesce(b.rules, '[]'::jsonb) as rules
         from cand c
         join fused fu on fu.item_id = c.item_id
         left join boosted b on b.item_id = c.item_id
-        order by fu.base * coalesce(b.factor, 1) desc, c.item_id
+        order by fu.base * coalesce(b.factor, 1) desc, c.tie_key
         limit v_pool
     ),
     pooled as materialized (
-        select fi.*, row_number() over (order by fi.score desc, fi.item_id)::integer as pos
+        select fi.*, row_number() over (order by fi.score desc, fi.tie_key)::integer as pos
         from final fi
     ),
     -- the per-signal breakdown of the pool, flat (pool position, signal, ...): jsonb is built in
@@ -792,8 +799,8 @@ begin
     order by ch.pos;
 end
 $$;
-comment on function pgrecs.rank_items(text, bigint[], real[], text[], bigint[], integer, jsonb, boolean) is
-    'Ranking core behind recs.recommend*: candidates from the anchors'' neighbour lists (the next-item lists weighted by anchor position, halving per step) and popularity, filters, blocks, fusion, boosts, MMR with caps, pins, explanations.';
+comment on function pgrecs.rank_items(text, bigint[], real[], text[], bigint[], integer, jsonb, boolean, integer[]) is
+    'Ranking core behind recs.recommend*: candidates from the anchors'' neighbour lists (the next-item lists weighted by anchor recency position, halving per step) and popularity, filters, blocks, fusion, boosts, MMR with caps, pins, explanations; score ties broken by items.tie_key.';
 
 -- Public API ------------------------------------------------------------------------------------
 
@@ -849,12 +856,13 @@ comment on function recs.recommend_for_item(text, integer, text, jsonb, boolean)
     'recs.recommend_for_item by the item''s external id.';
 
 create or replace function pgrecs.user_history(uid bigint, placement_name text)
-returns table (item_id bigint, weight real, label text, purchased boolean)
+returns table (item_id bigint, weight real, label text, purchased boolean, recency_position integer)
 language sql
 stable parallel safe
 as $$
     -- the top history_limit items by weight, returned most recent first (by each item's latest
-    -- event, ties by load order): the next-item signal reads the anchors in this order
+    -- event); items whose latest events share a timestamp share a recency position (the order of
+    -- rows inside a tie is no order of the journey), and ties anywhere fall to items.tie_key
     with p as (
         select * from pgrecs.placement_row(placement_name)
     ),
@@ -873,8 +881,13 @@ as $$
             from pgrecs.events ev
             where ev.tenant_id = pgrecs.current_tenant()
               and ev.user_id = uid
-            order by ev.occurred_at desc, ev.event_id desc
-            limit p.history_events
+              -- the latest history_events events, whole timestamps: all events at the cut's moment
+              and ev.occurred_at >= coalesce((
+                  select e2.occurred_at from pgrecs.events e2
+                  where e2.tenant_id = pgrecs.current_tenant()
+                    and e2.user_id = uid
+                  order by e2.occurred_at desc
+                  offset greatest(p.history_events - 1, 0) limit 1), '-infinity')
         ) e
         join pgrecs.event_types et on et.event_type = e.event_type
     ),
@@ -890,20 +903,22 @@ as $$
                end as label,
                bool_or(r.event_type = 'purchase') as purchased,
                -- recency from the events that count (an impression is no step of the journey)
-               max(r.occurred_at) filter (where r.w > 0) as last_at,
-               max(r.event_id) filter (where r.w > 0) as last_event_id
+               max(r.occurred_at) filter (where r.w > 0) as last_at
         from recent r
-        group by r.item_id
+        join pgrecs.items i on i.item_id = r.item_id
+        group by r.item_id, i.tie_key
         having sum(r.w) > 0
-        order by sum(r.w) desc, r.item_id
+        order by sum(r.w) desc, i.tie_key
         limit (select p.history_limit from p)
     )
-    select top.item_id, top.weight, top.label, top.purchased
+    select top.item_id, top.weight, top.label, top.purchased,
+           dense_rank() over (order by top.last_at desc)::integer
     from top
-    order by top.last_at desc, top.last_event_id desc
+    join pgrecs.items i on i.item_id = top.item_id
+    order by top.last_at desc, i.tie_key
 $$;
 comment on function pgrecs.user_history(bigint, text) is
-    'A user''s interests read live from pgrecs.events: the most recent events weighted by event type (placement overrides) and exponential recency decay, summed per item; the top history_limit items, most recent first.';
+    'A user''s interests read live from pgrecs.events: the most recent events weighted by event type (placement overrides) and exponential recency decay, summed per item; the top history_limit items, most recent first, with their recency position (items last seen at one timestamp share one).';
 
 create or replace function recs.recommend_for_user(
     user_id bigint,
@@ -924,6 +939,7 @@ declare
     a_ids bigint[];
     a_weights real[];
     a_labels text[];
+    a_positions integer[];
     v_exclude bigint[] := '{}';
     v_cold_reason text;
 begin
@@ -932,9 +948,11 @@ begin
     -- anchors most recent first (the order the next-item signal reads)
     select coalesce(array_agg(h.item_id order by h.ord), '{}'),
            coalesce(array_agg(h.weight order by h.ord), '{}'),
-           coalesce(array_agg(h.label order by h.ord), '{}')
-    into a_ids, a_weights, a_labels
-    from pgrecs.user_history(recommend_for_user.user_id, p.placement) with ordinality as h (item_id, weight, label, purchased, ord);
+           coalesce(array_agg(h.label order by h.ord), '{}'),
+           coalesce(array_agg(h.recency_position order by h.ord), '{}')
+    into a_ids, a_weights, a_labels, a_positions
+    from pgrecs.user_history(recommend_for_user.user_id, p.placement)
+         with ordinality as h (item_id, weight, label, purchased, recency_position, ord);
     if not p.allow_repeats then
         -- no repeats: neither what the user bought nor the history items the list is built from
         -- (as recommend_for_item leaves out its item and recommend its examples)
@@ -953,7 +971,8 @@ begin
     select r.item_id, r.external_id, r.score, r.rank, r.contributions,
            case when v_cold_reason is null then r.reasons else v_cold_reason || r.reasons end
     from pgrecs.rank_items(p.placement, a_ids, a_weights, a_labels, v_exclude,
-                           recommend_for_user.k, recommend_for_user.filters, recommend_for_user.explain) r;
+                           recommend_for_user.k, recommend_for_user.filters, recommend_for_user.explain,
+                           a_positions) r;
 end
 $$;
 comment on function recs.recommend_for_user(bigint, integer, text, jsonb, boolean) is

@@ -409,10 +409,10 @@ returns table (recency_rank integer, item_id bigint, external_id text, title tex
 language sql
 stable parallel safe
 as $$
-    select h.ord::integer, h.item_id, i.external_id, i.title, h.weight, h.label, h.purchased
+    select h.recency_position, h.item_id, i.external_id, i.title, h.weight, h.label, h.purchased
     from pgrecs.users u
     cross join lateral pgrecs.user_history(u.user_id, user_history.placement)
-        with ordinality as h (item_id, weight, label, purchased, ord)
+        with ordinality as h (item_id, weight, label, purchased, recency_position, ord)
     join pgrecs.items i on i.item_id = h.item_id
     where u.tenant_id = pgrecs.current_tenant()
       and u.external_id = user_history.user_id

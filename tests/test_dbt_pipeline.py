@@ -185,18 +185,17 @@ def _sequence_lists(url):
 
 
 def test_sequence_hand_computed(dirty_url, built):
-    """Steps in each user's event order (ties by load order): u1 a1 -> a2, u2 a1 -> a2 -> a3,
-    u5 a4 -> a5; u3 has one event. score = steps(i -> j) / (steps out of i + 5)."""
+    """Every event is at one instant: each user has one tie group, and the order of rows inside a
+    tie is no step, so there is no next-item list (the steps between groups are checked after the
+    later events, in test_incremental_refresh_equals_full_refresh)."""
     got = _sequence_lists(dirty_url)
-    assert set(got) == {("a1", "a2"), ("a2", "a3"), ("a4", "a5")}
-    assert got[("a1", "a2")] == (pytest.approx(2 / 7, rel=1e-6), 1)
-    assert got[("a2", "a3")] == (pytest.approx(1 / 6, rel=1e-6), 1)
-    assert built.tenants[0]["sequence_rows"] == 3
+    assert got == {}
+    assert built.tenants[0]["sequence_rows"] == 0
     # asked for on an incremental refresh (`pgrecs refresh --sequence`): rebuilt, the same lists
     from pgrecs.signals.refresh import refresh
 
     report = refresh(dirty_url, sequence=True, run_tests=False)
-    assert report.mode == "incremental" and report.tenants[0]["sequence_rows"] == 3
+    assert report.mode == "incremental" and report.tenants[0]["sequence_rows"] == 0
     assert _sequence_lists(dirty_url) == got
 
 
@@ -295,10 +294,16 @@ def test_incremental_refresh_equals_full_refresh(dirty_url, built):
     incremental_tables = {name: query(dirty_url, q) for name, q in EVENT_LEVEL_TABLES.items()}
     report = refresh(dirty_url, full=True, ease=False, run_tests=False)
     assert "fct_item_audit" in _node_names(report)
-    # a full refresh rebuilds the next-item lists: u3 a1 -> a2 (an hour later), u4 a6 -> a7
+    # a full refresh rebuilds the next-item lists, from each item of a tie group to each item of
+    # the user's next later group, weighted 1 / (|group| x |next group|): u1 {a1, a2} -> {a4} and
+    # u2 {a1, a2, a3} -> {a4}; u3 {a1} -> {a1} (a repeat, no step) -> {a2}; u4 {a6, a7} -> {a6}
+    # -> {a8}; u5 {a4, a5} -> {a1} -> {a1}. Out of a1: a4 1/2 + 1/3, a2 1 (shrinkage 5).
     sequence = _sequence_lists(dirty_url)
-    assert ("a6", "a7") in sequence and ("a6", "a7") not in sequence_before
-    assert sequence[("a1", "a2")][0] > sequence_before[("a1", "a2")][0]
+    assert set(sequence) == {("a1", "a4"), ("a2", "a4"), ("a3", "a4"), ("a1", "a2"), ("a7", "a6"),
+                             ("a6", "a8"), ("a4", "a1"), ("a5", "a1")}
+    assert sequence[("a1", "a2")] == (pytest.approx(1 / (11 / 6 + 5), rel=1e-6), 1)
+    assert sequence[("a1", "a4")] == (pytest.approx((5 / 6) / (11 / 6 + 5), rel=1e-6), 2)
+    assert sequence[("a7", "a6")] == (pytest.approx(0.5 / 5.5, rel=1e-6), 1)
     full = query(dirty_url, sql)
     for name, q in EVENT_LEVEL_TABLES.items():
         # the incremental models (only the new events' users and days rebuilt) match a rebuild

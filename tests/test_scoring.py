@@ -328,6 +328,33 @@ def test_sequence_reads_the_history_most_recent_first(conn, ids):
     assert rows[0][2][0] == 'often chosen next after "Delta trail" you viewed'
 
 
+def test_items_of_one_timestamp_share_a_recency_position(conn, ids):
+    """A basket (A and D at one instant) after C: A and D are both the most recent step, so their
+    next items weigh alike (1 each) and C's half; the rows' load order plays no part."""
+    for anchor, nb in (("A", "E"), ("D", "B"), ("C", "F")):
+        conn.execute("insert into pgrecs.item_neighbors (signal, item_id, neighbor_item_id, score, rank)"
+                     " values ('sequence', %s, %s, 0.4, 1)", (ids[anchor], ids[nb]))
+    placement(conn, weights={"sequence": 1})
+    results = []
+    for user, basket in (("u-basket-1", ("A", "D")), ("u-basket-2", ("D", "A"))):
+        uid = world.add_user(conn, user)
+        world.add_event(conn, uid, ids["C"], "view", "2 hours")
+        conn.execute("insert into pgrecs.events (user_id, item_id, event_type, occurred_at, dedup_key)"
+                     " select %s, unnest(%s::bigint[]), 'purchase', date_trunc('minute', now()) - interval '1 hour',"
+                     " gen_random_uuid()", (uid, [ids[b] for b in basket]))
+        history = conn.execute("select item_id, recency_position from pgrecs.user_history(%s, 't')",
+                               (uid,)).fetchall()
+        assert sorted(history) == sorted([(ids["A"], 1), (ids["D"], 1), (ids["C"], 2)])
+        results.append(conn.execute(
+            "select external_id, round(score::numeric, 6) from recs.recommend_for_user(user_id => %s, placement => 't')",
+            (uid,)).fetchall())
+    assert results[0] == results[1]
+    assert dict(results[0]) == {"E": 1, "B": 1, "F": 0.5}
+    # equal scores are ordered by the tie key (a hash of the external id), not by item id
+    keys = dict(conn.execute("select external_id, tie_key from pgrecs.items where external_id in ('E', 'B')"))
+    assert [r[0] for r in results[0][:2]] == sorted(("E", "B"), key=keys.get)
+
+
 def test_cold_start_item_via_semantics(conn, ids):
     # N has no events and no item_signals row: reachable through A's semantic list, and has its own
     assert "N" in names(for_item(conn, ids["A"]))

@@ -6,14 +6,14 @@ of an id repeated within one file are kept here too, as superseded by the line t
 ingest_batches counts both per batch. The parsers themselves live in sql/020_ingest.sql.
 
 Revision ID: 0021_load_warnings
-Revises: 0019_console
+Revises: 0020_tie_keys
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0021_load_warnings"
-down_revision = "0019_console"
+down_revision = "0020_tie_keys"
 branch_labels = None
 depends_on = None
 

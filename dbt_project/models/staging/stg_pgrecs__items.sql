@@ -14,6 +14,7 @@ cleaned as (
         item_id,
         tenant_id,
         external_id,
+        tie_key,
         title as title_raw,
         description as description_raw,
         brand as brand_raw,
