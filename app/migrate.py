@@ -7,13 +7,16 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-ROOT = Path(__file__).resolve().parent.parent
-SQL_DIR = ROOT / "sql"
+from pgrecs.resources import resource
+
+SQL_DIR = resource("sql")
+MIGRATIONS_DIR = resource("migrations")
 
 
 def alembic_config(url: str) -> Config:
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    # alembic.ini is for plain `alembic` in a checkout; everything pgrecs needs is set here
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["database_url"] = url
     return config
 

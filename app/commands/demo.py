@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-SAMPLE = Path(__file__).resolve().parent.parent.parent / "data" / "sample"
+from pgrecs.resources import resource
+
+SAMPLE = resource("data/sample")
 
 
 @click.command()
