@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench stress clean
+.PHONY: install demo test test-fast lint bench stress clean
 
 # torch first, pinned to the CPU build that installs offline; an unpinned torch pulls a CUDA build.
 $(STAMP): pyproject.toml
@@ -18,8 +18,15 @@ install: $(STAMP)
 demo: install
 	$(BIN)/pgrecs demo
 
-test: install
+test: install lint
 	$(BIN)/pytest -q
+
+# everything that needs neither dbt, nor the embedding model, nor fuzzing
+test-fast: install
+	$(BIN)/pytest -q -m "not slow and not stress"
+
+lint: install
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python -m benchmarks.run all

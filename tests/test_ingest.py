@@ -8,10 +8,9 @@ import json
 import re
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from pgrecs.ingest import REASONS, ingest_records, load_file
+from pgrecs.ingest import REASONS, ingest_records
 
 ITEM_HEADER = ["external_id", "title", "description", "brand", "category_path", "attributes", "price",
                "currency", "stock", "margin", "image_url", "active"]
