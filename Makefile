@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # port of the demo's HTTP API: make demo PORT=8080
 PORT   ?= 8000
 
-.PHONY: install demo test bench stress clean
+.PHONY: install demo test test-fast lint bench stress clean
 
 # torch first, pinned to the CPU build that installs offline; an unpinned torch pulls a CUDA build.
 $(STAMP): pyproject.toml
@@ -20,8 +20,15 @@ install: $(STAMP)
 demo: install
 	$(BIN)/pgrecs demo --port $(PORT)
 
-test: install
+test: install lint
 	$(BIN)/pytest -q
+
+# everything that needs neither dbt, nor the embedding model, nor fuzzing
+test-fast: install
+	$(BIN)/pytest -q -m "not slow and not stress"
+
+lint: install
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python -m benchmarks.run all

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgrecs.errors import PgrecsError
+from pgrecs.resources import resource
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
+PROJECT_DIR = resource("dbt_project")
 _lock = threading.Lock()
 
 

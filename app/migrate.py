@@ -6,15 +6,18 @@ from pathlib import Path
 
 # alembic (and SQLAlchemy under it) is imported only where a schema command runs: it is heavier
 # than the rest of the CLI together
-ROOT = Path(__file__).resolve().parent.parent
-SQL_DIR = ROOT / "sql"
+from pgrecs.resources import resource
+
+SQL_DIR = resource("sql")
+MIGRATIONS_DIR = resource("migrations")
 
 
 def alembic_config(url: str):
     from alembic.config import Config
 
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
+    # alembic.ini is for plain `alembic` in a checkout; everything pgrecs needs is set here
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["database_url"] = url
     return config
 

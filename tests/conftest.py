@@ -113,6 +113,14 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def pytest_collection_modifyitems(items):
+    # the fast lane (`make test-fast`: -m "not slow") leaves out every test that loads the model;
+    # tests that run dbt or fuzz carry the marker themselves
+    for item in items:
+        if "minilm" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def minilm():
     """The packaged all-MiniLM-L6-v2, loaded once per test session (the process-wide cached encoder)."""

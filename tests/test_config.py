@@ -98,6 +98,7 @@ def test_serve_refuses_an_unknown_model_in_one_line(cli):
         "error: unknown embedding model 'no-such-model' (pgrecs models list shows the registered ones)"]
 
 
+@pytest.mark.slow
 def test_db_env_lets_dbt_connect_by_hand(db_url, tmp_path):
     """`eval "$(pgrecs db env)"` and dbt's own CLI reaches the same database."""
     import psycopg

@@ -14,6 +14,8 @@ import pytest
 from conftest import TEMPLATE, create_database, drop_database
 from pgrecs.signals.ease_fit import EaseSettings
 
+pytestmark = pytest.mark.slow  # runs dbt
+
 ITEMS = [
     # external_id, title, description, brand, category_path, price, image_url
     ("a1", "<b>Caf&eacute; Mug 12 oz</b>", "<p>A sturdy mug for your coffee &amp; tea.</p>", "ACME KITCHEN",

@@ -29,6 +29,7 @@ def test_bad_url_is_a_clear_error():
         dbt.dbt_env("postgresql://[broken")
 
 
+@pytest.mark.slow
 def test_failing_model_is_named_in_one_line(db_url):
     # break a source the staging model reads: the error names the model
     with psycopg.connect(db_url) as conn:
@@ -40,6 +41,7 @@ def test_failing_model_is_named_in_one_line(db_url):
     assert message.startswith("dbt run failed at model stg_pgrecs__items")
 
 
+@pytest.mark.slow
 def test_refresh_and_audit_cli(cli, db_url, tmp_path):
     with psycopg.connect(db_url) as conn:
         conn.execute("insert into pgrecs.items (external_id, title, description) values"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pgrecs.embeddings import worker
-from pgrecs.embeddings.models import get_encoder, load_spec, register_model
+from pgrecs.embeddings.models import get_encoder, load_spec
 from pgrecs.errors import PgrecsError
 
 ITEMS = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import psycopg
-import pytest
 
 from pgrecs.evaluation import baselines, scratch, splits
 from pgrecs.evaluation.data import Interactions, load_catalog, load_interactions

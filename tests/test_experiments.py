@@ -183,6 +183,7 @@ def test_the_difference_against_control_is_computed_in_sql(experiment_db):
         "relative": t["ctr_vs_control_relative"]}
 
 
+@pytest.mark.slow
 def test_dbt_experiment_marts_read_the_sql_statistics_for_every_tenant(experiment_db, db_url):
     from pgrecs import dbt
 

@@ -30,6 +30,8 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, negativ
 import scoring_world as world
 from conftest import api_key_for
 
+pytestmark = pytest.mark.slow  # fuzzing
+
 EXAMPLES = int(os.environ.get("PGRECS_FUZZ_EXAMPLES", "25"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 

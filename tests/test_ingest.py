@@ -8,7 +8,6 @@ import json
 import re
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from pgrecs.ingest import REASONS, WARNINGS, ingest_records, load_file

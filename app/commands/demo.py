@@ -18,7 +18,9 @@ from pathlib import Path
 
 import click
 
-SAMPLE = Path(__file__).resolve().parent.parent.parent / "data" / "sample"
+from pgrecs.resources import resource
+
+SAMPLE = resource("data/sample")
 HOST = "127.0.0.1"
 PORT_HINT = "choose another with --port or make demo PORT=..."
 # name -> scopes of the keys the demo prints

@@ -33,7 +33,6 @@ import numpy as np
 from scipy import sparse
 
 from pgrecs.db import connect
-from pgrecs.errors import PgrecsError
 from pgrecs.signals import ease, ease_blocks
 from pgrecs.signals.cooccurrence import _read_columns
 

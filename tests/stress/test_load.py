@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
