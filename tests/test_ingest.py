@@ -653,3 +653,28 @@ def test_events_repeated_across_batches_are_duplicates_on_a_first_load(cli, conn
     again = cli("load", "events", str(path), "--batch-size", "3", "--workers", "2")
     c = counts(again.output)
     assert c["inserted"] == 0 and c["unchanged"] + c.get("duplicates", 0) == 14 and c["unchanged"] >= 10
+
+
+def test_api_item_put_reports_field_warnings_and_keeps_the_item(db_url, conn):
+    """PUT /items/{id}: a shop price parses, an unusable one is a warning in the response, not a 400."""
+    from pgrecs.api import create_app
+
+    app = create_app({"TESTING": True, "DATABASE_URL": db_url})
+    try:
+        with app.test_client() as client:
+            first = client.put("/items/A1", json={"title": "Mug", "price": "$1,299.00"})
+            assert first.status_code == 201, first.get_json()
+            assert first.get_json()["warnings"] == []
+            second = client.put("/items/A1", json={"title": "Mug", "price": "call us", "stock": -2})
+            assert second.status_code == 200, second.get_json()
+            assert second.get_json()["warnings"] == [{"field": "price", "reason": "bad type"},
+                                                     {"field": "stock", "reason": "bad value"}]
+            refused = client.put("/items/A2", json={"title": "Cup", "active": "maybe"})
+            assert refused.status_code == 400
+    finally:
+        pool = app.extensions.get("pgrecs_pool")
+        if pool is not None:
+            pool.close()
+    # the stored price stays when the new one does not parse
+    assert conn.execute("select price, currency, stock from pgrecs.items where external_id = 'A1'").fetchone() == (
+        1299, "USD", None)

@@ -273,7 +273,7 @@ class Loader:
                     result.rejects = [Reject(line, reason, raw_text(batch.raws.get(line, ""))) for line, reason in rejects]
             result.rejected = len(rejects)
             warnings = self._store_warnings(cur, batch_id)
-            result.warned = sum(1 for w in warnings if w.reason != "superseded" and not w.reason.startswith("superseded "))
+            result.warned = sum(1 for w in warnings if not w.reason.startswith("superseded"))
             if collect_rejects:
                 result.warnings = warnings
             valid = len(batch) - len(rejects)
@@ -554,7 +554,7 @@ def run_batches(loaders: list[Loader], batches: Iterable[Batch], *, progress: Ca
         except psycopg.Error as exc:
             # The database's own text goes to the log (`pgrecs load -v`); the user gets what to do.
             lines = f"lines {batch.first_line}-{batch.last_line}"
-            log.info("%s: batch at %s failed: %s", loader.source, lines, exc, exc_info=True)
+            log.debug("%s: batch at %s failed: %s", loader.source, lines, exc, exc_info=True)
             what = "lost the database connection" if isinstance(exc, psycopg.OperationalError) else "failed"
             raise PgrecsError(f"{Path(loader.source).name}: the batch at {lines} {what} and was rolled back "
                               f"(earlier batches are kept); re-run the same command to finish, "
