@@ -95,13 +95,13 @@ def test_served_lists_are_found_through_their_indexes(conn, ids):
 def test_only_the_canonical_text_of_a_uuid_names_a_served_list(conn, ids):
     request_uuid = lambda text: conn.execute("select pgrecs.request_uuid(%s)", (text,)).fetchone()[0]  # noqa: E731
     served = _serve(conn, "pdp_similar", ["A"], ids)
-    assert request_uuid(str(served)) == served
+    assert request_uuid(str(served)) == served and request_uuid(f"  {served} ") == served
     # what request_id::text never prints names nothing (the rule the dbt marts use), and is no error
-    for other in (str(served).upper(), str(served).replace("-", ""), "{" + str(served) + "}", "order-42", ""):
+    for other in (str(served).upper(), str(served).replace("-", ""), "{" + str(served) + "}", "order-42", "", "  ", f"{served}\n"):
         assert request_uuid(other) is None, other
     assert request_uuid(None) is None
     volatility = conn.execute("select provolatile, proparallel from pg_proc where oid = 'pgrecs.request_uuid(text)'::regprocedure")
-    assert volatility.fetchone() == ("i", "s")
+    assert volatility.fetchone() == ("s", "s")
 
 
 def test_rule_audit_trail_records_every_change_with_its_actor(conn, ids):
