@@ -172,6 +172,7 @@ def test_serve_watch_embeds_an_item_written_through_the_api(db_url, conn, tmp_pa
             break
         time.sleep(0.2)
     assert listening == 0, output
+    assert "[ERROR]" not in output and "Traceback" not in output, output
     access = [line for line in output.splitlines() if '"pgrecs.access"' in line and "/similar" in line]
     assert access and len(access) == len({json.loads(line)["request_id"] for line in access})
 

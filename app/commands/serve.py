@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -39,14 +40,19 @@ def ensure_port_free(host: str, port: int, hint: str = PORT_HINT) -> None:
 
 @contextlib.contextmanager
 def embedding_watcher(url: str, tenant: str):
-    """`pgrecs embed --watch` in a child process for the duration of the block. Ctrl-C reaches both
-    (one process group); a server stopped by a signal ends the watcher on its way out."""
-    # the URL goes by the environment, not the command line, where `ps` would show its password
+    """`pgrecs embed --watch` in a child process for the duration of the block, stopped when the
+    block ends (the server stopped by Ctrl-C or a signal)."""
+    # the URL goes by the environment, not the command line, where `ps` would show its password;
+    # a session of its own: Ctrl-C stops the server, and the server stops the watcher
     env = {**os.environ, "DATABASE_URL": url}
-    child = subprocess.Popen([sys.executable, "-m", "pgrecs", "--tenant", tenant, "embed", "--watch"], env=env)
+    child = subprocess.Popen([sys.executable, "-m", "pgrecs", "--tenant", tenant, "embed", "--watch"], env=env,
+                             start_new_session=True)
     try:
         yield child
     finally:
+        # gunicorn's arbiter reaps any child that exits (and logs it as a failed worker); it has
+        # returned by now, so this process reaps the watcher itself
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         if child.poll() is None:
             child.terminate()
             try:
