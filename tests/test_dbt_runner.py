@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
 
@@ -60,3 +62,37 @@ def test_refresh_and_audit_cli(cli, db_url, tmp_path):
     html_out = tmp_path / "audit.html"
     assert cli("audit", "--no-build", "--out", str(html_out)).exit_code == 0
     assert html_out.read_text().startswith("<!doctype html>")
+
+
+def test_audit_report_for_a_merchant(cli, db_url, tmp_path):
+    """Styled, self-contained HTML: both charts inline, and the items with findings most traffic first."""
+    complete = ("x5", "Walnut Serving Board", "A large walnut serving board, oiled by hand, for bread, cheese and more.",
+                "Oakhouse", ["Kitchen", "Boards"], 40, "http://img/x5.jpg")
+    with psycopg.connect(db_url) as conn:
+        for ext, title, desc, brand, cats, price, image in [
+                ("x1", "Blue &amp; Green Mug", "A mug.", None, [], None, None),
+                ("x2", "Blue & Green Mug", None, None, [], None, None),
+                ("x3", "Red Kettle", "A red kettle.", "Kettleco", ["Kitchen"], 25, None),
+                ("x4", "12345 ###", None, None, [], None, None), complete]:
+            conn.execute("insert into pgrecs.items (external_id, title, description, brand, category_path, price,"
+                         " image_url) values (%s, %s, %s, %s, %s, %s, %s)", (ext, title, desc, brand, cats, price, image))
+        conn.execute("insert into pgrecs.users (external_id) values ('u1')")
+        for ext, events in (("x1", 1), ("x2", 3), ("x3", 5), ("x5", 10)):
+            conn.execute("insert into pgrecs.events (user_id, item_id, event_type, occurred_at, dedup_key)"
+                         " select 1, item_id, 'view', now(), gen_random_uuid()"
+                         " from pgrecs.items, generate_series(1, %s) where external_id = %s", (events, ext))
+    out = tmp_path / "audit.html"
+    result = cli("audit", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and "<style>" in page and "--accent" in page
+    assert not re.search(r"<script|<link|src=\"http|@import", page)  # nothing fetched
+    charts = re.findall(r'<svg role="img" aria-label="([^"]+)"', page)
+    assert charts == ["Items per quality score", "Share of items per finding"]
+    # the fix-first list: every item with a finding, most events first; x5 has none to fix
+    fix = page[page.index('id="fix-first"'):page.index('id="quality-distribution"')]
+    rows = re.findall(r'<td class="mono">(\w+)</td><td>[^<]*</td>\s*<td class="num">(\d+)</td>', fix)
+    assert rows == [("x3", "5"), ("x2", "3"), ("x1", "1"), ("x4", "0")]
+    assert "not embeddable" in fix  # x4: no words
+    # the Markdown report (terminal) carries the same ordered list
+    assert re.findall(r"^\| \d+ \| (x\d) \|", result.output, re.M) == ["x3", "x2", "x1", "x4"]

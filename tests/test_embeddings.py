@@ -290,3 +290,11 @@ def test_encode_and_truncation_flags_from_threads_at_once(minilm):
             assert np.allclose(future.result()[:3], expected, atol=1e-3)
         for future in flags:
             assert future.result() == [True, False, False] * 4
+
+
+def test_embed_decision_functions_have_honest_volatility(conn):
+    rows = dict(conn.execute(
+        "select p.proname, p.provolatile from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+        " where n.nspname = 'recs' and p.proname in ('embed_decision', 'set_embed_override', 'embed_overrides')"
+        " and obj_description(p.oid, 'pg_proc') is not null").fetchall())
+    assert rows == {"embed_decision": "s", "set_embed_override": "v", "embed_overrides": "s"}

@@ -369,7 +369,9 @@ class Recommended(Schema):
     title = fields.String(allow_none=True)
     score = fields.Float()
     rank = fields.Integer()
-    reasons = fields.List(fields.String(), metadata={"description": "Readable reasons."})
+    reasons = fields.List(fields.String(), metadata={
+        "description": "Why the item is there: at most three reasons, strongest first; a signal gives one only when it"
+                       " makes at least a fifth of the score (docs/scoring.md)."})
     contributions = fields.Dict(metadata={"description": "Per-signal contributions (full with explain)."})
 
 

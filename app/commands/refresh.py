@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import sys
 from pathlib import Path
 
@@ -163,107 +162,40 @@ def _refresh_collaborative(url: str, ease_settings) -> None:
     click.echo(f"done in {report.seconds:.1f}s")
 
 
-SUMMARY_LABELS = [
-    ("items", "items"),
-    ("no_title", "no title"),
-    ("no_description", "no description"),
-    ("short_description", "description < 50 characters"),
-    ("no_brand", "no brand"),
-    ("no_category", "no category"),
-    ("no_price", "no price"),
-    ("no_image", "no image"),
-    ("duplicate_title_items", "items sharing their exact title"),
-    ("duplicate_title_groups", "distinct duplicated titles"),
-    ("near_duplicate_title_items", "near-duplicate titles (trigram)"),
-    ("mostly_markup", "mostly markup"),
-    ("mostly_non_letters", "mostly non-letters"),
-    ("boilerplate", "boilerplate phrases"),
-    ("repeated_description", "description shared by 3+ items"),
-    ("mojibake", "mojibake repaired"),
-    ("not_embeddable", "too poor to embed"),
-    ("brands", "brands"),
-    ("brands_with_spelling_variants", "brands with several spellings"),
-    ("mean_description_length", "mean description length"),
-    ("mean_quality_score", "mean quality score"),
-    ("p10_quality_score", "10th percentile quality score"),
-]
-
-
-def audit_data(url: str, tenant: str, worst: int) -> tuple[dict | None, list[dict]]:
-    from pgrecs.db import connect
-
-    with connect(url, tenant=tenant) as conn:
-        cur = conn.execute("select * from recs_marts.fct_catalog_audit_summary where tenant_id = %s", (tenant,))
-        row = cur.fetchone()
-        summary = dict(zip([c.name for c in cur.description], row)) if row else None
-        cur = conn.execute(
-            "select external_id, title, quality_score, array_to_string(quality_flags, ', ') as flags"
-            " from recs_marts.fct_item_audit where tenant_id = %s"
-            " order by quality_score, item_id limit %s", (tenant, worst))
-        items = [dict(zip([c.name for c in cur.description], r)) for r in cur.fetchall()]
-    return summary, items
-
-
-def _share(summary: dict, key: str) -> str:
-    value = summary[key]
-    if key in ("items", "brands") or isinstance(value, float) or "mean" in key or "p10" in key:
-        return f"{value}"
-    return f"{value} ({100.0 * value / summary['items']:.1f}%)" if summary["items"] else str(value)
-
-
-def render_markdown(title: str, summary: dict, items: list[dict]) -> str:
-    lines = [f"# {title}", "", "| measure | value |", "| --- | --- |"]
-    lines += [f"| {label} | {_share(summary, key)} |" for key, label in SUMMARY_LABELS]
-    lines += ["", f"## {len(items)} lowest-quality items", "", "| external id | title | score | flags |",
-              "| --- | --- | --- | --- |"]
-    for it in items:
-        title_text = (it["title"] or "").replace("|", "\\|")[:80]
-        lines.append(f"| {it['external_id']} | {title_text} | {it['quality_score']} | {it['flags']} |")
-    return "\n".join(lines) + "\n"
-
-
-def render_html(title: str, summary: dict, items: list[dict]) -> str:
-    e = html.escape
-    rows = "".join(f"<tr><td>{e(label)}</td><td>{e(_share(summary, key))}</td></tr>" for key, label in SUMMARY_LABELS)
-    worst = "".join(
-        f"<tr><td>{e(str(it['external_id']))}</td><td>{e((it['title'] or '')[:80])}</td>"
-        f"<td>{it['quality_score']}</td><td>{e(it['flags'])}</td></tr>" for it in items)
-    return (f"<!doctype html><meta charset=utf-8><title>{e(title)}</title><h1>{e(title)}</h1>"
-            f"<table><tr><th>measure</th><th>value</th></tr>{rows}</table>"
-            f"<h2>{len(items)} lowest-quality items</h2><table><tr><th>external id</th><th>title</th>"
-            f"<th>score</th><th>flags</th></tr>{worst}</table>\n")
-
-
 @click.command()
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the report to FILE (.html for HTML, anything else Markdown).")
+              help="Also write the report to FILE (.html for the styled report with charts, anything else Markdown).")
 @click.option("--worst", type=click.IntRange(0, 10_000), default=20, show_default=True,
               help="How many lowest-quality items to list.")
+@click.option("--fix-first", type=click.IntRange(0, 10_000), default=20, show_default=True,
+              help="How many items with findings to list first, most traffic (events) first.")
 @click.option("--build/--no-build", default=True, show_default=True,
               help="Rebuild the audit models with dbt first.")
 @click.pass_context
-def audit(ctx, out, worst, build):
-    """Catalog metadata audit: summary and worst items (printed, and written with --out)."""
+def audit(ctx, out, worst, fix_first, build):
+    """Catalog metadata audit: summary, the items to fix first and the worst items (printed, and written with --out)."""
     from pgrecs import dbt
     from pgrecs.cli import tenant_from
+    from pgrecs.console import audit_report
+    from pgrecs.db import connect
 
     url = url_from(ctx)
     tenant = tenant_from(ctx)
     if build:
         dbt.run(url, "build", select="+fct_catalog_audit_summary")
     try:
-        summary, items = audit_data(url, tenant, worst)
+        with connect(url, tenant=tenant) as conn:
+            report = audit_report.audit_data(conn, tenant, worst, fix_first)
     except Exception as exc:
         if exc.__class__.__name__ == "UndefinedTable":
             raise PgrecsError("the audit marts do not exist yet: run `pgrecs audit` without --no-build") from exc
         raise
-    if summary is None:
+    if report is None:
         raise PgrecsError(f"tenant {tenant} has no items to audit")
-    title = f"Catalog audit ({tenant})"
-    text = render_markdown(title, summary, items)
+    text = audit_report.render_markdown(report)
     click.echo(text)
     if out:
-        out.write_text(render_html(title, summary, items) if out.suffix.lower() in (".html", ".htm") else text)
+        out.write_text(audit_report.render_html(report) if out.suffix.lower() in (".html", ".htm") else text)
         click.echo(f"wrote {out}", err=True)
 
 
