@@ -96,3 +96,23 @@ def test_audit_report_for_a_merchant(cli, db_url, tmp_path):
     assert "not embeddable" in fix  # x4: no words
     # the Markdown report (terminal) carries the same ordered list
     assert re.findall(r"^\| \d+ \| (x\d) \|", result.output, re.M) == ["x3", "x2", "x1", "x4"]
+    # the same list, from SQL and on the console's catalog-health page
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("select external_id, events from recs.catalog_fix_first(n => 2)").fetchall() == []
+        conn.execute("select set_config('pgrecs.tenant', 'default', false)")
+        assert conn.execute("select external_id, events from recs.catalog_fix_first(n => 2)").fetchall() == [
+            ("x3", 5), ("x2", 3)]
+    from pgrecs.api import create_app
+    from test_console import key, sign_in
+
+    app = create_app({"TESTING": True, "DATABASE_URL": db_url})
+    try:
+        with app.test_client() as client:
+            sign_in(client, key(db_url)[1])
+            page = client.get("/console/catalog").text
+        listed = page[page.index('id="worst"'):page.index('id="duplicates"')]
+        assert re.findall(r">(x\d)</a></td>", listed) == ["x3", "x2", "x1", "x4"]
+    finally:
+        pool = app.extensions.get("pgrecs_pool")
+        if pool is not None:
+            pool.close()

@@ -37,8 +37,6 @@ SUMMARY_LABELS = [
 ]
 # counts of items with a finding (the rest are totals, means and brand counts)
 FINDINGS = [key for key, _ in SUMMARY_LABELS[1:17] if key != "duplicate_title_groups"]
-# flags a merchant can act on: mojibake is repaired already
-INFORMATIONAL_FLAGS = ("mojibake",)
 BINS = 10
 
 
@@ -57,7 +55,7 @@ def _rows(cur) -> list[dict]:
 
 
 def audit_data(conn, tenant: str, worst: int, fix_first: int) -> Audit | None:
-    """The built audit marts of one tenant; None when the tenant has no audited items."""
+    """The built audit marts of one tenant (the connection's pgrecs.tenant); None when it has no audited items."""
     cur = conn.execute("select * from recs_marts.fct_catalog_audit_summary where tenant_id = %s", (tenant,))
     rows = _rows(cur)
     if not rows:
@@ -67,23 +65,7 @@ def audit_data(conn, tenant: str, worst: int, fix_first: int) -> Audit | None:
         " from recs_marts.fct_item_audit where tenant_id = %s"
         " order by quality_score, item_id limit %s", (tenant, worst)))
     # the items with something to fix, most traffic first: a fix there reaches the most shoppers
-    first = _rows(conn.execute(
-        """
-        with traffic as (
-            select e.item_id, count(*) as events
-            from pgrecs.events e
-            where e.tenant_id = %(tenant)s
-            group by e.item_id
-        )
-        select a.external_id, a.title, a.quality_score, coalesce(t.events, 0) as events,
-               array(select f from unnest(a.quality_flags) as f where f <> all(%(info)s)) as flags
-        from recs_marts.fct_item_audit a
-        left join traffic t on t.item_id = a.item_id
-        where a.tenant_id = %(tenant)s
-          and exists (select from unnest(a.quality_flags) as f where f <> all(%(info)s))
-        order by coalesce(t.events, 0) desc, a.quality_score, a.item_id
-        limit %(n)s
-        """, {"tenant": tenant, "info": list(INFORMATIONAL_FLAGS), "n": fix_first}))
+    first = _rows(conn.execute("select * from recs.catalog_fix_first(n => %s)", (fix_first,)))
     histogram = _rows(conn.execute(
         """
         select b.bin, (b.bin - 1)::float8 / %(bins)s as low, b.bin::float8 / %(bins)s as high, count(a.item_id) as items
@@ -119,7 +101,7 @@ def render_markdown(audit: Audit) -> str:
     for n, it in enumerate(audit.fix_first, start=1):
         title_text = (it["title"] or "").replace("|", "\\|")[:80]
         lines.append(f"| {n} | {it['external_id']} | {title_text} | {it['events']} | {it['quality_score']} |"
-                     f" {', '.join(it['flags'])} |")
+                     f" {', '.join(it['quality_flags'])} |")
     lines += ["", f"## {len(audit.worst)} lowest-quality items", "", "| external id | title | score | flags |",
               "| --- | --- | --- | --- |"]
     for it in audit.worst:

@@ -207,7 +207,7 @@ def catalog():
     if summary:
         findings = sorted(((label, summary.get(key) or 0, (summary.get(key) or 0) / max(summary["items"], 1))
                            for key, label in AUDIT_LABELS), key=lambda f: -f[1])
-    worst = _rows("select * from recs.catalog_audit_items(n => 25)")
+    worst = _rows("select * from recs.catalog_fix_first(n => 25)")
     duplicates = _rows("select * from recs.catalog_audit_items(n => 15, flag => 'duplicate_title')")
     duplicates += _rows("select * from recs.catalog_audit_items(n => 15, flag => 'near_duplicate_title')")
     not_embeddable = _rows("select * from recs.not_embeddable_items(n => 50)")
