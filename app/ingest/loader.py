@@ -46,7 +46,7 @@ class Reject:
 
 
 @dataclass(frozen=True)
-class Warning:
+class FieldWarning:
     line_number: int
     field: str
     reason: str
@@ -70,7 +70,7 @@ class LoadResult:
     rejected: int = 0
     warned: int = 0
     rejects: list[Reject] = field(default_factory=list)
-    warnings: list[Warning] = field(default_factory=list)
+    warnings: list[FieldWarning] = field(default_factory=list)
     # line_number -> internal id (item_id or event_id) of accepted records; filled by ingest_records
     ids: dict[int, int] = field(default_factory=dict)
     batches: int = 0
@@ -350,7 +350,7 @@ class Loader:
             " reason = excluded.reason, created_at = now()").format(REJECT_STAGE),
             (self.tenant, batch_id, self.kind, self.source, self.sha))
 
-    def _store_warnings(self, cur: psycopg.Cursor, batch_id: int) -> list[Warning]:
+    def _store_warnings(self, cur: psycopg.Cursor, batch_id: int) -> list[FieldWarning]:
         """Field warnings of the records that load, and superseded lines; kept in pgrecs.ingest_warnings."""
         parts = [sql.SQL(
             "select s.line_number, w.key as field, w.value as reason, left(to_jsonb(s) ->> w.key, 200) as value"
@@ -375,7 +375,7 @@ class Loader:
             " select line_number, field, reason, value from w order by line_number, field").format(
             union=sql.SQL(" union all ").join(parts)),
             {"tenant": self.tenant, "batch": batch_id, "kind": self.kind, "source": self.source, "sha": self.sha}).fetchall()
-        return [Warning(*row) for row in rows]
+        return [FieldWarning(*row) for row in rows]
 
     def _merge_items(self, cur: psycopg.Cursor, present: set[str]) -> tuple[int, int, int, int]:
         """(inserted, updated, superseded, winners): winners are the lines that reach the upsert.
