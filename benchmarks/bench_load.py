@@ -1,11 +1,12 @@
-"""Load 1,000,000 events and a 200,000-item shop catalog end to end through `pgrecs load`.
+"""Load 1,000,000 events and two 200,000-item catalogs end to end through `pgrecs load`.
 
 Events are generated from the UCI Online Retail distributions: users, items and purchase times
 are drawn with the frequencies of the real invoices; event types follow a view > click >
 add_to_cart > purchase funnel; 0.1 % of rows are deliberately bad (unknown item, unparseable
-time, bad value) so the reject and warning paths are exercised. The catalog repeats the UCI
-stock codes with their real titles and unit prices, written the ways shops write prices
-("2.55", "£2.55", "1,299.00", "GBP 2.55", "£1.25 - £2.50", "call us", none).
+time, bad value) so the reject and warning paths are exercised. The catalogs repeat the UCI
+stock codes with their real titles and unit prices: the shop catalog writes prices the ways
+shops do ("2.55", "£2.55", "1,299.00", "GBP 2.55", "£1.25 - £2.50", "call us", none), the plain
+one as plain numbers (the same work for any version of the loader).
 
 The timed path is the CLI command itself, in a fresh process per run (timed inside it, after
 imports): parsing, COPY, validation, rejects, warnings and merge, on a fresh database (items
@@ -105,7 +106,9 @@ def generate(n_events: int, directory: Path) -> tuple[Path, Path]:
     return items_path, events_path
 
 
-PRICE_FORMS = ("{p}", "£{p}", "{thousands}", "GBP {p}", "£{p} - £{double}", "call us", "")
+# How the shop catalog writes prices; the plain catalog (the same items) writes every one as "{p}",
+# so both versions of the code load every row of it: the same work, a fair before and after.
+PRICE_FORMS = {"shop": ("{p}", "£{p}", "{thousands}", "GBP {p}", "£{p} - £{double}", "call us", ""), "plain": ("{p}",)}
 TIMED = """
 import sys, time
 from pgrecs.cli import main
@@ -115,9 +118,9 @@ print(f"ELAPSED {time.perf_counter() - started}", file=sys.stderr)
 """
 
 
-def generate_catalog(n_items: int, directory: Path) -> Path:
-    """A shop catalog of n_items rows: UCI stock codes and titles, prices in the forms shops use."""
-    path = directory / f"catalog_{n_items}_v{GENERATOR_VERSION}.csv"
+def generate_catalog(n_items: int, directory: Path, style: str = "shop") -> Path:
+    """A catalog of n_items rows: UCI stock codes and titles, prices in the forms of PRICE_FORMS[style]."""
+    path = directory / f"catalog_{style}_{n_items}_v{GENERATOR_VERSION}.csv"
     if path.exists():
         return path
     items, _, _, _ = _read_uci(UCI)
@@ -128,7 +131,8 @@ def generate_catalog(n_items: int, directory: Path) -> Path:
         for i in range(n_items):
             code, title, price = base[i % len(base)]
             value = float(price)
-            form = PRICE_FORMS[i % len(PRICE_FORMS)]
+            forms = PRICE_FORMS[style]
+            form = forms[i % len(forms)]
             text = form.format(p=f"{value:.2f}", double=f"{2 * value:.2f}", thousands=f"{value * 1000:,.2f}")
             w.writerow([f"{code}-{i // len(base)}", title, text, str(i % 50)])
     return path
@@ -227,14 +231,14 @@ def run() -> dict:
     ref = os.environ.get("PGRECS_BENCH_BASELINE_REF")
     t0 = time.perf_counter()
     items_path, events_path = generate(n_events, WORK / "data")
-    catalog_path = generate_catalog(n_items, WORK / "data")
+    catalogs = {style: generate_catalog(n_items, WORK / "data", style) for style in PRICE_FORMS}
     generate_s = time.perf_counter() - t0
     repo = Path(__file__).resolve().parent.parent
     versions = [Version("current", repo, WORK)]
     if ref:
         versions.append(Version("baseline", baseline_tree(ref, WORK), WORK))
     events_s: dict[str, list[float]] = {v.name: [] for v in versions}
-    catalog_s: dict[str, list[float]] = {v.name: [] for v in versions}
+    catalog_s = {(style, v.name): [] for style in catalogs for v in versions}
     copy_s, checks = [], {v.name: [] for v in versions}
     with bench_server() as server:
         for i in range(runs):
@@ -250,13 +254,16 @@ def run() -> dict:
                             "select count(*) from pgrecs.ingest_rejects where kind = 'events'").fetchone()[0]
                         pg_version = conn.execute("show server_version").fetchone()[0]
                     checks[version.name].append({"events_stored": stored, "rejected": rejected})
-                with version_database(server, version, "bench_catalog") as url:
-                    catalog_s[version.name].append(version.load(url, "items", str(catalog_path)))
-                    with psycopg.connect(url) as conn:
-                        priced = conn.execute("select count(*) from pgrecs.items where price is not null").fetchone()[0]
-                    checks[version.name][-1]["catalog_items_with_price"] = priced
-                print(f"run {i + 1}/{runs} {version.name}: events {n_events / events_s[version.name][-1]:,.0f} rows/s,"
-                      f" catalog {n_items / catalog_s[version.name][-1]:,.0f} rows/s", file=sys.stderr)
+                for style, catalog_path in catalogs.items():
+                    with version_database(server, version, f"bench_catalog_{style}") as url:
+                        catalog_s[style, version.name].append(version.load(url, "items", str(catalog_path)))
+                        with psycopg.connect(url) as conn:
+                            stored, priced = conn.execute(
+                                "select count(*), count(price) from pgrecs.items").fetchone()
+                        checks[version.name][-1][f"catalog_{style}"] = {"items_stored": stored, "with_price": priced}
+                print(f"run {i + 1}/{runs} {version.name}: events {n_events / events_s[version.name][-1]:,.0f} rows/s, "
+                      + ", ".join(f"{style} catalog {n_items / catalog_s[style, version.name][-1]:,.0f} rows/s"
+                                  for style in catalogs), file=sys.stderr)
 
     def rate(n: int, seconds: list[float]) -> float:
         return n / median(seconds)
@@ -274,11 +281,13 @@ def run() -> dict:
         "load_seconds": [round(s, 3) for s in events_s["current"]],
         "bare_copy_rows_per_s": round(rate(n_events, copy_s)),
         "bare_copy_seconds": [round(s, 3) for s in copy_s],
-        "catalog": {
-            "metric": f"pgrecs load items, {n_items:,}-row shop catalog (prices with currency, separators, ranges)",
-            "rows_per_s": round(rate(n_items, catalog_s["current"])),
-            "load_seconds": [round(s, 3) for s in catalog_s["current"]],
-        },
+        "catalogs": {style: {
+            "metric": f"pgrecs load items, {n_items:,}-row catalog, prices written as {' / '.join(PRICE_FORMS[style])}",
+            "rows_per_s": round(rate(n_items, catalog_s[style, "current"])),
+            "load_seconds": [round(s, 3) for s in catalog_s[style, "current"]],
+        } for style in catalogs},
+        "code": subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"], capture_output=True,
+                               text=True).stdout.strip(),
         "generate_seconds": round(generate_s, 1),
         "checks": checks,
         "postgres": pg_version,
@@ -288,9 +297,8 @@ def run() -> dict:
         result.update(baseline=round(baseline), ratio=round(value / baseline, 3),
                       note=f"median of {runs} run(s), interleaved; baseline = the same load with the code at {ref}",
                       baseline_ref=ref, baseline_load_seconds=[round(s, 3) for s in events_s["baseline"]])
-        catalog_baseline = rate(n_items, catalog_s["baseline"])
-        result["catalog"].update(
-            baseline_rows_per_s=round(catalog_baseline),
-            ratio=round(result["catalog"]["rows_per_s"] / catalog_baseline, 3),
-            baseline_load_seconds=[round(s, 3) for s in catalog_s["baseline"]])
+        for style, entry in result["catalogs"].items():
+            catalog_baseline = rate(n_items, catalog_s[style, "baseline"])
+            entry.update(baseline_rows_per_s=round(catalog_baseline), ratio=round(entry["rows_per_s"] / catalog_baseline, 3),
+                         baseline_load_seconds=[round(s, 3) for s in catalog_s[style, "baseline"]])
     return result

@@ -622,6 +622,7 @@ def test_strict_exits_non_zero_when_a_record_is_rejected(cli, conn, tmp_path):
     assert strict.stderr.strip().splitlines() == [
         f"error: 1 records of {bad} were rejected (--strict); the others loaded"]
     assert conn.execute("select count(*) from pgrecs.items where external_id = 'C'").fetchone()[0] == 1
+    assert cli("load", "items", str(bad), "--no-such-option").exit_code == 2  # a usage error
 
 
 def test_catalog_with_shop_prices_keeps_its_items_and_their_events(cli, conn, tmp_path):

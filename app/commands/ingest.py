@@ -52,9 +52,10 @@ def load(ctx: click.Context, kind: str, file: Path, fmt: str | None, maps: tuple
     that does not parse is left empty with a warning (`pgrecs warnings`). Prints the counts.
 
     \b
-    Exit status: 0 loaded (rejects and warnings are listed, not fatal); 1 an error (bad
-    arguments, unreadable file, database failure: earlier batches stay, re-run to finish);
-    3 with --strict, some records were rejected. See docs/loading.md.
+    Exit status: 0 loaded (rejects and warnings are listed, not fatal); 1 an error (a
+    missing or unreadable file, a bad --map, database failure: earlier batches stay, re-run
+    to finish); 2 a usage error; 3 with --strict, some records were rejected.
+    See docs/loading.md.
     """
     from pgrecs.cli import tenant_from, url_from
     from pgrecs.db import connect

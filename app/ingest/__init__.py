@@ -16,12 +16,12 @@ import psycopg
 from pgrecs.db import connect
 from pgrecs.errors import PgrecsError
 from pgrecs.ingest.fields import FIELDS, KINDS, REASONS, WARNINGS, field_names
-from pgrecs.ingest.loader import DEFAULT_BATCH_SIZE, Loader, LoadResult, Reject, Warning, records_sha256, run_batches
+from pgrecs.ingest.loader import DEFAULT_BATCH_SIZE, Loader, LoadResult, Reject, FieldWarning, records_sha256, run_batches
 from pgrecs.ingest.readers import Batch, FileSource, file_sha256, parse_constants, parse_mapping, records_batch
 
 __all__ = [
     "DEFAULT_BATCH_SIZE", "FIELDS", "KINDS", "REASONS", "WARNINGS", "Batch", "FileSource", "LoadResult", "Reject",
-    "Warning", "field_names", "ingest_records", "load_file", "parse_constants", "parse_mapping",
+    "FieldWarning", "field_names", "ingest_records", "load_file", "parse_constants", "parse_mapping",
 ]
 
 

@@ -46,7 +46,7 @@ class Reject:
 
 
 @dataclass(frozen=True)
-class Warning:
+class FieldWarning:
     line_number: int
     field: str
     reason: str
@@ -70,7 +70,7 @@ class LoadResult:
     rejected: int = 0
     warned: int = 0
     rejects: list[Reject] = field(default_factory=list)
-    warnings: list[Warning] = field(default_factory=list)
+    warnings: list[FieldWarning] = field(default_factory=list)
     # line_number -> internal id (item_id or event_id) of accepted records; filled by ingest_records
     ids: dict[int, int] = field(default_factory=dict)
     batches: int = 0
@@ -283,7 +283,7 @@ class Loader:
                     result.inserted, result.updated, result.superseded, winners = counts
                     result.unchanged = winners - result.inserted - result.updated
                 else:
-                    result.inserted, result.unchanged = self._merge_events(cur)
+                    result.inserted, result.unchanged = self._merge_events(cur, valid)
                     result.duplicates = valid - result.inserted - result.unchanged
                 if collect_ids:
                     result.ids = self._ids(cur)
@@ -350,7 +350,7 @@ class Loader:
             " reason = excluded.reason, created_at = now()").format(REJECT_STAGE),
             (self.tenant, batch_id, self.kind, self.source, self.sha))
 
-    def _store_warnings(self, cur: psycopg.Cursor, batch_id: int) -> list[Warning]:
+    def _store_warnings(self, cur: psycopg.Cursor, batch_id: int) -> list[FieldWarning]:
         """Field warnings of the records that load, and superseded lines; kept in pgrecs.ingest_warnings."""
         parts = [sql.SQL(
             "select s.line_number, w.key as field, w.value as reason, left(to_jsonb(s) ->> w.key, 200) as value"
@@ -375,7 +375,7 @@ class Loader:
             " select line_number, field, reason, value from w order by line_number, field").format(
             union=sql.SQL(" union all ").join(parts)),
             {"tenant": self.tenant, "batch": batch_id, "kind": self.kind, "source": self.source, "sha": self.sha}).fetchall()
-        return [Warning(*row) for row in rows]
+        return [FieldWarning(*row) for row in rows]
 
     def _merge_items(self, cur: psycopg.Cursor, present: set[str]) -> tuple[int, int, int, int]:
         """(inserted, updated, superseded, winners): winners are the lines that reach the upsert.
@@ -449,7 +449,7 @@ class Loader:
             {"tenant": self.tenant, "warned": warned}).fetchone()
         return int(row[0]), int(row[1])
 
-    def _merge_events(self, cur: psycopg.Cursor) -> tuple[int, int]:
+    def _merge_events(self, cur: psycopg.Cursor, valid: int) -> tuple[int, int]:
         """(inserted, unchanged); the rest of the valid lines are duplicates within this load."""
         params = {"tenant": self.tenant, "batch": self.load_batches[-1], "load": list(self.load_batches)}
         cur.execute(sql.SQL(
@@ -460,35 +460,39 @@ class Loader:
             " order by 2"  # one lock order for concurrent batches: no deadlocks between workers
             " on conflict (tenant_id, external_id) do nothing").format(stage=STAGE), params)
         value, session, request, event_id = self._event_optionals()
-        # A line not inserted is unchanged when its event was stored by an earlier load, else a
-        # duplicate: of a line earlier in this load, or of one a concurrent batch of it has just
-        # committed (not yet in this statement's snapshot, so no stored event is visible at all).
-        row = cur.execute(sql.SQL(
-            "with v as ("
-            " select btrim(s.user_id) as user_ext, btrim(s.item_id) as item_ext,"
+        inserted = cur.execute(sql.SQL(
+            "with ins as ("
+            " insert into pgrecs.events (tenant_id, user_id, item_id, event_type, value, occurred_at,"
+            "  session_id, request_id, dedup_key, batch_id)"
+            " select %(tenant)s, u.user_id, i.item_id, v.event_type, v.value, v.occurred_at, v.session_id, v.request_id,"
+            "  pgrecs.ingest_event_key(v.user_ext, v.item_ext, v.event_type, v.occurred_at, v.value, v.session_id, v.event_id),"
+            "  %(batch)s"
+            # offset 0 keeps the subquery from being flattened, so each value is parsed once per row
+            " from (select btrim(s.user_id) as user_ext, btrim(s.item_id) as item_ext,"
             "  lower(btrim(s.event_type)) as event_type, {value} as value,"
             "  pgrecs.ingest_time(s.occurred_at) as occurred_at, {session} as session_id, {request} as request_id,"
             "  {event_id} as event_id"
-            "  from {stage} as s where s.pre_reason is null offset 0),"
-            " k as (select v.*, pgrecs.ingest_event_key(v.user_ext, v.item_ext, v.event_type, v.occurred_at, v.value,"
-            "  v.session_id, v.event_id) as dedup_key from v),"
-            " ins as ("
-            " insert into pgrecs.events (tenant_id, user_id, item_id, event_type, value, occurred_at,"
-            "  session_id, request_id, dedup_key, batch_id)"
-            " select %(tenant)s, u.user_id, i.item_id, k.event_type, k.value, k.occurred_at, k.session_id, k.request_id,"
-            "  k.dedup_key, %(batch)s"
-            " from k"
-            " join pgrecs.users as u on u.tenant_id = %(tenant)s and u.external_id = k.user_ext"
-            " join pgrecs.items as i on i.tenant_id = %(tenant)s and i.external_id = k.item_ext"
+            "  from {stage} as s where s.pre_reason is null offset 0) as v"
+            " join pgrecs.users as u on u.tenant_id = %(tenant)s and u.external_id = v.user_ext"
+            " join pgrecs.items as i on i.tenant_id = %(tenant)s and i.external_id = v.item_ext"
             " on conflict (tenant_id, dedup_key) do nothing"
-            " returning dedup_key)"
-            " select (select count(*) from ins),"
-            "  (select count(*) from (select distinct k.dedup_key from k"
-            "   where k.dedup_key not in (select ins.dedup_key from ins)) as stale"
-            "   where exists (select 1 from pgrecs.events as e where e.tenant_id = %(tenant)s"
-            "    and e.dedup_key = stale.dedup_key and coalesce(e.batch_id <> all(%(load)s::bigint[]), true)))"
-        ).format(stage=STAGE, value=value, session=session, request=request, event_id=event_id), params).fetchone()
-        return int(row[0]), int(row[1])
+            " returning 1)"
+            " select count(*) from ins"
+        ).format(stage=STAGE, value=value, session=session, request=request, event_id=event_id), params).fetchone()[0]
+        if inserted == valid:
+            return int(inserted), 0
+        # Some lines were not inserted: unchanged when an earlier load stored their event, else
+        # duplicates within this load. A new statement, so the batches of this load that the insert
+        # waited for are committed and visible.
+        unchanged = cur.execute(sql.SQL(
+            "select count(*) from (select distinct pgrecs.ingest_event_key(btrim(s.user_id), btrim(s.item_id),"
+            "  lower(btrim(s.event_type)), pgrecs.ingest_time(s.occurred_at), {value}, {session}, {event_id}) as dedup_key"
+            "  from {stage} as s where s.pre_reason is null) as k"
+            " where exists (select 1 from pgrecs.events as e where e.tenant_id = %(tenant)s"
+            "  and e.dedup_key = k.dedup_key and coalesce(e.batch_id <> all(%(load)s::bigint[]), true))"
+        ).format(stage=STAGE, value=value, session=session, event_id=event_id),
+            {**params, "load": list(self.load_batches)}).fetchone()[0]  # batches started meanwhile count too
+        return int(inserted), int(unchanged)
 
     def _event_optionals(self) -> tuple[sql.Composable, ...]:
         """value, session_id, request_id, event_id of a staged event; a column the file lacks is a typed
