@@ -27,7 +27,6 @@ from pgrecs.ingest.readers import Batch, raw_text
 
 STAGE = sql.Identifier("pg_temp", "ingest_stage")
 REJECT_STAGE = sql.Identifier("pg_temp", "ingest_reject_stage")
-DEFAULT_BATCH_SIZE = 50_000
 
 
 @dataclass(frozen=True)
