@@ -56,6 +56,13 @@ def _export(rev: str, into: Path) -> Path:
     return into
 
 
+def _tree_revision() -> str:
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--", "app"],
+                           capture_output=True, text=True).stdout.strip()
+    return head.stdout.strip() + (" with uncommitted changes to app/" if dirty else "")
+
+
 def _env(pythonpath: Path | None, db_url: str, home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DATABASE_URL")}
     env["DATABASE_URL"] = db_url
@@ -120,6 +127,7 @@ def run() -> dict:
         "met": slowest < TARGET_S,
         "note": f"median of {RUNS} interleaved runs; baseline = revision {BASELINE_REV}",
         "baseline_revision": BASELINE_REV,
+        "tree_revision": _tree_revision(),
         "commands": rows,
         "floors_median_s": {k: round(median(v), 3) for k, v in floors.items()},
         "imported_by_pgrecs_cli": modules,

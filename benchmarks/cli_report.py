@@ -26,8 +26,9 @@ def startup_table() -> str:
     floors = ", ".join(f"`{name}` {seconds:.3f} s" for name, seconds in result["floors_median_s"].items())
     imported = result["imported_by_pgrecs_cli"]
     heavy = {rev: ", ".join(v["heavy"]) or "none" for rev, v in imported.items()}
+    tree = f" (now = revision {result['tree_revision']})" if result.get("tree_revision") else ""
     lines += ["", f"Median of {result['note'].split(' interleaved')[0].removeprefix('median of ')} interleaved "
-              f"runs each, before = revision {result['baseline_revision']}, on {result['machine']['cpu_count']} "
+              f"runs each, before = revision {result['baseline_revision']}{tree}, on {result['machine']['cpu_count']} "
               f"cores (load average {result['load_average_1m'][0]} to {result['load_average_1m'][1]}). "
               f"Floors in the same run: {floors}.",
               "",

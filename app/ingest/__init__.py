@@ -10,18 +10,23 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import psycopg
-
-from pgrecs.db import connect
 from pgrecs.errors import PgrecsError
 from pgrecs.ingest.fields import FIELDS, KINDS, REASONS, WARNINGS, field_names
-from pgrecs.ingest.loader import DEFAULT_BATCH_SIZE, Loader, LoadResult, Reject, FieldWarning, records_sha256, run_batches
-from pgrecs.ingest.readers import Batch, FileSource, file_sha256, parse_constants, parse_mapping, records_batch
+from pgrecs.ingest.readers import (DEFAULT_BATCH_SIZE, Batch, FileSource, file_sha256, parse_constants,
+                                   parse_mapping, records_batch)
+
+# the loader (and psycopg under it) is imported by the functions that load: `pgrecs load --help`
+# and the rest of the CLI start without a database driver
+if TYPE_CHECKING:
+    import psycopg
+
+    from pgrecs.ingest.loader import FieldWarning, LoadResult, Reject
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE", "FIELDS", "KINDS", "REASONS", "WARNINGS", "Batch", "FileSource", "LoadResult", "Reject",
-    "FieldWarning", "field_names", "ingest_records", "load_file", "parse_constants", "parse_mapping",
+    "DEFAULT_BATCH_SIZE", "FIELDS", "KINDS", "REASONS", "WARNINGS", "Batch", "FileSource",
+    "field_names", "ingest_records", "load_file", "parse_constants", "parse_mapping",
 ]
 
 
@@ -40,6 +45,8 @@ def ingest_records(conn: psycopg.Connection, kind: str, records: list[dict], *, 
     maps the line number of each accepted record to its internal item_id / event_id. Rejects and
     warnings are also stored in pgrecs.ingest_rejects and pgrecs.ingest_warnings under `source`.
     """
+    from pgrecs.ingest.loader import Loader, LoadResult, records_sha256, run_batches
+
     if kind not in KINDS:
         raise PgrecsError(f"unknown kind {kind!r} (items or events)")
     tenant = _tenant_of(conn, tenant)
@@ -66,6 +73,9 @@ def load_file(conn: psycopg.Connection, kind: str, path: str | os.PathLike, *, f
     With `workers` > 1 and `url`, events batches run on that many connections at once (items
     always run in file order on `conn`, so the last line for an id wins).
     """
+    from pgrecs.db import connect
+    from pgrecs.ingest.loader import Loader, run_batches
+
     if kind not in KINDS:
         raise PgrecsError(f"unknown kind {kind!r} (items or events)")
     if batch_size < 1:

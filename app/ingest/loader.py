@@ -29,12 +29,11 @@ from psycopg import sql
 
 from pgrecs.errors import PgrecsError
 from pgrecs.ingest.fields import FIELDS, Field
-from pgrecs.ingest.readers import Batch, raw_text
+from pgrecs.ingest.readers import DEFAULT_BATCH_SIZE, Batch, raw_text
 
 STAGE = sql.Identifier("pg_temp", "ingest_stage")
 REJECT_STAGE = sql.Identifier("pg_temp", "ingest_reject_stage")
 ITEM_LINES = sql.Identifier("pg_temp", "ingest_item_lines")
-DEFAULT_BATCH_SIZE = 50_000
 log = logging.getLogger(__name__)
 
 

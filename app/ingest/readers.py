@@ -24,6 +24,9 @@ from pathlib import Path
 from pgrecs.errors import PgrecsError
 from pgrecs.ingest.fields import FIELDS, field_names
 
+# records per batch; the loader merges each batch in one transaction
+DEFAULT_BATCH_SIZE = 50_000
+
 FORMATS = ("csv", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 csv.field_size_limit(64 * 1024 * 1024)  # oversized fields are rejected by the database, not by the parser
