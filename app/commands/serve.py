@@ -21,14 +21,20 @@ from pgrecs.cli import settings_from, url_from
 @click.pass_context
 def serve(ctx, host, port, workers, threads, model):
     """Serve the HTTP API (recommendations, similar items, search, items, events, health, console)."""
+    import psycopg
+
     from pgrecs.api import create_app
     from pgrecs.db import connect
+    from pgrecs.errors import PgrecsError
     from pgrecs.embeddings.models import load_spec
 
     settings = settings_from(ctx)
     settings = settings.replace(database_url=url_from(ctx), embedding_model=model or settings.embedding_model)
-    with connect(settings.database_url) as conn:
-        load_spec(conn, settings.embedding_model)  # an unknown model is one line now, not a 503 per worker
+    try:
+        with connect(settings.database_url) as conn:
+            load_spec(conn, settings.embedding_model)  # an unknown model is one line now, not a 503 per worker
+    except psycopg.errors.UndefinedTable:
+        raise PgrecsError("the database has no pgrecs schema yet: run pgrecs migrate") from None
     try:
         from gunicorn.app.base import BaseApplication
     except ImportError:
