@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# port of the demo's HTTP API: make demo PORT=8080
+PORT   ?= 8000
 
 .PHONY: install demo test test-fast lint bench stress clean
 
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/pgrecs demo
+	$(BIN)/pgrecs demo --port $(PORT)
 
 test: install lint
 	$(BIN)/pytest -q

@@ -61,7 +61,7 @@ def _register() -> None:
 
     main.add_command(db_commands.db)
     main.add_command(db_commands.migrate)
-    for module_name in ("pgrecs.commands.ingest", "pgrecs.commands.demo", "pgrecs.commands.embed", "pgrecs.commands.serve", "pgrecs.commands.evaluate", "pgrecs.commands.refresh", "pgrecs.commands.keys", "pgrecs.commands.rules"):
+    for module_name in ("pgrecs.commands.ingest", "pgrecs.commands.demo", "pgrecs.commands.embed", "pgrecs.commands.serve", "pgrecs.commands.evaluate", "pgrecs.commands.refresh", "pgrecs.commands.keys", "pgrecs.commands.rules", "pgrecs.commands.items"):
         module = __import__(module_name, fromlist=["COMMANDS"])
         for command in module.COMMANDS:
             main.add_command(command)

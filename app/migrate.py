@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-
 from pgrecs.resources import resource
+
+# alembic (and SQLAlchemy under it) is imported only where a schema command runs: it is heavier
+# than the rest of the CLI together
 
 SQL_DIR = resource("sql")
 MIGRATIONS_DIR = resource("migrations")
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str):
+    from alembic.config import Config
+
     # alembic.ini is for plain `alembic` in a checkout; everything pgrecs needs is set here
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -33,10 +35,14 @@ def apply_sql_files(dbapi_connection) -> None:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str) -> None:
+    from alembic import command
+
     command.downgrade(alembic_config(url), revision)
 
 

@@ -475,7 +475,7 @@ def run() -> dict:
                     "select external_id from pgrecs.items where item_id = any(%s)", (item_ids,))]
                 ext_users = [r[0] for r in conn.execute(
                     "select external_id from pgrecs.users where user_id = any(%s)", (users,))]
-                from pgrecs.api.auth import create_key
+                from pgrecs.api_keys import create_key
 
                 key = create_key(conn, "default", ["read"], "bench_recommend")[1]
                 postmaster = _ppid(conn.info.backend_pid)

@@ -293,17 +293,64 @@ $$;
 comment on function pgrecs.compose_item_text(text, text, text, text[], jsonb) is
     'The text embedded for an item: "<title>. Brand: <brand>. Category: <path>. <key attributes>. <description>", each part cleaned.';
 
+-- The junk-text rule. Length alone is no test: "FROG CANDLE", "SPACE OWL" and "BINGO SET" are
+-- real products. The composed text (template labels "Brand:" and "Category:" left out) is split
+-- into tokens at anything but letters, digits and apostrophes ("n/a" and "N.A." become "na"); a
+-- word is a token of two or more letters and nothing else. Refused, in this order:
+--   empty text           nothing to embed
+--   no words             no word besides units and code labels: digits, SKU-like codes, symbols
+--                        ("12345 #### 999", "85123A", "SKU-4421", "?")
+--   repeated characters  every word one letter repeated ("aaaa", "xxxxx")
+--   placeholder text     every word a placeholder ("test", "n/a", "sample", "tbd", "lorem ipsum")
+-- Measured on the shared catalogs: benchmarks/results/text_rule.json, docs/catalog-quality.md.
 create or replace function pgrecs.item_text_problem(composed text)
 returns text
 language sql
 immutable parallel safe
 as $$
+    with tokens as (
+        select t.token
+        from regexp_split_to_table(
+            regexp_replace(
+                regexp_replace(lower(coalesce(composed, '')), '(^|\. )(brand|category): ', ' ', 'g'),
+                '\m([[:alpha:]])[/.](?=[[:alpha:]]\M)', '\1', 'g'),
+            '[^[:alnum:]'']+') as t (token)
+        where t.token ~ '^[[:alpha:]'']+$'
+            and length(replace(t.token, '''', '')) >= 2
+            -- units and code labels are no words
+            and t.token not in ('cm', 'mm', 'kg', 'ml', 'oz', 'lb', 'lbs', 'pc', 'pcs', 'pk', 'ct', 'xl', 'xxl',
+                                'sku', 'id', 'ref', 'no', 'nr', 'upc', 'ean', 'asin', 'isbn', 'code')
+    )
     select case
-        when composed is null then 'empty text'
-        when length(composed) < 12 then 'text too short'
-        when length(regexp_replace(composed, '[^[:alpha:]]', '', 'g')) < 0.5 * length(composed)
-            then 'mostly non-letters'
+        when composed is null or btrim(composed) = '' then 'empty text'
+        when not exists (select from tokens) then 'no words'
+        when not exists (select from tokens where token !~ '^(.)\1+$') then 'repeated characters'
+        when not exists (
+            select from tokens
+            where token !~ '^(.)\1+$'
+                and token not in ('test', 'testing', 'tester', 'sample', 'samples', 'na', 'none', 'null', 'nil',
+                                  'tbd', 'tba', 'todo', 'dummy', 'placeholder', 'untitled', 'unnamed', 'unknown',
+                                  'default', 'example', 'misc', 'item', 'product', 'asdf', 'qwerty', 'foo', 'bar',
+                                  'lorem', 'ipsum', 'dolor', 'sit', 'amet', 'title', 'description', 'new', 'tmp',
+                                  'temp')
+        ) then 'placeholder text'
     end
 $$;
 comment on function pgrecs.item_text_problem(text) is
-    'Why a composed item text is too poor to embed (null when it is fine).';
+    'Why a composed item text is junk, never embedded: empty text, no words (digits, codes, symbols only), repeated characters, placeholder text; null when it is fine, however short.';
+
+create or replace function pgrecs.item_embed_problem(composed text, embed_override boolean)
+returns text
+language sql
+immutable parallel safe
+as $$
+    -- the merchant's decision (pgrecs.items.embed_override) beats the rule; empty text cannot be embedded
+    select case
+        when composed is null or btrim(composed) = '' then 'empty text'
+        when embed_override then null
+        when not embed_override then 'refused by the merchant'
+        else pgrecs.item_text_problem(composed)
+    end
+$$;
+comment on function pgrecs.item_embed_problem(text, boolean) is
+    'Why an item is not embedded: the merchant''s override (true: embed, false: refused by the merchant) or else the junk-text rule (pgrecs.item_text_problem); null: embed.';

@@ -94,3 +94,82 @@ as $$
 $$;
 comment on function pgrecs.ingest_event_key(text, text, text, timestamptz, double precision, text, text) is
     'Dedup key of an event: md5 of the source''s own event_id when given, else of user, item, type, time, value and session.';
+
+-- Prices as catalogs write them: "25.00", "$25.00", "1,299.00", "1.299,00 EUR", "£5", "$10.00 - $500.00".
+-- The loader calls this only for text that is not already a plain number, and only once per row
+-- (it rewrites the staged price in place), so plain prices never pay for it. PL/pgSQL: its IF
+-- chain tests a few anchored patterns in order, and a cast runs only after its pattern matched.
+create or replace function pgrecs.ingest_price_parts(raw text, out amount numeric, out currency text)
+language plpgsql
+immutable
+parallel safe
+as $$
+declare
+    symbols constant text := '(?:US|CA|C|AU|A|NZ|HK|S|R)\$|CN¥|JP¥|[$£€¥₹₩₽₺₪₫฿]';
+    t text := btrim(raw);
+    mark text;
+    number text;
+    amounts numeric[] := '{}';
+    value numeric;
+begin
+    if t is null or t = '' then
+        return;
+    end if;
+    if pg_input_is_valid(t, 'numeric') then
+        amount := t::numeric;
+        return;
+    end if;
+    -- [code] [symbol] amount [code | symbol], optionally "- another" (a range)
+    if t !~ ('^([A-Z]{3} ?)?(' || symbols || ')? ?[0-9][0-9.,'' ]* ?([A-Z]{3}|' || symbols || ')?'
+             '( ?(-|–|—|to) ?([A-Z]{3} ?)?(' || symbols || ')? ?[0-9][0-9.,'' ]* ?([A-Z]{3}|' || symbols || ')?)?$') then
+        return;
+    end if;
+    mark := coalesce(substring(t from '[A-Z]{3}'), substring(t from symbols));
+    currency := case
+        when mark ~ '^[A-Z]{3}$' then mark
+        when mark in ('$', 'US$') then 'USD' when mark in ('CA$', 'C$') then 'CAD'
+        when mark in ('AU$', 'A$') then 'AUD' when mark = 'NZ$' then 'NZD' when mark = 'HK$' then 'HKD'
+        when mark = 'S$' then 'SGD' when mark = 'R$' then 'BRL' when mark = '£' then 'GBP'
+        when mark = '€' then 'EUR' when mark in ('¥', 'JP¥') then 'JPY' when mark = 'CN¥' then 'CNY'
+        when mark = '₹' then 'INR' when mark = '₩' then 'KRW' when mark = '₽' then 'RUB'
+        when mark = '₺' then 'TRY' when mark = '₪' then 'ILS' when mark = '₫' then 'VND' when mark = '฿' then 'THB'
+    end;
+    -- each amount (one, or the two ends of a range), thousands separators and decimal comma read
+    loop
+        number := substring(t from '[0-9][0-9.,'' ]*[0-9]|[0-9]');
+        exit when number is null;
+        t := substr(t, strpos(t, number) + length(number));
+        value := case
+            when number ~ '^[0-9]+(\.[0-9]+)?$' then number::numeric
+            when number ~ '^[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?$' then replace(number, ',', '')::numeric
+            when number ~ '^[0-9]{1,3}(\.[0-9]{3})+(,[0-9]+)?$' then replace(replace(number, '.', ''), ',', '.')::numeric
+            when number ~ '^[0-9]{1,3}([ ''][0-9]{3})+([.,][0-9]+)?$'
+                then replace(translate(number, ' ''', ''), ',', '.')::numeric
+            when number ~ '^[0-9]+,[0-9]{1,2}$' then replace(number, ',', '.')::numeric
+        end;
+        if value is null then
+            amount := null;
+            currency := null;
+            return;
+        end if;
+        amount := least(amount, value);  -- a range keeps its lower bound: the "from" price a shop shows
+    end loop;
+end
+$$;
+comment on function pgrecs.ingest_price_parts(text, out numeric, out text) is
+    'Amount and ISO currency of a price written with a currency symbol or code ("$" USD, "£" GBP, "€" EUR, "EUR 12,50"), thousands separators ("1,299.00", "1.299,00", "1 299,50") or as a range (its lower bound); nulls when the text is not a price.';
+
+create or replace function pgrecs.ingest_image_url(raw text)
+returns text
+language sql
+immutable
+parallel safe
+as $$
+    -- an absolute http(s) URL; a protocol-relative one ("//cdn...") is read as https
+    select case
+        when btrim(raw) ~* '^https?://[^\s/?#]+[^\s]*$' then btrim(raw)
+        when btrim(raw) ~ '^//[^\s/?#]+[^\s]*$' then 'https:' || btrim(raw)
+    end
+$$;
+comment on function pgrecs.ingest_image_url(text) is
+    'Image URL from loader text: an absolute http(s) URL (protocol-relative read as https); null otherwise.';

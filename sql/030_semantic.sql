@@ -113,6 +113,7 @@ begin
     join old_rows as o on o.item_id = n.item_id
     cross join pgrecs.embedding_models as m
     where n.active is distinct from o.active
+        or n.embed_override is distinct from o.embed_override
         or (
             (n.title, n.description, n.brand, n.category_path, n.attributes)
                 is distinct from (o.title, o.description, o.brand, o.category_path, o.attributes)
@@ -127,7 +128,7 @@ begin
 end
 $$;
 comment on function pgrecs.items_queue_updated() is
-    'Trigger: queue updated items whose composed embedding text or active flag changed, and notify the embed watcher.';
+    'Trigger: queue updated items whose composed embedding text, active flag or embedding override changed, and notify the embed watcher.';
 
 create or replace function pgrecs.items_queue_neighbor_refill()
 returns trigger
@@ -618,10 +619,11 @@ begin
         perform set_config('enable_bitmapscan', 'on', true);
         if coalesce(cardinality(ids), 0) >= k then
             return query
-                select u.item_id, i.external_id, u.score, u.ord::integer
+                select u.item_id, i.external_id, u.score,
+                       (row_number() over (order by u.score desc, i.tie_key))::integer
                 from unnest(ids, scores) with ordinality as u(item_id, score, ord)
                 join pgrecs.items as i on i.item_id = u.item_id
-                order by u.ord;
+                order by u.score desc, i.tie_key;
             return;
         end if;
         -- the iterative scan stopped before k matches (hnsw.max_scan_tuples, or fewer embedded
@@ -631,7 +633,7 @@ begin
     -- selective (or the index gave up): exact scan over the GIN/btree-selected subset of the
     -- model's embeddings. "+ 0" keeps the planner off the HNSW index.
     return query execute format(
-        'select s.item_id, i.external_id, (1 - s.dist)::real, (row_number() over (order by s.dist, s.item_id))::integer
+        'select s.item_id, i.external_id, (1 - s.dist)::real, (row_number() over (order by s.dist, i.tie_key))::integer
          from (
              select e.item_id, %1$s + 0 as dist
              from pgrecs.item_embeddings e
@@ -640,7 +642,7 @@ begin
              limit $9
          ) s
          join pgrecs.items i on i.item_id = s.item_id
-         order by s.dist, s.item_id',
+         order by s.dist, i.tie_key',
         distance, semantic_search.model_id, predicate)
     using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k;
 end
@@ -666,7 +668,7 @@ begin
         elsif model_id = %1$s then
             return query
                 select s.item_id, i.external_id, (1 - s.dist)::real,
-                    (row_number() over (order by s.dist, s.item_id))::integer
+                    (row_number() over (order by s.dist, i.tie_key))::integer
                 from (
                     select e.item_id, e.embedding::halfvec(%2$s) <=> query::halfvec(%2$s) as dist
                     from pgrecs.item_embeddings as e
@@ -676,7 +678,7 @@ begin
                     limit k
                 ) as s
                 join pgrecs.items as i on i.item_id = s.item_id
-                order by s.dist, s.item_id;
+                order by s.dist, i.tie_key;
             return;$branch$, m.model_id, m.dimensions);
         models := models + 1;
     end loop;
@@ -810,6 +812,37 @@ comment on function recs.search_by_vector(halfvec, integer, jsonb, text) is
     'Returns item_id, external_id, score (cosine similarity) and rank (1 = nearest). '
     'Example: select * from recs.search_by_vector(query_embedding => $1, k => 10, filters => ''{"price_max": 20}'').';
 
+-- plpgsql cannot name a parameter like an output column, so the public function (whose item_id
+-- parameter is the API) hands its arguments to this one
+create or replace function pgrecs.similar_to_item(
+    item bigint,
+    k integer,
+    filters jsonb,
+    model text
+)
+returns table (item_id bigint, external_id text, score real, rank integer)
+language plpgsql
+stable
+as $$
+declare
+    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+begin
+    -- an id the tenant does not have is the caller's mistake, as in recs.recommend_for_item
+    if not exists (select 1 from pgrecs.items i where i.item_id = item and i.tenant_id = tenant) then
+        raise exception 'unknown item: %', item using errcode = 'P0002';
+    end if;
+    return query
+    select s.item_id, s.external_id, s.score, s.rank
+    from pgrecs.item_embeddings as e
+    cross join lateral pgrecs.semantic_search(e.embedding, k, filters, e.model_id, e.item_id) as s
+    where e.item_id = item
+        and e.model_id = (pgrecs.resolve_model(model)).model_id
+        and e.tenant_id = tenant;
+end
+$$;
+comment on function pgrecs.similar_to_item(bigint, integer, jsonb, text) is
+    'The body of recs.similar_items: raises P0002 for an item the tenant does not have, else the semantic search from the item''s embedding.';
+
 create or replace function recs.similar_items(
     item_id bigint,
     k integer default 10,
@@ -820,16 +853,13 @@ returns table (item_id bigint, external_id text, score real, rank integer)
 language sql
 stable
 as $$
-    select s.item_id, s.external_id, s.score, s.rank
-    from pgrecs.item_embeddings as e
-    cross join lateral pgrecs.semantic_search(e.embedding, k, filters, e.model_id, e.item_id) as s
-    where e.item_id = similar_items.item_id
-        and e.model_id = (pgrecs.resolve_model(model)).model_id
-        and e.tenant_id = coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default')
+    select * from pgrecs.similar_to_item(similar_items.item_id, similar_items.k, similar_items.filters,
+                                         similar_items.model)
 $$;
 comment on function recs.similar_items(bigint, integer, jsonb, text) is
-    'The k items most similar to an item by embedding (cosine), excluding the item itself; empty when the item '
-    'is unknown to the tenant or has no embedding for the model. Filters as in recs.search_by_vector. '
+    'The k items most similar to an item by embedding (cosine), excluding the item itself. An item unknown to the '
+    'tenant raises P0002 (no_data_found) "unknown item: <id>", as recs.recommend_for_item does; a known item without '
+    'an embedding for the model (not embedded yet, or its text refused) gives an empty list. Filters as in recs.search_by_vector. '
     'Example: select * from recs.similar_items(item_id => 42, k => 10, filters => ''{"category": "Books", "in_stock": true}'').';
 
 -------------------------------------------------------------------------------------------------
@@ -902,8 +932,9 @@ begin
     if touched is not null then
         with ranked as (
             select x.item_id, x.neighbor_item_id,
-                row_number() over (partition by x.item_id order by x.score desc, x.neighbor_item_id) as rn
+                row_number() over (partition by x.item_id order by x.score desc, ni.tie_key) as rn
             from pgrecs.item_neighbors as x
+            join pgrecs.items as ni on ni.item_id = x.neighbor_item_id
             where x.tenant_id = tenant and x.signal = 'semantic' and x.item_id = any(touched)
         ),
         dropped as (

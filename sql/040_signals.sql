@@ -98,11 +98,13 @@ begin
     -- per-item signals: popularity, trending, category rank and the audit's quality
     with upserted as (
         insert into pgrecs.item_signals as s (
-            tenant_id, item_id, popularity, trending, category_popularity_rank, quality_score, quality_flags, refreshed_at
+            tenant_id, item_id, popularity, trending, category_popularity_rank, popularity_percentile,
+            quality_score, quality_flags, refreshed_at
         )
         select p.tenant_id, p.item_id,
             case when abs(p.popularity) < 1e-30 then 0 else p.popularity end,
             case when abs(p.trending) < 1e-30 then 0 else p.trending end, p.category_popularity_rank,
+            p.popularity_percentile,
             a.quality_score, coalesce(a.quality_flags, '{}'), now()
         from recs_marts.fct_item_popularity as p
         left join recs_marts.fct_item_audit as a on a.tenant_id = p.tenant_id and a.item_id = p.item_id
@@ -111,6 +113,7 @@ begin
             popularity = excluded.popularity,
             trending = excluded.trending,
             category_popularity_rank = excluded.category_popularity_rank,
+            popularity_percentile = excluded.popularity_percentile,
             quality_score = excluded.quality_score,
             quality_flags = excluded.quality_flags,
             refreshed_at = excluded.refreshed_at

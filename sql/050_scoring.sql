@@ -153,8 +153,10 @@ comment on function pgrecs.placement_row(text) is
     'The placement row of the current tenant; raises P0002 (no_data_found) for an unknown placement.';
 
 -- The ranking core. Anchors carry a weight (negative for "less like this") and a label appended
--- to the reasons that name them (' you viewed', ' (your example)', ''); their order matters to
--- the next-item signal only (recs.recommend_for_user passes the history most recent first).
+-- to the reasons that name them (' you viewed', ' (your example)'; null for the item of the page
+-- itself, named "this item"). The next-item signal weighs anchors by recency position
+-- (anchor_positions: 1 = most recent; items of one timestamp share one), by array order when none
+-- are given. Score ties fall to items.tie_key.
 create or replace function pgrecs.rank_items(
     placement_name text,
     anchor_ids bigint[],
@@ -163,7 +165,8 @@ create or replace function pgrecs.rank_items(
     exclude_ids bigint[],
     k integer,
     filters jsonb,
-    explain boolean
+    explain boolean,
+    anchor_positions integer[] default null
 )
 returns table (item_id bigint, external_id text, score double precision, rank integer,
                contributions jsonb, reasons text[])
@@ -279,15 +282,16 @@ begin
     where coalesce((w ->> s.signal)::double precision, 0) <> 0;
 
     -- the next-item signal ('sequence') asks what follows the latest steps, so it weighs anchors
-    -- by their position (the first, a user's most recent item, 1; each later one half the one
-    -- before), not by their summed history weight: a session of ratings seconds apart has equal
-    -- weights, yet only its last items say what comes next
+    -- by their recency position (the most recent 1; each later one half the one before; items of
+    -- one timestamp share a position), not by their summed history weight: a session of ratings
+    -- seconds apart has equal weights, yet only its last items say what comes next
     select coalesce(array_agg(nb.neighbor_item_id), '{}'), coalesce(array_agg(s.signal), '{}'),
-           coalesce(array_agg(case when s.signal = 'sequence' then sign(a.weight) * power(0.5::float8, (a.ord - 1)::float8)
+           coalesce(array_agg(case when s.signal = 'sequence'
+                                   then sign(a.weight) * power(0.5::float8, (coalesce(a.pos, a.ord) - 1)::float8)
                                    else a.weight end * nb.score), '{}'),
            coalesce(array_agg(a.item_id), '{}')
     into h_item, h_signal, h_s, h_anchor
-    from unnest(anchor_ids, anchor_weights) with ordinality as a (item_id, weight, ord)
+    from unnest(anchor_ids, anchor_weights, anchor_positions) with ordinality as a (item_id, weight, pos, ord)
     cross join unnest(sig_names, sig_pools) as s (signal, pool)
     cross join lateral (
         select nn.neighbor_item_id, nn.score
@@ -329,15 +333,17 @@ begin
                 select x.item_id, pgrecs.item_passes(i, f_in_stock, f_price_min, f_price_max, f_category, f_brand,
                                     f_brands, f_exclude_brands, f_exclude) as ok
                 from (
+                    -- the top 1000 and every item tied with the 1000th (none when fewer: exact path)
                     select s.item_id, s.popularity
                     from pgrecs.item_signals s
                     where s.tenant_id = t
-                    order by s.popularity desc
-                    limit 1000
+                      and s.popularity >= (select s2.popularity from pgrecs.item_signals s2
+                                           where s2.tenant_id = t
+                                           order by s2.popularity desc
+                                           offset 999 limit 1)
                 ) x
                 join pgrecs.items i on i.item_id = x.item_id
-                order by x.popularity desc
-                limit 1000
+                order by x.popularity desc, i.tie_key
             ) y
             where y.ok
             limit v_pop);
@@ -349,7 +355,7 @@ begin
                     join pgrecs.items i on i.item_id = s.item_id
                     where s.tenant_id = $1
                       and pgrecs.item_matches_filters(i, $2)
-                    order by s.popularity desc
+                    order by s.popularity desc, i.tie_key
                     limit $3)
             $q$ into more_ids using t, f, v_pop;
         end if;
@@ -367,12 +373,14 @@ begin
                     from pgrecs.item_signals s
                     where s.tenant_id = t
                       and s.trending > 0
-                    order by s.trending desc
-                    limit 1000
+                      and s.trending >= (select s2.trending from pgrecs.item_signals s2
+                                         where s2.tenant_id = t
+                                           and s2.trending > 0
+                                         order by s2.trending desc
+                                         offset 999 limit 1)
                 ) x
                 join pgrecs.items i on i.item_id = x.item_id
-                order by x.trending desc
-                limit 1000
+                order by x.trending desc, i.tie_key
             ) y
             where y.ok
             limit v_trend);
@@ -385,7 +393,7 @@ begin
                     where s.tenant_id = $1
                       and s.trending > 0
                       and pgrecs.item_matches_filters(i, $2)
-                    order by s.trending desc
+                    order by s.trending desc, i.tie_key
                     limit $3)
             $q$ into more_ids using t, f, v_trend;
         end if;
@@ -412,7 +420,7 @@ begin
                   and i.category_key = ac.cp
                   and pgrecs.item_passes(i, f_in_stock, f_price_min, f_price_max, f_category, f_brand,
                                     f_brands, f_exclude_brands, f_exclude)
-                order by sp.popularity desc
+                order by sp.popularity desc, i.tie_key
                 limit v_catpop
             ) y);
     end if;
@@ -436,7 +444,7 @@ begin
         from unnest(sig_names, sig_weights) as c (signal, weight)
     ),
     cand as materialized (
-        select i.item_id, i.brand, i.category_path, i.margin,
+        select i.item_id, i.tie_key, i.brand, i.category_path, i.margin,
                coalesce(sg.popularity, 0)::double precision as popularity,
                coalesce(sg.trending, 0)::double precision as trending,
                case when sg.quality_score < p.quality_threshold then p.quality_penalty else 1 end as quality_factor,
@@ -517,17 +525,17 @@ begin
         group by c.item_id
     ),
     final as (
-        select c.item_id, c.brand, c.category_path[p.category_level] as cat,
+        select c.item_id, c.tie_key, c.brand, c.category_path[p.category_level] as cat,
                fu.base * coalesce(b.factor, 1) as score,
                coalesce(b.rules, '[]'::jsonb) as rules
         from cand c
         join fused fu on fu.item_id = c.item_id
         left join boosted b on b.item_id = c.item_id
-        order by fu.base * coalesce(b.factor, 1) desc, c.item_id
+        order by fu.base * coalesce(b.factor, 1) desc, c.tie_key
         limit v_pool
     ),
     pooled as materialized (
-        select fi.*, row_number() over (order by fi.score desc, fi.item_id)::integer as pos
+        select fi.*, row_number() over (order by fi.score desc, fi.tie_key)::integer as pos
         from final fi
     ),
     -- the per-signal breakdown of the pool, flat (pool position, signal, ...): jsonb is built in
@@ -682,7 +690,13 @@ begin
         slot := slot + 1;
     end loop;
 
-    -- 5. explanations
+    -- 5. explanations. A signal gives a reason only when it contributed materially: at least a
+    --    fifth (0.2) of the item's positive score (per-signal normalised contributions, or their
+    --    RRF terms). At most three reasons, strongest first: a pin, then the material signals by
+    --    contribution, then campaign boosts and demotions. "popular right now" needs the item in
+    --    the top 5% of the shop by popularity (item_signals.popularity_percentile), "popular in
+    --    <category>" among the 10 most popular of its category. An anchor with a null label is the
+    --    item of the page itself: reasons call it "this item" and never "similar to" it.
     return query
     with chosen as (
         select fl.id, fl.idx, row_number() over (order by fl.pos)::integer as pos,
@@ -690,13 +704,18 @@ begin
         from unnest(final_ids, final_idx, final_pos) as fl (id, idx, pos)
     ),
     anchors as (
-        select a.item_id, a.weight, a.label, ai.external_id, ai.title, ai.brand, ai.category_path
+        select a.item_id, a.weight, a.label, ai.external_id, ai.title, ai.brand, ai.category_path,
+               -- how reasons name the anchor, and whose choice it was
+               case when a.label is null then 'this item' else format('"%s"%s', ai.title, a.label) end as name,
+               case when a.label is null then 'page' when a.label like ' you %' then 'history' else 'example' end
+                   as kind
         from unnest(anchor_ids, anchor_weights, anchor_labels) as a (item_id, weight, label)
         join pgrecs.items ai on ai.item_id = a.item_id
     ),
     -- the breakdown rows of the chosen items (pins from outside the pool have none)
     det as (
-        select d.pos, d.signal, d.raw, d.norm, d.rnk, d.weight, d.contrib, d.anchor
+        select d.pos, d.signal, d.raw, d.norm, d.rnk, d.weight, d.contrib, d.anchor,
+               d.contrib / nullif(sum(greatest(d.contrib, 0)) over (partition by d.pos), 0) as share
         from unnest(d_pos, d_signal, d_raw, d_norm, d_rank, d_weight, d_contrib, d_anchor)
              as d (pos, signal, raw, norm, rnk, weight, contrib, anchor)
         where d.pos = any(final_idx)
@@ -708,7 +727,7 @@ begin
            case when explain then
                coalesce((select jsonb_object_agg(d.signal, jsonb_build_object(
                                 'raw', d.raw, 'normalized', d.norm, 'signal_rank', d.rnk, 'weight', d.weight,
-                                'contribution', d.contrib, 'anchor_item_id', d.anchor,
+                                'contribution', d.contrib, 'share', d.share, 'anchor_item_id', d.anchor,
                                 'anchor_external_id', an.external_id, 'anchor_title', an.title))
                          from det d
                          left join anchors an on an.item_id = d.anchor
@@ -728,32 +747,38 @@ begin
            array(
                select x.reason
                from (
-                   select 1 as grp, d.contrib as c, octet_length(d.signal) as kl, d.signal as k,
+                   select 1 as grp, 0::double precision as c, 0 as kl, '' as k,
+                          format('pinned at position %s: %s', ch.pos, pin_names[ch.pin_no]) as reason
+                   where ch.pin_no is not null
+                   union all
+                   select 2, d.contrib, octet_length(d.signal), d.signal,
                           case d.signal
-                              when 'semantic' then format('similar to "%s"%s', an.title, an.label)
-                              when 'cooccurrence' then format('often bought with "%s"%s', an.title, an.label)
-                              when 'sequence' then format('often chosen next after "%s"%s', an.title, an.label)
-                              when 'ease' then format('people who liked "%s" also liked this', an.title)
-                              when 'popularity' then 'popular right now'
+                              when 'semantic' then
+                                  case when an.kind <> 'page' then format('similar to %s', an.name)
+                                       when an.brand = it.brand then format('similar description, same brand (%s)', it.brand)
+                                       when an.category_path = it.category_path and cardinality(it.category_path) > 0
+                                           then format('similar description, same category (%s)',
+                                                       array_to_string(it.category_path, ' > '))
+                                       else 'similar description'
+                                  end
+                              when 'cooccurrence' then format('often bought together with %s', an.name)
+                              when 'sequence' then format('often chosen next after %s', an.name)
+                              when 'ease' then
+                                  case an.kind
+                                      when 'history' then 'customers like you also chose this'
+                                      when 'page' then 'customers who chose this item also chose this one'
+                                      else format('customers who chose %s also chose this', an.name)
+                                  end
+                              when 'popularity' then
+                                  case when sg.popularity_percentile < 0.05 then 'popular right now' end
                               when 'trending' then 'trending'
-                              when 'category_popularity' then format('popular in %s', array_to_string(it.category_path, ' > '))
-                          end as reason
+                              when 'category_popularity' then
+                                  case when sg.category_popularity_rank <= 10
+                                       then format('popular in %s', array_to_string(it.category_path, ' > ')) end
+                          end
                    from det d
                    left join anchors an on an.item_id = d.anchor
-                   where d.pos = ch.idx and d.contrib > 0
-                   union all
-                   select 2, 0, 0, '', shared.reason
-                   from (
-                       select case when an.brand = it.brand
-                                   then format('same brand as "%s": %s', an.title, it.brand)
-                                   else format('same category as "%s": %s', an.title, array_to_string(it.category_path, ' > '))
-                              end as reason
-                       from anchors an
-                       where an.weight > 0
-                         and (an.brand = it.brand or (an.category_path = it.category_path and cardinality(it.category_path) > 0))
-                       order by an.weight desc, an.item_id
-                       limit 1
-                   ) shared
+                   where d.pos = ch.idx and d.contrib > 0 and d.share >= 0.2
                    union all
                    select 3, 0, 0, '', 'boosted: campaign ' || (b.value ->> 'name')
                    from jsonb_array_elements(case when ch.idx > 0 then boosts[ch.idx] else '[]'::jsonb end) b
@@ -762,21 +787,20 @@ begin
                    select 3, 0, 0, '', 'demoted: ' || (b.value ->> 'name')
                    from jsonb_array_elements(case when ch.idx > 0 then boosts[ch.idx] else '[]'::jsonb end) b
                    where (b.value ->> 'factor')::double precision < 1
-                   union all
-                   select 4, 0, 0, '', format('pinned at position %s: %s', ch.pos, pin_names[ch.pin_no])
-                   where ch.pin_no is not null
                ) x
                where x.reason is not null
                -- ties in the order of a jsonb object's keys (shorter first), as when these came from jsonb
                order by x.grp, x.c desc, x.kl, x.k
+               limit 3
            )
     from chosen ch
     join pgrecs.items it on it.item_id = ch.id
+    left join pgrecs.item_signals sg on sg.item_id = ch.id
     order by ch.pos;
 end
 $$;
-comment on function pgrecs.rank_items(text, bigint[], real[], text[], bigint[], integer, jsonb, boolean) is
-    'Ranking core behind recs.recommend*: candidates from the anchors'' neighbour lists (the next-item lists weighted by anchor position, halving per step) and popularity, filters, blocks, fusion, boosts, MMR with caps, pins, explanations.';
+comment on function pgrecs.rank_items(text, bigint[], real[], text[], bigint[], integer, jsonb, boolean, integer[]) is
+    'Ranking core behind recs.recommend*: candidates from the anchors'' neighbour lists (the next-item lists weighted by anchor recency position, halving per step) and popularity, filters, blocks, fusion, boosts, MMR with caps, pins, explanations; score ties broken by items.tie_key.';
 
 -- Public API ------------------------------------------------------------------------------------
 
@@ -797,7 +821,8 @@ begin
         raise exception 'unknown item: %', item using errcode = 'P0002';
     end if;
     return query
-    select * from pgrecs.rank_items(placement, array[item], array[1]::real[], array['']::text[],
+    -- a null label: the anchor is the item of the page itself (reasons call it "this item")
+    select * from pgrecs.rank_items(placement, array[item], array[1]::real[], array[null]::text[],
                                     array[item], k, filters, explain);
 end
 $$;
@@ -831,12 +856,13 @@ comment on function recs.recommend_for_item(text, integer, text, jsonb, boolean)
     'recs.recommend_for_item by the item''s external id.';
 
 create or replace function pgrecs.user_history(uid bigint, placement_name text)
-returns table (item_id bigint, weight real, label text, purchased boolean)
+returns table (item_id bigint, weight real, label text, purchased boolean, recency_position integer)
 language sql
 stable parallel safe
 as $$
     -- the top history_limit items by weight, returned most recent first (by each item's latest
-    -- event, ties by load order): the next-item signal reads the anchors in this order
+    -- event); items whose latest events share a timestamp share a recency position (the order of
+    -- rows inside a tie is no order of the journey), and ties anywhere fall to items.tie_key
     with p as (
         select * from pgrecs.placement_row(placement_name)
     ),
@@ -855,8 +881,13 @@ as $$
             from pgrecs.events ev
             where ev.tenant_id = pgrecs.current_tenant()
               and ev.user_id = uid
-            order by ev.occurred_at desc, ev.event_id desc
-            limit p.history_events
+              -- the latest history_events events, whole timestamps: all events at the cut's moment
+              and ev.occurred_at >= coalesce((
+                  select e2.occurred_at from pgrecs.events e2
+                  where e2.tenant_id = pgrecs.current_tenant()
+                    and e2.user_id = uid
+                  order by e2.occurred_at desc
+                  offset greatest(p.history_events - 1, 0) limit 1), '-infinity')
         ) e
         join pgrecs.event_types et on et.event_type = e.event_type
     ),
@@ -872,20 +903,22 @@ as $$
                end as label,
                bool_or(r.event_type = 'purchase') as purchased,
                -- recency from the events that count (an impression is no step of the journey)
-               max(r.occurred_at) filter (where r.w > 0) as last_at,
-               max(r.event_id) filter (where r.w > 0) as last_event_id
+               max(r.occurred_at) filter (where r.w > 0) as last_at
         from recent r
-        group by r.item_id
+        join pgrecs.items i on i.item_id = r.item_id
+        group by r.item_id, i.tie_key
         having sum(r.w) > 0
-        order by sum(r.w) desc, r.item_id
+        order by sum(r.w) desc, i.tie_key
         limit (select p.history_limit from p)
     )
-    select top.item_id, top.weight, top.label, top.purchased
+    select top.item_id, top.weight, top.label, top.purchased,
+           dense_rank() over (order by top.last_at desc)::integer
     from top
-    order by top.last_at desc, top.last_event_id desc
+    join pgrecs.items i on i.item_id = top.item_id
+    order by top.last_at desc, i.tie_key
 $$;
 comment on function pgrecs.user_history(bigint, text) is
-    'A user''s interests read live from pgrecs.events: the most recent events weighted by event type (placement overrides) and exponential recency decay, summed per item; the top history_limit items, most recent first.';
+    'A user''s interests read live from pgrecs.events: the most recent events weighted by event type (placement overrides) and exponential recency decay, summed per item; the top history_limit items, most recent first, with their recency position (items last seen at one timestamp share one).';
 
 create or replace function recs.recommend_for_user(
     user_id bigint,
@@ -906,18 +939,20 @@ declare
     a_ids bigint[];
     a_weights real[];
     a_labels text[];
+    a_positions integer[];
     v_exclude bigint[] := '{}';
+    v_cold_reason text;
 begin
-    if not exists (select 1 from pgrecs.users u where u.user_id = recommend_for_user.user_id and u.tenant_id = t) then
-        raise exception 'unknown user: %', recommend_for_user.user_id using errcode = 'P0002';
-    end if;
+    -- a user unknown to the tenant is a new visitor, not an error: no history, the cold-start list
     p := pgrecs.placement_row(recommend_for_user.placement);
     -- anchors most recent first (the order the next-item signal reads)
     select coalesce(array_agg(h.item_id order by h.ord), '{}'),
            coalesce(array_agg(h.weight order by h.ord), '{}'),
-           coalesce(array_agg(h.label order by h.ord), '{}')
-    into a_ids, a_weights, a_labels
-    from pgrecs.user_history(recommend_for_user.user_id, p.placement) with ordinality as h (item_id, weight, label, purchased, ord);
+           coalesce(array_agg(h.label order by h.ord), '{}'),
+           coalesce(array_agg(h.recency_position order by h.ord), '{}')
+    into a_ids, a_weights, a_labels, a_positions
+    from pgrecs.user_history(recommend_for_user.user_id, p.placement)
+         with ordinality as h (item_id, weight, label, purchased, recency_position, ord);
     if not p.allow_repeats then
         -- no repeats: neither what the user bought nor the history items the list is built from
         -- (as recommend_for_item leaves out its item and recommend its examples)
@@ -925,14 +960,23 @@ begin
         from pgrecs.events e
         where e.tenant_id = t and e.user_id = recommend_for_user.user_id and e.event_type = 'purchase';
     end if;
+    if cardinality(a_ids) = 0 then
+        -- cold start: with no anchors the placement ranks by popularity (within the category
+        -- filter when one is given); the first reason says why the list is not personal
+        v_cold_reason := 'new visitor: ' || coalesce(
+            'popular in ' || ((p.default_filters || coalesce(recommend_for_user.filters, '{}')) ->> 'category'),
+            'popular with everyone');
+    end if;
     return query
-    select * from pgrecs.rank_items(p.placement, a_ids, a_weights, a_labels, v_exclude,
-                                    recommend_for_user.k, recommend_for_user.filters, recommend_for_user.explain)
-;
+    select r.item_id, r.external_id, r.score, r.rank, r.contributions,
+           case when v_cold_reason is null then r.reasons else v_cold_reason || r.reasons end
+    from pgrecs.rank_items(p.placement, a_ids, a_weights, a_labels, v_exclude,
+                           recommend_for_user.k, recommend_for_user.filters, recommend_for_user.explain,
+                           a_positions) r;
 end
 $$;
 comment on function recs.recommend_for_user(bigint, integer, text, jsonb, boolean) is
-    'Personal recommendations for a user (by user_id) from the live event history: several interests (the neighbours of each recent item, weighted by event type and recency), popularity for users without history; purchased items and the history items it is built from excluded unless the placement allows repeats. Same output as recommend_for_item.';
+    'Personal recommendations for a user (by user_id) from the live event history: several interests (the neighbours of each recent item, weighted by event type and recency); purchased items and the history items it is built from excluded unless the placement allows repeats. A user without history (unknown to the tenant, or with no weighted events) gets the placement''s cold-start list: popularity, within the category filter when one is given, the first reason starting "new visitor: ". Same output as recommend_for_item.';
 
 create or replace function recs.recommend_for_user(
     user_id text,
@@ -951,14 +995,12 @@ declare
 begin
     select u.user_id into v_id from pgrecs.users u
     where u.tenant_id = pgrecs.current_tenant() and u.external_id = recommend_for_user.user_id;
-    if v_id is null then
-        raise exception 'unknown user: %', recommend_for_user.user_id using errcode = 'P0002';
-    end if;
+    -- an external id never seen is a new visitor (v_id null): the cold-start list
     return query select * from recs.recommend_for_user(v_id, k, placement, filters, explain);
 end
 $$;
 comment on function recs.recommend_for_user(text, integer, text, jsonb, boolean) is
-    'recs.recommend_for_user by the user''s external id.';
+    'recs.recommend_for_user by the user''s external id; an id never seen gets the cold-start list.';
 
 create or replace function recs.recommend(
     examples_positive bigint[],

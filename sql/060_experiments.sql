@@ -65,6 +65,21 @@ comment on function recs.assign_variant(text, text) is
     'no row when the experiment is unknown or not running. Example: '
     'select * from recs.assign_variant(experiment => ''home-v2'', user_id => ''u42'').';
 
+create or replace function pgrecs.request_uuid(request_key text)
+returns uuid
+language sql
+immutable parallel safe
+as $$
+    -- only the canonical text of a uuid (what request_id::text gives), so matching in uuid keeps the
+    -- text-equality rule of attribution while the primary key serves the lookup;
+    -- any other text (a client's own id) names no served list instead of failing the cast
+    select case
+        when request_key ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then request_key::uuid
+    end
+$$;
+comment on function pgrecs.request_uuid(text) is
+    'The served list id an event''s request_id names (canonical uuid text), or null for any other text.';
+
 -------------------------------------------------------------------------------------------------
 -- Attribution and per-user outcomes
 -------------------------------------------------------------------------------------------------
@@ -90,38 +105,45 @@ as $$
           and e.name = experiment_user_outcomes.experiment
     ),
     window_events as (
-        select ev.event_id, ev.tenant_id, ev.user_id, ev.event_type, ev.value,
-               nullif(btrim(ev.request_id), '') as request_key,
-               pgrecs.variant_for_bucket(exp.experiment_id, pgrecs.hash_bucket(exp.salt, u.external_id)) as hash_variant_id,
-               exp.experiment_id
+        select ev.tenant_id, ev.user_id, ev.event_type, ev.value,
+               pgrecs.request_uuid(nullif(btrim(ev.request_id), '')) as request_id
         from exp
         join pgrecs.events ev
           on ev.tenant_id = exp.tenant_id
          and ev.occurred_at >= exp.started_at
          and ev.occurred_at < exp.stopped_at
-        join pgrecs.users u on u.user_id = ev.user_id
+    ),
+    -- the hashed variant once per user, not once per event (materialized: inlined, the planner
+    -- would evaluate it again for every event in every sort and group key)
+    hashed as materialized (
+        select u.user_id,
+               pgrecs.variant_for_bucket(exp.experiment_id, pgrecs.hash_bucket(exp.salt, u.external_id)) as variant_id
+        from exp
+        join pgrecs.users u
+          on u.user_id in (select we.user_id from window_events we)
     ),
     -- an event counts for the variant serving the placement of the recommendation request it
     -- cites (the user's hashed variant first when several serve it), else for the hashed variant
     attributed as (
-        select we.experiment_id, we.user_id, we.event_type, we.value, we.hash_variant_id,
-               (
-                   select v.variant_id
-                   from pgrecs.recommendation_requests rr
-                   join pgrecs.experiment_variants v
-                     on v.experiment_id = we.experiment_id
-                    and v.placement = rr.placement
-                   where we.request_key is not null
-                     and rr.request_id::text = we.request_key
-                     and rr.tenant_id = we.tenant_id
-                   order by (v.variant_id = we.hash_variant_id) desc, v.position
-                   limit 1
-               ) as request_variant_id
+        select we.user_id, we.event_type, we.value,
+               h.variant_id as hash_variant_id, served.variant_id as request_variant_id
         from window_events we
+        join hashed h on h.user_id = we.user_id
+        left join lateral (
+            select v.variant_id
+            from pgrecs.recommendation_requests rr
+            join exp on true
+            join pgrecs.experiment_variants v
+              on v.experiment_id = exp.experiment_id
+             and v.placement = rr.placement
+            where rr.request_id = we.request_id
+              and rr.tenant_id = we.tenant_id
+            order by (v.variant_id = h.variant_id) desc, v.position
+            limit 1
+        ) served on we.request_id is not null
     ),
     per_user as (
-        select a.experiment_id,
-               coalesce(a.request_variant_id, a.hash_variant_id) as variant_id,
+        select coalesce(a.request_variant_id, a.hash_variant_id) as variant_id,
                a.user_id,
                count(*) filter (where a.event_type = 'impression') as impressions,
                count(*) filter (where a.event_type = 'click') as clicks,
@@ -130,7 +152,7 @@ as $$
                coalesce(sum(a.value) filter (where a.event_type = 'purchase'), 0)::float8 as revenue,
                count(a.request_variant_id) as request_attributed_events
         from attributed a
-        group by 1, 2, 3
+        group by 1, 2
     )
     select v.name, pu.user_id, pu.impressions, pu.clicks, pu.add_to_carts,
            pu.purchases, pu.revenue, pu.request_attributed_events

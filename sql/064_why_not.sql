@@ -45,6 +45,7 @@ declare
     anchor_ids bigint[];
     anchor_weights real[];
     anchor_labels text[];
+    anchor_positions integer[];
     exclude_ids bigint[] := '{}';
     purchased_ids bigint[] := '{}';
     shown_ids bigint[];
@@ -125,7 +126,7 @@ begin
         end if;
         anchor_ids := array[ctx_id];
         anchor_weights := array[1]::real[];
-        anchor_labels := array['']::text[];
+        anchor_labels := array[null]::text[];  -- the page's item, as recs.recommend_for_item passes it
         exclude_ids := array[ctx_id];
     else
         select u.user_id into ctx_id from pgrecs.users u where u.tenant_id = t and u.external_id = why_not.context_user;
@@ -134,9 +135,11 @@ begin
         end if;
         select coalesce(array_agg(h.item_id order by h.ord), '{}'),
                coalesce(array_agg(h.weight order by h.ord), '{}'),
-               coalesce(array_agg(h.label order by h.ord), '{}')
-        into anchor_ids, anchor_weights, anchor_labels
-        from pgrecs.user_history(ctx_id, p.placement) with ordinality as h (item_id, weight, label, purchased, ord);
+               coalesce(array_agg(h.label order by h.ord), '{}'),
+               coalesce(array_agg(h.recency_position order by h.ord), '{}')
+        into anchor_ids, anchor_weights, anchor_labels, anchor_positions
+        from pgrecs.user_history(ctx_id, p.placement)
+             with ordinality as h (item_id, weight, label, purchased, recency_position, ord);
         if not p.allow_repeats then
             select coalesce(array_agg(distinct e.item_id), '{}') into purchased_ids
             from pgrecs.events e
@@ -149,7 +152,7 @@ begin
     select coalesce(array_agg(x.item_id order by x.rank), '{}'), coalesce(array_agg(x.score order by x.rank), '{}')
     into shown_ids, shown_scores
     from pgrecs.rank_items(p.placement, anchor_ids, anchor_weights, anchor_labels, exclude_ids,
-                           why_not.k, why_not.filters, false) x;
+                           why_not.k, why_not.filters, false, anchor_positions) x;
     kth := shown_scores[cardinality(shown_scores)];
     pos := array_position(shown_ids, it.item_id);
     if pos is not null then
@@ -246,11 +249,12 @@ begin
     where coalesce((w ->> s.signal)::double precision, 0) <> 0;
 
     select coalesce(array_agg(nb.neighbor_item_id), '{}'), coalesce(array_agg(s.signal), '{}'),
-           coalesce(array_agg(case when s.signal = 'sequence' then sign(a.weight) * power(0.5::float8, (a.ord - 1)::float8)
+           coalesce(array_agg(case when s.signal = 'sequence'
+                                   then sign(a.weight) * power(0.5::float8, (coalesce(a.pos, a.ord) - 1)::float8)
                                    else a.weight end * nb.score), '{}'),
            coalesce(array_agg(a.item_id), '{}')
     into h_item, h_signal, h_s, h_anchor
-    from unnest(anchor_ids, anchor_weights) with ordinality as a (item_id, weight, ord)
+    from unnest(anchor_ids, anchor_weights, anchor_positions) with ordinality as a (item_id, weight, pos, ord)
     cross join unnest(sig_names, sig_pools) as s (signal, pool)
     cross join lateral (
         select nn.neighbor_item_id, nn.score
@@ -286,12 +290,13 @@ begin
                     select s.item_id, s.popularity
                     from pgrecs.item_signals s
                     where s.tenant_id = t
-                    order by s.popularity desc
-                    limit 1000
+                      and s.popularity >= (select s2.popularity from pgrecs.item_signals s2
+                                           where s2.tenant_id = t
+                                           order by s2.popularity desc
+                                           offset 999 limit 1)
                 ) x
                 join pgrecs.items i on i.item_id = x.item_id
-                order by x.popularity desc
-                limit 1000
+                order by x.popularity desc, i.tie_key
             ) y
             where y.ok
             limit v_pop);
@@ -303,7 +308,7 @@ begin
                     join pgrecs.items i on i.item_id = s.item_id
                     where s.tenant_id = $1
                       and pgrecs.item_matches_filters(i, $2)
-                    order by s.popularity desc
+                    order by s.popularity desc, i.tie_key
                     limit $3)
             $q$ into more_ids using t, f, v_pop;
         end if;
@@ -320,12 +325,14 @@ begin
                     from pgrecs.item_signals s
                     where s.tenant_id = t
                       and s.trending > 0
-                    order by s.trending desc
-                    limit 1000
+                      and s.trending >= (select s2.trending from pgrecs.item_signals s2
+                                         where s2.tenant_id = t
+                                           and s2.trending > 0
+                                         order by s2.trending desc
+                                         offset 999 limit 1)
                 ) x
                 join pgrecs.items i on i.item_id = x.item_id
-                order by x.trending desc
-                limit 1000
+                order by x.trending desc, i.tie_key
             ) y
             where y.ok
             limit v_trend);
@@ -338,7 +345,7 @@ begin
                     where s.tenant_id = $1
                       and s.trending > 0
                       and pgrecs.item_matches_filters(i, $2)
-                    order by s.trending desc
+                    order by s.trending desc, i.tie_key
                     limit $3)
             $q$ into more_ids using t, f, v_trend;
         end if;
@@ -361,7 +368,7 @@ begin
                   and i.category_key = ac.cp
                   and pgrecs.item_passes(i, f_in_stock, f_price_min, f_price_max, f_category, f_brand,
                                     f_brands, f_exclude_brands, f_exclude)
-                order by sp.popularity desc
+                order by sp.popularity desc, i.tie_key
                 limit v_catpop
             ) y);
     end if;
@@ -453,16 +460,17 @@ begin
         group by c.item_id
     ),
     final as (
-        select c.item_id, c.brand, c.category_path[p.category_level] as cat,
+        select c.item_id, i.tie_key, c.brand, c.category_path[p.category_level] as cat,
                fu.base * coalesce(b.factor, 1) as score
         from cand c
+        join pgrecs.items i on i.item_id = c.item_id
         join fused fu on fu.item_id = c.item_id
         left join boosted b on b.item_id = c.item_id
     )
-    select array_agg(fi.item_id order by fi.score desc, fi.item_id),
-           array_agg(fi.score order by fi.score desc, fi.item_id),
-           array_agg(fi.brand order by fi.score desc, fi.item_id),
-           array_agg(fi.cat order by fi.score desc, fi.item_id),
+    select array_agg(fi.item_id order by fi.score desc, fi.tie_key),
+           array_agg(fi.score order by fi.score desc, fi.tie_key),
+           array_agg(fi.brand order by fi.score desc, fi.tie_key),
+           array_agg(fi.cat order by fi.score desc, fi.tie_key),
            (select jsonb_object_agg(cb.signal, jsonb_build_object('raw', cb.raw, 'signal_rank', cb.signal_rank,
                                                                   'contribution', cb.contribution))
             from contributed cb where cb.item_id = it.item_id)

@@ -39,7 +39,7 @@ as $$
         ) as t
         where i.tenant_id = pgrecs.current_tenant()
           and i.active
-          and pgrecs.item_text_problem(t.txt) is null
+          and pgrecs.item_embed_problem(t.txt, i.embed_override) is null
     ),
     windowed as materialized (
         select e.user_id, e.item_id, nullif(btrim(e.session_id), '') as session_id, e.occurred_at

@@ -100,38 +100,42 @@ returns table (placement text, requests bigint, served bigint, clicks bigint, pu
 language sql
 stable parallel safe
 as $$
-    -- an event counts for a served list when it cites the list's request id and its item was on it
-    with served as (
-        select rr.request_id, rr.placement, rr.item_ids, rr.created_at
+    -- an event counts for a served list when it cites the list's request id and its item was on it;
+    -- each list finds its events through events_request (tenant, request id), a few index probes
+    -- instead of a pass over the whole event log
+    with outcomes as (
+        select rr.placement,
+               count(*) as requests,
+               sum(cardinality(rr.item_ids)) as served,
+               sum(o.clicks) as clicks,
+               sum(o.purchases) as purchases,
+               count(*) filter (where o.purchases > 0) as converted,
+               max(rr.created_at) as last_request_at
         from pgrecs.recommendation_requests rr
+        cross join lateral (
+            select count(*) filter (where e.event_type = 'click') as clicks,
+                   count(*) filter (where e.event_type = 'purchase') as purchases
+            from pgrecs.events e
+            where e.tenant_id = pgrecs.current_tenant()
+              and e.request_id = rr.request_id::text
+              and e.item_id = any(rr.item_ids)
+        ) o
         where rr.tenant_id = pgrecs.current_tenant()
           and rr.created_at > now() - make_interval(days => placement_performance.days)
-    ),
-    outcomes as (
-        select s.request_id,
-               count(*) filter (where e.event_type = 'click') as clicks,
-               count(*) filter (where e.event_type = 'purchase') as purchases
-        from served s
-        join pgrecs.events e
-          on e.tenant_id = pgrecs.current_tenant()
-         and e.request_id = s.request_id::text
-         and e.item_id = any(s.item_ids)
-        group by s.request_id
+        group by rr.placement
     )
     select p.placement,
-           count(s.request_id),
-           coalesce(sum(cardinality(s.item_ids)), 0)::bigint,
-           coalesce(sum(o.clicks), 0)::bigint,
-           coalesce(sum(o.purchases), 0)::bigint,
-           coalesce(sum(o.clicks), 0)::float8 / nullif(sum(cardinality(s.item_ids)), 0),
-           count(*) filter (where o.purchases > 0)::float8 / nullif(count(s.request_id), 0),
-           max(s.created_at)
+           coalesce(o.requests, 0)::bigint,
+           coalesce(o.served, 0)::bigint,
+           coalesce(o.clicks, 0)::bigint,
+           coalesce(o.purchases, 0)::bigint,
+           coalesce(o.clicks, 0)::float8 / nullif(o.served, 0),
+           o.converted::float8 / nullif(o.requests, 0),
+           o.last_request_at
     from pgrecs.placements p
-    left join served s on s.placement = p.placement
-    left join outcomes o on o.request_id = s.request_id
+    left join outcomes o on o.placement = p.placement
     where p.tenant_id = pgrecs.current_tenant()
-    group by p.placement
-    order by count(s.request_id) desc, p.placement
+    order by coalesce(o.requests, 0) desc, p.placement
 $$;
 comment on function recs.placement_performance(integer) is
     'Per placement over the last `days` days of served lists (pgrecs.recommendation_requests): requests, items served, '
@@ -358,7 +362,7 @@ as $$
     select i.item_id, i.external_id, i.title, i.description, i.brand, i.category_path, i.attributes, i.price,
            i.currency, i.stock, i.margin, i.image_url, i.active, i.created_at, i.updated_at,
            pgrecs.clean_text(i.title), pgrecs.clean_description(i.description), x.composed,
-           pgrecs.item_text_problem(x.composed), s.popularity::float8, s.trending::float8,
+           pgrecs.item_embed_problem(x.composed, i.embed_override), s.popularity::float8, s.trending::float8,
            s.quality_score::float8, s.quality_flags,
            (select count(*) from pgrecs.events e where e.tenant_id = i.tenant_id and e.item_id = i.item_id)
     from pgrecs.items i
@@ -405,10 +409,10 @@ returns table (recency_rank integer, item_id bigint, external_id text, title tex
 language sql
 stable parallel safe
 as $$
-    select h.ord::integer, h.item_id, i.external_id, i.title, h.weight, h.label, h.purchased
+    select h.recency_position, h.item_id, i.external_id, i.title, h.weight, h.label, h.purchased
     from pgrecs.users u
     cross join lateral pgrecs.user_history(u.user_id, user_history.placement)
-        with ordinality as h (item_id, weight, label, purchased, ord)
+        with ordinality as h (item_id, weight, label, purchased, recency_position, ord)
     join pgrecs.items i on i.item_id = h.item_id
     where u.tenant_id = pgrecs.current_tenant()
       and u.external_id = user_history.user_id

@@ -175,7 +175,7 @@ class KeyedClient(FlaskClient):
 
 def api_key_for(app, scopes=("read", "write", "admin"), tenant: str | None = None) -> str:
     """A key for this app's database (cached per app, scopes and tenant)."""
-    from pgrecs.api.auth import create_key
+    from pgrecs.api_keys import create_key
 
     tenant = tenant or app.config.get("TENANT") or "default"
     cache = app.extensions.setdefault("pgrecs_test_keys", {})

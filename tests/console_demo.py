@@ -10,6 +10,7 @@ choices fixed by a hash, so every build is the same).
 from __future__ import annotations
 
 import hashlib
+import re
 
 import psycopg
 from click.testing import CliRunner
@@ -27,12 +28,16 @@ def build(url: str, users: int = TRAFFIC_USERS) -> dict:
 
     result = CliRunner().invoke(main, ["--db-url", url, "demo", "--no-serve"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return add_traffic(url, users)
+    # what `make demo` tells a newcomer: where the console is and a merchant key to sign in with
+    printed = re.search(r"^Merchant console: (\S+)\n(?:.*\n)*?\s*(pgr_\S+)\s*$", result.output, re.M)
+    assert printed, result.output[-600:]
+    return {**add_traffic(url, users), "printed_console_url": printed.group(1), "printed_merchant_key": printed.group(2)}
 
 
 def add_traffic(url: str, users: int = TRAFFIC_USERS) -> dict:
     """The second placement, the experiment and the served lists, on a database holding the demo."""
-    from pgrecs.api import auth, create_app
+    from pgrecs import api_keys
+    from pgrecs.api import create_app
     from pgrecs.cli import main
 
     with psycopg.connect(url, autocommit=True) as admin:
@@ -42,8 +47,8 @@ def add_traffic(url: str, users: int = TRAFFIC_USERS) -> dict:
             " select tenant_id, 'home_diverse', 'Home page, more diverse (experiment variant)', weights, pool_sizes,"
             " default_filters, 0.5, max_per_brand, 2 from pgrecs.placements"
             " where tenant_id = 'default' and placement = 'home_for_you' on conflict do nothing")
-        _, api_key = auth.create_key(admin, "default", ["read", "write"], name="traffic")
-        _, merchant_key = auth.create_key(admin, "default", ["merchant"], name="Shop manager")
+        _, api_key = api_keys.create_key(admin, "default", ["read", "write"], name="traffic")
+        _, merchant_key = api_keys.create_key(admin, "default", ["merchant"], name="Shop manager")
         active = [r[0] for r in admin.execute(
             "select u.external_id from pgrecs.events e join pgrecs.users u on u.user_id = e.user_id"
             " group by u.external_id order by count(*) desc, u.external_id limit %s", (users,))]

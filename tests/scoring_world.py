@@ -71,10 +71,13 @@ def build(conn: psycopg.Connection) -> dict[str, int]:
                     " values (%s, %s, %s, %s, %s)",
                     (signal, ids[anchor], ids[nb], score, rank),
                 )
+    # percentile as the popularity mart defines it: the share of the catalog's items more popular
     for ext, pop in POPULARITY.items():
+        above = sum(other > pop for other in POPULARITY.values())
         conn.execute(
-            "insert into pgrecs.item_signals (item_id, popularity, trending, quality_score) values (%s, %s, 0, 0.9)",
-            (ids[ext], pop),
+            "insert into pgrecs.item_signals (item_id, popularity, trending, quality_score, popularity_percentile)"
+            " values (%s, %s, 0, 0.9, %s)",
+            (ids[ext], pop, above / len(ITEMS)),
         )
     model_id = conn.execute(
         "insert into pgrecs.embedding_models (name, version, dimensions, source, is_default)"

@@ -82,7 +82,7 @@ CASES = [
     ("unknown field", "post", "/events", {"json": {"user_id": "u", "item_id": "A", "event_type": "view", "x": 1}},
      400, "unknown field"),
     ("unknown item id", "get", "/items/does-not-exist/recommendations", {}, 404, "unknown item"),
-    ("unknown user id", "get", "/users/nobody/recommendations", {}, 404, "unknown user"),
+    ("unknown item id for similar items", "get", "/items/nobody/similar", {}, 404, "unknown item: nobody"),
     ("SQL injection in a path id", "get", "/items/A'%20or%20'1'='1/similar", {}, 404, "unknown item"),
     ("SQL injection in a filter", "get", "/items/A/recommendations?category=x'%3Bdrop%20table%20pgrecs.items--", {},
      200, ""),

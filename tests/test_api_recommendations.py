@@ -29,7 +29,7 @@ def test_item_recommendations_are_logged_with_a_request_id(client, conn):
     assert resp.status_code == 200, resp.json
     body = resp.json
     assert [i["item_id"] for i in body["items"]] == ["B", "C", "N"]
-    assert body["items"][0]["reasons"] == ['similar to "Alpha runner"', 'same brand as "Alpha runner": Acme']
+    assert body["items"][0]["reasons"] == ["similar description, same brand (Acme)"]
     assert body["items"][0]["contributions"]["semantic"]["anchor_external_id"] == "A"
     logged = conn.execute(
         "select endpoint, placement, k, item_ids, anchor_item_ids from pgrecs.recommendation_requests"
@@ -59,6 +59,27 @@ def test_next_request_sees_posted_event(client, conn):
     assert stored == (before["request_id"],)
 
 
+def test_new_visitor_gets_the_cold_start_list(client, conn):
+    conn.execute("update pgrecs.placements set weights = '{\"semantic\": 1, \"popularity\": 0.1}',"
+                 " pool_sizes = '{\"popularity\": 3}' where placement = 't'")
+    conn.commit()
+    resp = client.get("/users/first-time-visitor/recommendations?placement=t&k=3")
+    assert resp.status_code == 200, resp.json
+    assert [i["item_id"] for i in resp.json["items"]] == ["P", "F", "A"]
+    assert all(i["reasons"][0] == "new visitor: popular with everyone" for i in resp.json["items"])
+    logged = conn.execute("select endpoint, user_id, item_ids from pgrecs.recommendation_requests"
+                          " where request_id = %s", (resp.json["request_id"],)).fetchone()
+    assert logged == ("user", None, [client.ids[x] for x in ("P", "F", "A")])
+    # a category filter gives the category's popular items
+    resp = client.get("/users/first-time-visitor/recommendations?placement=t&k=3&category=Shoes")
+    assert [i["item_id"] for i in resp.json["items"]] == ["A", "B", "C"]
+    assert resp.json["items"][0]["reasons"][0] == "new visitor: popular in Shoes"
+    # examples with a new visitor's user_id are served and logged without a user
+    resp = client.post("/recommendations", json={"examples": ["A"], "user_id": "first-time-visitor",
+                                                 "placement": "t", "k": 2})
+    assert resp.status_code == 200, resp.json
+
+
 def test_post_events_list_with_rejects(client, conn):
     resp = client.post("/events", json=[
         {"user_id": "u9", "item_id": "B", "event_type": "purchase", "occurred_at": "2026-01-02T03:04:05Z"},
@@ -83,7 +104,6 @@ def test_post_recommendations(client):
 
 @pytest.mark.parametrize("method,url,body,status,message", [
     ("get", "/items/NOPE/recommendations", None, 404, "unknown item"),
-    ("get", "/users/nobody/recommendations", None, 404, "unknown user"),
     ("get", "/items/A/recommendations?placement=nope", None, 404, "unknown placement"),
     ("get", "/items/A/recommendations?k=0", None, 400, "k must be between"),
     ("get", "/items/A/recommendations?k=101", None, 400, "k must be between"),

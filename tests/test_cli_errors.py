@@ -61,9 +61,10 @@ def test_broken_gzip(cli, tmp_path):
 
 
 def test_bad_mapping(cli, items_csv):
-    assert "not a items field" in one_line_error(cli("load", "items", str(items_csv), "--map", "sku=external_id"))
+    assert "is not an items field" in one_line_error(cli("load", "items", str(items_csv), "--map", "sku=external_id"))
     assert "no column 'sku'" in one_line_error(cli("load", "items", str(items_csv), "--map", "external_id=sku"))
     assert "expected canonical=source" in one_line_error(cli("load", "items", str(items_csv), "--map", "external_id"))
+    assert "with an events field" in one_line_error(cli("load", "events", str(items_csv), "--set", "colour=red"))
 
 
 def test_unreachable_database(items_csv):

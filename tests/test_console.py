@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 import scoring_world as world
-from pgrecs.api import auth
+from pgrecs import api_keys
 
 OTHER = "other"
 
@@ -42,7 +42,7 @@ def client(app):
 
 def key(db_url, scopes=("merchant",), tenant="default", name="shop manager"):
     with psycopg.connect(db_url, autocommit=True) as admin:
-        return auth.create_key(admin, tenant, list(scopes), name=name)
+        return api_keys.create_key(admin, tenant, list(scopes), name=name)
 
 
 def form_token(html: str) -> str:
@@ -75,9 +75,20 @@ def test_sign_in_sets_a_strict_httponly_cookie_and_stores_only_its_hash(client, 
 
 def test_secure_cookie_behind_tls(client, db_url):
     _, api_key = key(db_url)
+    # behind a proxy that ends TLS
     response = sign_in(client, api_key, **{"X-Forwarded-Proto": "https"})
     cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("pgrecs_console="))
-    assert "Secure" in cookie
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    # TLS to this server itself
+    page = client.get("/console/login", base_url="https://localhost")
+    assert "Secure" in next(c for c in page.headers.getlist("Set-Cookie") if c.startswith("pgrecs_console_login="))
+    response = client.post("/console/login", data={"api_key": api_key, "csrf_token": form_token(page.text)},
+                           base_url="https://localhost")
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("pgrecs_console="))
+    assert response.status_code == 302 and "Secure" in cookie
+    # plain HTTP: not Secure (the browser would drop it)
+    response = sign_in(client, api_key)
+    assert "Secure" not in next(c for c in response.headers.getlist("Set-Cookie") if c.startswith("pgrecs_console="))
 
 
 def test_logout_ends_the_session(client, db_url):
@@ -102,7 +113,7 @@ def test_idle_sessions_and_revoked_keys_are_refused(client, db_url):
     sign_in(client, api_key)
     assert client.get("/console/").status_code == 200
     with psycopg.connect(db_url, autocommit=True) as admin:
-        auth.revoke_key(admin, key_id)
+        api_keys.revoke_key(admin, key_id)
     assert client.get("/console/").status_code == 302
 
 
@@ -150,6 +161,83 @@ def test_another_tenants_key_sees_none_of_this_tenants_data(client, db_url):
     assert re.search(r'Items</div><div class="value">1<', overview)
     why = client.get("/console/why-not?context_item=A&why_not=B&placement=t")
     assert "unknown item: B" in why.text
+
+
+def test_no_page_shows_another_tenants_data(client, db_url):
+    """Every page, signed in with the other shop's key, after this shop has users, events, served
+    lists, a rule and an experiment: none of it appears, and its ids are unknown."""
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        user = admin.execute("insert into pgrecs.users (external_id) values ('shopper-of-default') returning user_id").fetchone()[0]
+        items = dict(admin.execute("select external_id, item_id from pgrecs.items where tenant_id = 'default'").fetchall())
+        admin.execute("insert into pgrecs.events (user_id, item_id, event_type, occurred_at, dedup_key)"
+                      " select %s, item_id, 'purchase', now() - interval '1 day', gen_random_uuid() from pgrecs.items"
+                      " where tenant_id = 'default'", (user,))
+        admin.execute("insert into pgrecs.recommendation_requests (endpoint, placement, user_id, k, item_ids)"
+                      " values ('user', 't', %s, 2, %s)", (user, [items["A"], items["B"]]))
+        rule = admin.execute("insert into pgrecs.business_rules (tenant_id, name, kind, brand, factor)"
+                             " values ('default', 'default shop campaign', 'boost', 'Acme', 2) returning rule_id").fetchone()[0]
+        experiment = admin.execute("insert into pgrecs.experiments (tenant_id, name, salt) values"
+                                   " ('default', 'default-shop-test', 's') returning experiment_id").fetchone()[0]
+        admin.execute("insert into pgrecs.experiment_variants (tenant_id, experiment_id, name, placement, is_control, position)"
+                      " values ('default', %s, 'control', 't', true, 1)", (experiment,))
+    # this shop's own key sees them (so the markers below are real)
+    _, own = key(db_url, name="own manager")
+    sign_in(client, own)
+    assert "shopper-of-default" in client.get("/console/users").text
+    assert "default shop campaign" in client.get("/console/rules").text
+    assert client.get("/console/experiments/default-shop-test").status_code == 200
+    client.post("/console/logout", data={"csrf_token": form_token(client.get("/console/rules").text)})
+
+    _, other = key(db_url, tenant=OTHER, name="other manager")
+    sign_in(client, other)
+    markers = ["Alpha runner", "Acme", "shopper-of-default", "default shop campaign", "default-shop-test"]
+    pages = ["/console/", "/console/?days=3650", "/console/catalog", "/console/items", "/console/items?q=runner",
+             "/console/users", "/console/users?q=shopper", "/console/rules", "/console/rules/new",
+             "/console/experiments", "/console/exposure?days=3650", "/console/why-not",
+             "/console/items/OTHER-1", "/console/items/OTHER-1?why_not=A&placement=t"]
+    for path in pages:
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert "other manager" in page.text, path
+        assert not [m for m in markers if m in page.text], path
+    for path in ["/console/items/A", "/console/users/shopper-of-default", f"/console/rules/{rule}/edit",
+                 "/console/experiments/default-shop-test"]:
+        page = client.get(path)
+        # the page names the id asked for, and nothing else of this shop
+        assert page.status_code == 404 and not [m for m in markers if m in page.text and m not in path], path
+    why = client.get("/console/why-not?context_user=shopper-of-default&why_not=A&placement=t").text
+    assert "unknown" in why and "Alpha runner" not in why
+    # nor can it change this shop's rule
+    token = form_token(client.get("/console/rules").text)
+    response = client.post("/console/rules/apply", data={"csrf_token": token, "action": "disable", "rule_id": str(rule)})
+    assert response.status_code in (400, 404)
+    with psycopg.connect(db_url) as admin:
+        assert admin.execute("select enabled from pgrecs.business_rules where rule_id = %s", (rule,)).fetchone()[0]
+
+
+def test_idle_expiry_follows_the_configured_minutes(db_url, conn):
+    from pgrecs.api import create_app
+
+    world.build(conn)
+    conn.commit()
+    app = create_app({"TESTING": True, "DATABASE_URL": db_url, "CONSOLE_IDLE_MINUTES": 5})
+    try:
+        with app.test_client() as client:
+            _, api_key = key(db_url)
+            sign_in(client, api_key)
+            with psycopg.connect(db_url, autocommit=True) as admin:
+                admin.execute("update pgrecs.console_sessions set last_seen_at = now() - interval '4 minutes'")
+                # used within the idle time: still signed in, and seen again from now on
+                assert client.get("/console/").status_code == 200
+                assert admin.execute("select now() - last_seen_at < interval '1 minute'"
+                                     " from pgrecs.console_sessions").fetchone()[0]
+                admin.execute("update pgrecs.console_sessions set last_seen_at = now() - interval '6 minutes'")
+            response = client.get("/console/")
+            assert response.status_code == 302 and response.headers["Location"].startswith("/console/login")
+            # the stale cookie is cleared with the redirect
+            assert any(c.startswith("pgrecs_console=;") for c in response.headers.getlist("Set-Cookie"))
+    finally:
+        app.extensions["pgrecs_pool"].close()
 
 
 def test_rule_preview_changes_nothing_until_applied_and_the_audit_names_the_key(client, db_url):
@@ -242,10 +330,44 @@ def test_charts_are_deterministic_inline_svg():
     from pgrecs.console import charts
 
     first = str(charts.bars(["0.0", "0.1", "0.2"], [3, 0, 5], "Items per quality score"))
+    # drawn again (not taken from the cache), the same data gives the same bytes
+    charts.clear_cache()
     assert first == str(charts.bars(["0.0", "0.1", "0.2"], [3, 0, 5], "Items per quality score"))
     assert first.startswith("<svg ") and 'aria-label="Items per quality score"' in first
     # nothing to fetch or run: only the SVG namespaces name a URL
     assert "<script" not in first and set(re.findall(r"https?://[^\" ]+", first)) <= {
         "http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
     curve = charts.lorenz([0, 0.5, 1], [0, 0.1, 1], "Exposure")
+    charts.clear_cache()
     assert curve == charts.lorenz([0, 0.5, 1], [0, 0.1, 1], "Exposure")
+
+
+def test_charts_are_cached_by_the_data_they_draw():
+    from pgrecs.console import charts
+
+    charts.clear_cache()
+    series = {"view": [4.0, 1.0], "click": [1.0, 0.0]}
+    first = charts.stacked_days(["2026-11-30", "2026-12-01"], series, "Events per day")
+    assert charts.stacked_days(["2026-11-30", "2026-12-01"], series, "Events per day") is first
+    # one more event is another chart, never the cached one
+    changed = charts.stacked_days(["2026-11-30", "2026-12-01"], {"view": [4.0, 2.0], "click": [1.0, 0.0]},
+                                  "Events per day")
+    assert changed != first and changed.startswith("<svg ")
+    for i in range(charts.CACHE_SIZE + 5):
+        charts.bars(["a"], [i], "bounded")
+    assert len(charts._cache) == charts.CACHE_SIZE
+
+
+def test_catalog_health_shows_the_embedding_decisions(client, db_url, conn):
+    _, api_key = key(db_url)
+    sign_in(client, api_key)
+    assert "None: the rule decides for every item." in client.get("/console/catalog").text
+    conn.execute("select * from recs.set_embed_override(item => 'B', embed => false)")
+    conn.execute("update pgrecs.items set title = 'test', brand = null, category_path = '{}', embed_override = true"
+                 " where external_id = 'C'")
+    conn.commit()
+    page = client.get("/console/catalog").text
+    section = page[page.index('id="embed-decisions"'):]
+    rows = re.findall(r"<tr><td><a [^>]*>(\w+)</a></td><td>([^<]*)</td>\s*<td><span [^>]*>(\w+)</span></td>\s*"
+                      r"<td>([^<]*)</td></tr>", section)
+    assert rows == [("B", "Bravo runner", "refuse", "fine"), ("C", "test", "embed", "placeholder text")]

@@ -1,9 +1,14 @@
 """The merchant console in a real headless Chromium (Debian's chromium and chromium-driver through
 Selenium), on the demo data with a little served traffic (tests/console_demo.py), one server for
-the module. Each page's screenshot is written under tests/artifacts/console/."""
+the module. Each page's screenshot is written under tests/artifacts/console/.
+
+Every step that leaves a page (a click that posts a form, a link) waits for the old page to go
+stale and the next one's landmark to appear (WebDriverWait, never a sleep): on a loaded machine
+the next command could otherwise run against the page being left, or abort the navigation."""
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import threading
 from pathlib import Path
@@ -17,10 +22,13 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "console"
 
+WAIT_S = 60  # generous: only a broken page takes this long, a loaded machine merely a few seconds
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-                       reason="no chromium: install it with `apt-get install -y chromium chromium-driver`"),
+                       reason="no chromium: install it with `apt-get install -y chromium chromium-driver` "
+                              "(as root; .ci/run does)"),
 ]
 
 
@@ -31,12 +39,12 @@ def demo(server_url, template_url):
     url = create_database(server_url, TEMPLATE)
     data = console_demo.build(url)
     with psycopg.connect(url, autocommit=True) as admin:
-        from pgrecs.api import auth
+        from pgrecs import api_keys
 
         admin.execute("insert into pgrecs.tenants (tenant_id, name) values ('rival', 'Rival shop')")
         admin.execute("insert into pgrecs.items (tenant_id, external_id, title) values ('rival', 'R-1', 'Rival widget')")
-        data["rival_key"] = auth.create_key(admin, "rival", ["merchant"], name="Rival manager")[1]
-        data["read_key"] = auth.create_key(admin, "default", ["read", "write"], name="storefront")[1]
+        data["rival_key"] = api_keys.create_key(admin, "rival", ["merchant"], name="Rival manager")[1]
+        data["read_key"] = api_keys.create_key(admin, "default", ["read", "write"], name="storefront")[1]
     data["url"] = url
     yield data
     drop_database(server_url, url)
@@ -99,19 +107,44 @@ def all_css(driver, selector):
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
-def sign_in(driver, server, key):
+def wait_for(driver, selector):
+    """The element once it is on the page (the page that is loading, not the one being left)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, WAIT_S).until(ec.presence_of_element_located((By.CSS_SELECTOR, selector)))
+
+
+def click_and_wait(driver, element, selector):
+    """Click something that loads another page, then wait for that page: the clicked element
+    goes stale when its page is replaced, then `selector` must appear on the new one."""
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    element.click()
+    WebDriverWait(driver, WAIT_S).until(ec.staleness_of(element))
+    return wait_for(driver, selector)
+
+
+def open_page(driver, url, selector):
+    driver.get(url)
+    return wait_for(driver, selector)
+
+
+def sign_in(driver, server, key, expect=".topbar"):
+    """Sign in and wait for the page it lands on (`expect`: the signed-in top bar, or the login error)."""
     driver.delete_all_cookies()
-    driver.get(f"{server}/console/login")
-    by_css(driver, "#api_key").send_keys(key)
-    by_css(driver, "#sign-in").click()
+    open_page(driver, f"{server}/console/login", "#api_key").send_keys(key)
+    return click_and_wait(driver, by_css(driver, "#sign-in"), expect)
 
 
 def sign_out(driver):
-    by_css(driver, "#logout").click()
+    click_and_wait(driver, by_css(driver, "#logout"), "#api_key")
 
 
 def test_sign_in_and_out(browser, server, demo):
-    browser.get(f"{server}/console/")
+    open_page(browser, f"{server}/console/", "#api_key")
     assert browser.current_url.startswith(f"{server}/console/login")
     shot(browser, "00-login")
     sign_in(browser, server, demo["merchant_key"])
@@ -121,8 +154,16 @@ def test_sign_in_and_out(browser, server, demo):
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
     sign_out(browser)
     assert browser.current_url == f"{server}/console/login"
-    browser.get(f"{server}/console/rules")
+    open_page(browser, f"{server}/console/rules", "#api_key")
     assert browser.current_url.startswith(f"{server}/console/login")
+
+
+def test_the_demo_prints_the_console_url_and_a_merchant_key_that_signs_in(browser, server, demo):
+    assert demo["printed_console_url"] == "http://127.0.0.1:8000/console"
+    sign_in(browser, server, demo["printed_merchant_key"])
+    assert browser.current_url == f"{server}/console/"
+    assert "demo-merchant" in by_css(browser, ".topbar").text
+    sign_out(browser)
 
 
 PAGES = [
@@ -145,21 +186,26 @@ PAGES = [
 def test_every_page_renders_with_the_demo_data(browser, server, demo):
     sign_in(browser, server, demo["merchant_key"])
     for name, path, selector, text in PAGES:
-        browser.get(f"{server}{path}")
-        assert by_css(browser, selector).is_displayed(), path
+        assert open_page(browser, f"{server}{path}", selector).is_displayed(), path
         assert text in browser.page_source, path
         assert "Something went wrong" not in browser.page_source, path
         shot(browser, name)
     user = demo["users"][0]
-    browser.get(f"{server}/console/users/{user}")
+    open_page(browser, f"{server}/console/users/{user}", "#history")
     assert len(all_css(browser, "#history tbody tr")) > 0 and all_css(browser, ".placement-list")
     shot(browser, "06-user")
     # the charts are inline SVG drawn on the server: readable without JavaScript
-    browser.get(f"{server}/console/")
+    open_page(browser, f"{server}/console/", "#placements")
     assert len(all_css(browser, "svg.chart")) == 2
     # the overview counts the served traffic
     row = [r.text for r in all_css(browser, "#placements tbody tr") if r.text.startswith("pdp_similar")][0]
     assert f"{len(demo['users'])}" in row
+
+
+def _rule_row(browser, name):
+    rows = [r for r in all_css(browser, "#rules tbody tr") if name in r.text]
+    assert len(rows) == 1, [r.text for r in all_css(browser, "#rules tbody tr")]
+    return rows[0]
 
 
 def test_rule_create_preview_apply_changes_the_list_and_is_audited(browser, server, demo):
@@ -167,24 +213,27 @@ def test_rule_create_preview_apply_changes_the_list_and_is_audited(browser, serv
     with psycopg.connect(demo["url"]) as conn:
         conn.execute("set pgrecs.tenant = 'default'")
         before = [r[0] for r in conn.execute(
-            "select external_id from recs.recommend_for_item(item => '22728', k => 10) order by rank")]
+            "select external_id from recs.recommend_for_item(item => '22728', k => 10, placement => 'pdp_similar')"
+            " order by rank")]
     target = before[0]
-    browser.get(f"{server}/console/rules/new")
-    by_css(browser, "#name").send_keys("Hide the top pick")
+    # a name of its own, so the test can run again on the same data
+    name = f"Hide the top pick {secrets.token_hex(3)}"
+    open_page(browser, f"{server}/console/rules/new", "#rule-form")
+    by_css(browser, "#name").send_keys(name)
     from selenium.webdriver.support.ui import Select
 
     Select(by_css(browser, "#kind")).select_by_value("block")
     Select(by_css(browser, "#placement")).select_by_value("pdp_similar")
     by_css(browser, "#item").send_keys(target)
     by_css(browser, "#context_items").send_keys("22728")
-    by_css(browser, "#preview").click()
-    assert "Preview: Hide the top pick" in browser.page_source
-    assert "changed" in by_css(browser, ".preview-context h2").text
+    heading = click_and_wait(browser, by_css(browser, "#preview"), ".preview-context h2")
+    assert f"Preview: {name}" in browser.page_source
+    assert "changed" in heading.text
     shot(browser, "13-rule-preview")
     with psycopg.connect(demo["url"]) as conn:
-        assert conn.execute("select count(*) from pgrecs.business_rules where name = 'Hide the top pick'").fetchone()[0] == 0
-    by_css(browser, "#apply").click()
-    assert "saved" in by_css(browser, "#saved").text
+        assert conn.execute("select count(*) from pgrecs.business_rules where name = %s", (name,)).fetchone()[0] == 0
+    saved = click_and_wait(browser, by_css(browser, "#apply"), "#saved")
+    assert "saved" in saved.text
     shot(browser, "14-rules-after-apply")
     with psycopg.connect(demo["url"]) as conn:
         conn.execute("set pgrecs.tenant = 'default'")
@@ -196,15 +245,14 @@ def test_rule_create_preview_apply_changes_the_list_and_is_audited(browser, serv
     audit = by_css(browser, "#audit").text
     assert "console: Shop manager" in audit and "insert" in audit
     # the item page now says why the item is gone
-    browser.get(f"{server}/console/items/22728?why_not={target}&placement=pdp_similar")
-    answer = by_css(browser, ".why-not-answer")
-    assert answer.get_attribute("data-reason") == "blocked" and "Hide the top pick" in answer.text
+    answer = open_page(browser, f"{server}/console/items/22728?why_not={target}&placement=pdp_similar",
+                       ".why-not-answer")
+    assert answer.get_attribute("data-reason") == "blocked" and name in answer.text
     shot(browser, "15-item-why-not-blocked")
     # disable it again from the list
-    browser.get(f"{server}/console/rules")
-    rule_row = [r for r in all_css(browser, "#rules tbody tr") if "Hide the top pick" in r.text][0]
-    rule_row.find_element("css selector", "button.danger").click()
-    assert "disabled" in [r for r in all_css(browser, "#rules tbody tr") if "Hide the top pick" in r.text][0].text
+    open_page(browser, f"{server}/console/rules", "#rules")
+    click_and_wait(browser, _rule_row(browser, name).find_element("css selector", "button.danger"), "#rules")
+    assert "disabled" in _rule_row(browser, name).text
 
 
 def test_why_not_on_the_item_page(browser, server, demo):
@@ -213,50 +261,50 @@ def test_why_not_on_the_item_page(browser, server, demo):
         conn.execute("set pgrecs.tenant = 'default'")
         shown = conn.execute("select external_id from recs.recommend_for_item(item => '22728', k => 5,"
                              " placement => 'pdp_similar') where rank = 2").fetchone()[0]
-    browser.get(f"{server}/console/items/22728")
-    by_css(browser, "#why_not_item").send_keys(shown)
+    open_page(browser, f"{server}/console/items/22728", "#why_not_item").send_keys(shown)
     by_css(browser, "#why_not_k").clear()
     by_css(browser, "#why_not_k").send_keys("5")
-    by_css(browser, "#why-not-ask").click()
-    answer = by_css(browser, ".why-not-answer")
+    answer = click_and_wait(browser, by_css(browser, "#why-not-ask"), ".why-not-answer")
     assert answer.get_attribute("data-reason") == "shown" and "position 2" in answer.text
-    browser.get(f"{server}/console/items/22728?why_not=22728&placement=pdp_similar")
-    assert by_css(browser, ".why-not-answer").get_attribute("data-reason") == "excluded"
+    answer = open_page(browser, f"{server}/console/items/22728?why_not=22728&placement=pdp_similar", ".why-not-answer")
+    assert answer.get_attribute("data-reason") == "excluded"
     shot(browser, "16-item-why-not")
 
 
 def test_a_post_without_the_csrf_token_is_refused(browser, server, demo):
     sign_in(browser, server, demo["merchant_key"])
-    browser.get(f"{server}/console/rules/new")
+    open_page(browser, f"{server}/console/rules/new", "#rule-form")
     by_css(browser, "#name").send_keys("Forged")
     by_css(browser, "#brand").send_keys("X")
     browser.execute_script("document.querySelector('#rule-form input[name=csrf_token]').remove()")
-    by_css(browser, "#preview").click()
-    assert "security token" in by_css(browser, "#error-message").text
+    assert not all_css(browser, "#rule-form input[name=csrf_token]")
+    error = click_and_wait(browser, by_css(browser, "#preview"), "#error-message")
+    assert "security token" in error.text
     shot(browser, "17-csrf-refused")
-    browser.get(f"{server}/console/rules")
+    open_page(browser, f"{server}/console/rules", "#rules")
     assert "Forged" not in browser.page_source
+    # still signed in: the refusal ended nothing
+    assert "Shop manager" in by_css(browser, ".topbar").text
 
 
 def test_a_key_of_another_tenant_sees_none_of_this_shop(browser, server, demo):
     sign_in(browser, server, demo["rival_key"])
     assert "rival" in by_css(browser, ".topbar").text
     assert by_css(browser, ".kpi .value").text == "1"
-    browser.get(f"{server}/console/items/22728")
-    assert "No item '22728'" in by_css(browser, "#error-message").text
-    browser.get(f"{server}/console/rules")
+    assert "No item '22728'" in open_page(browser, f"{server}/console/items/22728", "#error-message").text
+    open_page(browser, f"{server}/console/rules", "#rules")
     assert "Hide the top pick" not in browser.page_source
-    browser.get(f"{server}/console/experiments")
+    open_page(browser, f"{server}/console/experiments", ".topbar")
     assert "home-diversity" not in browser.page_source
-    browser.get(f"{server}/console/users")
+    open_page(browser, f"{server}/console/users", ".topbar")
     assert demo["users"][0] not in browser.page_source
     shot(browser, "18-other-tenant")
 
 
 def test_a_key_without_the_merchant_scope_is_refused(browser, server, demo):
-    sign_in(browser, server, demo["read_key"])
-    assert "lacks the merchant scope" in by_css(browser, "#login-error").text
-    browser.get(f"{server}/console/")
+    error = sign_in(browser, server, demo["read_key"], expect="#login-error")
+    assert "lacks the merchant scope" in error.text
+    open_page(browser, f"{server}/console/", "#api_key")
     assert browser.current_url.startswith(f"{server}/console/login")
     shot(browser, "19-scope-refused")
 
@@ -265,10 +313,8 @@ def test_landing_page_and_offline_docs(browser, server):
     browser.get(f"{server}/")
     assert "API documentation" in browser.page_source
     shot(browser, "20-landing")
-    browser.get(f"{server}/docs")
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(browser, 30).until(lambda d: d.find_elements("css selector", ".opblock"))
+    # Swagger UI draws the operations with JavaScript after the load event
+    open_page(browser, f"{server}/docs", ".opblock")
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert resources and all(r.startswith(server) for r in resources), resources
     shot(browser, "21-docs")

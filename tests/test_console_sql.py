@@ -61,6 +61,49 @@ def test_exposure_and_placement_performance_by_hand(conn, ids):
     assert curve[7] == (pytest.approx(7 / 11), 0) and curve[8][1] == pytest.approx(1 / 6)
 
 
+def _plan(conn, query: str) -> str:
+    # seq scans off: on a test-sized table the planner rightly prefers them, and the question here
+    # is whether the index can serve the lookup at all
+    with conn.transaction():
+        conn.execute("set local enable_seqscan = off")
+        return "\n".join(r[0] for r in conn.execute("explain (costs off) " + query))
+
+
+def test_served_lists_are_found_through_their_indexes(conn, ids):
+    experiment = conn.execute("insert into pgrecs.experiments (name, salt, started_at) values ('x', 'x', now() - interval '1 hour')"
+                              " returning experiment_id").fetchone()[0]
+    conn.execute("insert into pgrecs.experiment_variants (experiment_id, name, placement, is_control, position)"
+                 " values (%s, 'control', 'pdp_similar', true, 1), (%s, 'other', 't', false, 2)", (experiment, experiment))
+    uid = world.add_user(conn, "u1")
+    request = _serve(conn, "pdp_similar", ["A", "B"], ids, uid)
+    conn.execute("insert into pgrecs.events (user_id, item_id, event_type, occurred_at, dedup_key, request_id)"
+                 " values (%s, %s, 'impression', now(), gen_random_uuid(), %s)", (uid, ids["A"], str(request)))
+    # a shop's history: many events of the listed items that cite no list
+    conn.execute("insert into pgrecs.events (user_id, item_id, event_type, occurred_at, dedup_key)"
+                 " select %s, i.item_id, 'view', now() - g * interval '1 second', gen_random_uuid()"
+                 " from generate_series(1, 2000) g, pgrecs.items i where i.external_id in ('A', 'B')", (uid,))
+    conn.execute("insert into pgrecs.recommendation_requests (endpoint, placement, user_id, k, item_ids)"
+                 " select 'item', 'pdp_similar', %s, 1, array[%s]::bigint[] from generate_series(1, 1000)", (uid, ids["A"]))
+    conn.execute("analyze pgrecs.events")
+    conn.execute("analyze pgrecs.recommendation_requests")
+    # the event log by cited request (events_request), the request log by its uuid primary key
+    assert "Index Scan using events_request on events" in _plan(conn, "select * from recs.placement_performance(days => 7)")
+    plan = _plan(conn, "select * from recs.experiment_user_outcomes(experiment => 'x')")
+    assert "Index Scan using recommendation_requests_pkey" in plan, plan
+
+
+def test_only_the_canonical_text_of_a_uuid_names_a_served_list(conn, ids):
+    request_uuid = lambda text: conn.execute("select pgrecs.request_uuid(%s)", (text,)).fetchone()[0]  # noqa: E731
+    served = _serve(conn, "pdp_similar", ["A"], ids)
+    assert request_uuid(str(served)) == served
+    # what request_id::text never prints names nothing (the rule the dbt marts use), and is no error
+    for other in (str(served).upper(), str(served).replace("-", ""), "{" + str(served) + "}", "order-42", ""):
+        assert request_uuid(other) is None, other
+    assert request_uuid(None) is None
+    volatility = conn.execute("select provolatile, proparallel from pg_proc where oid = 'pgrecs.request_uuid(text)'::regprocedure")
+    assert volatility.fetchone() == ("i", "s")
+
+
 def test_rule_audit_trail_records_every_change_with_its_actor(conn, ids):
     rule_id = conn.execute("select recs.create_rule(name => 'acme up', kind => 'boost', brand => 'Acme', factor => 1.5)").fetchone()[0]
     conn.execute("select set_config('pgrecs.actor', 'console: Jo (key 7)', true)")

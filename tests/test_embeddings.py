@@ -99,24 +99,65 @@ def test_compute_precision_keeps_embeddings_and_neighbours(minilm):
         resolve_precision("int4")
 
 
-def test_poor_text_flagged_never_embedded(db_url, conn, minilm):
+def test_junk_text_flagged_never_embedded_short_titles_embedded(db_url, conn, minilm):
     add_items(conn, ITEMS[:2] + [("empty", None, None, None, [], 1, 1), ("short", "Hat", None, None, [], 1, 1),
-                                 ("digits", "1234-5678-90 / 12345678", None, None, [], 1, 1)])
+                                 ("owl", "SPACE OWL", None, None, [], 1, 1),
+                                 ("digits", "1234-5678-90 / 12345678", None, None, [], 1, 1),
+                                 ("placeholder", "test", None, None, [], 1, 1)])
     stats = worker.drain(db_url, "default", progress=False)
-    assert stats.embedded == 2 and stats.not_embeddable == 3
+    assert stats.embedded == 4 and stats.not_embeddable == 3
     rows = dict(conn.execute(
         "select i.external_id, x.reason from pgrecs.not_embeddable x join pgrecs.items i using (item_id)").fetchall())
-    assert rows == {"empty": "empty text", "short": "text too short", "digits": "mostly non-letters"}
+    assert rows == {"empty": "empty text", "digits": "no words", "placeholder": "placeholder text"}
     assert conn.execute(
         "select count(*) from pgrecs.item_embeddings e join pgrecs.not_embeddable x using (item_id, model_id)"
     ).fetchone()[0] == 0
     # judged once: a re-run does not judge the same text again
     assert worker.drain(db_url, "default", progress=False).claimed == 0
     # fixing the text embeds it and clears the verdict
-    conn.execute("update pgrecs.items set description = 'A warm knitted winter hat made of wool' where external_id = 'short'")
+    conn.execute("update pgrecs.items set description = 'A warm knitted winter hat made of wool'"
+                 " where external_id = 'placeholder'")
     conn.commit()
     assert worker.drain(db_url, "default", progress=False).embedded == 1
     assert conn.execute("select count(*) from pgrecs.not_embeddable").fetchone()[0] == 2
+
+
+def test_the_merchants_override_is_honoured(db_url, conn, minilm, cli):
+    add_items(conn, ITEMS[:2] + [("owl", "SPACE OWL", None, None, [], 1, 1),
+                                 ("digits", "1234-5678-90 / 12345678", None, None, [], 1, 1)])
+    worker.drain(db_url, "default", progress=False)
+    embedded = lambda: {r[0] for r in conn.execute(  # noqa: E731
+        "select i.external_id from pgrecs.item_embeddings e join pgrecs.items i using (item_id)").fetchall()}
+    assert embedded() == {ITEMS[0][0], ITEMS[1][0], "owl"}
+    result = cli("items", "embeddable", "owl", "--refuse")
+    assert result.exit_code == 0 and "not embedded: refused by the merchant" in result.output
+    result = cli("items", "embeddable", "digits", "--allow")
+    assert result.exit_code == 0 and "rule: no words; override: allow" in result.output
+    conn.commit()
+    stats = worker.drain(db_url, "default", progress=False)  # the decisions queued both items
+    assert (stats.claimed, stats.embedded, stats.not_embeddable) == (2, 1, 1)
+    assert embedded() == {ITEMS[0][0], ITEMS[1][0], "digits"}
+    assert conn.execute("select x.reason from pgrecs.not_embeddable x join pgrecs.items i using (item_id)"
+                        " where i.external_id = 'owl'").fetchone()[0] == "refused by the merchant"
+    # the refused item leaves the semantic lists; the allowed one has its own
+    assert conn.execute("select count(*) from pgrecs.item_neighbors n join pgrecs.items i"
+                        " on i.item_id = n.neighbor_item_id where i.external_id = 'owl'").fetchone()[0] == 0
+    assert conn.execute("select count(*) from pgrecs.item_neighbors n join pgrecs.items i using (item_id)"
+                        " where i.external_id = 'digits' and n.signal = 'semantic'").fetchone()[0] > 0
+    listed = cli("items", "embeddable").output
+    assert "digits\tallow" in listed and "owl\trefuse" in listed and "(rule: fine)" in listed
+    # --auto hands the item back to the rule
+    assert "embedded: the rule finds the text fine" in cli("items", "embeddable", "owl", "--auto").output
+    conn.commit()
+    assert worker.drain(db_url, "default", progress=False).embedded == 1
+    assert "owl" in embedded()
+
+
+def test_embeddable_command_errors_are_one_line(cli, conn):
+    result = cli("items", "embeddable", "nope", "--allow")
+    assert result.exit_code == 1 and result.output.strip() == "error: unknown item: nope"
+    result = cli("items", "embeddable", "--refuse")
+    assert result.exit_code == 1 and "name the item" in result.output
 
 
 def test_long_text_truncated_and_flagged(db_url, conn, minilm):

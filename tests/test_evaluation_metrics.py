@@ -81,31 +81,6 @@ def test_beyond_accuracy_hand_computed():
     assert out["gini_brand@2"] == pytest.approx(0.25)
 
 
-def test_targets_and_comparison_table():
-    from pgrecs.evaluation.report import comparison_table, targets
-
-    def entry(ndcg, hr=0.1):
-        return {"all": {"users": 100, "ndcg@10": ndcg, "hit_rate@10": hr}}
-
-    summary = {"dataset": "retail", "split": {"evaluated_users": 100},
-               "strategies": {"tuned": entry(0.13), "cooccurrence": entry(0.12), "baseline:ease": entry(0.125),
-                              "semantic": {**entry(0.03), "cold_items": {"users": 4, "ndcg@10": 0.1, "hit_rate@10": 0.25}}}}
-    t = targets(summary)
-    # best reference for retail is EASE 0.111: 0.13 >= 0.1221
-    assert t["best_reference"] == 0.111 and t["above_reference_by_10pct"] is True
-    assert t["above_best_single"] is True and t["not_below_external"] is True
-    summary["strategies"]["sequence"] = entry(0.13)  # equal: the hybrid added nothing
-    assert targets(summary)["above_best_single"] is False
-    summary["strategies"]["ease:plain"] = entry(0.135)  # EASE without the text side information
-    assert targets(summary)["above_best_single"] is False
-    summary["strategies"]["ease"] = entry(0.14)
-    assert targets(summary)["best_single_signal"] == 0.14
-    table = comparison_table([summary])
-    assert "| tuned | 0.130 / 0.100 |" in table
-    assert "| tuned > best single signal | **no** |" in table
-    assert "semantic 0.250 vs co-occurrence 0.000 (4 users)" in table
-
-
 def test_a_tuning_step_must_clearly_beat_the_current_configuration():
     from pgrecs.evaluation.runner import clearly_better
 
@@ -125,3 +100,45 @@ def test_a_tuning_step_must_clearly_beat_the_current_configuration():
     swapped = many_more.copy()
     swapped[np.flatnonzero(current == 1)[:20]] = 0.0
     assert not clearly_better(swapped, current)
+
+
+def test_set_valued_metrics_with_a_whole_tie_group_held_out():
+    # relevant {3, 8, 9} (a basket); ranked 8, 1, 9: hits at ranks 1 and 3
+    m = metrics.user_ranking_metrics([8, 1, 9], {3, 8, 9}, k=3)
+    assert m["recall"] == pytest.approx(2 / 3)
+    assert m["hit_rate"] == 1.0  # any hit
+    assert m["ndcg"] == pytest.approx((1 + 1 / 2) / (1 + 1 / math.log2(3) + 1 / 2))
+
+
+def test_revenue_weighted_hits_hand_computed():
+    prices = np.array([10.0, 2.0, np.nan, 5.0])
+    recs = {0: np.array([1, 3]), 1: np.array([2, 0])}
+    test = {0: {1, 0}, 1: {2}}
+    # user 0 catches item 1 (2.0) of 12.0; user 1 catches item 2 of unknown price (0) of 0
+    r = metrics.revenue_at_k(recs, test, prices, k=2)
+    assert r["value"] == pytest.approx((2.0 + 0.0) / 2)
+    assert r["share"] == pytest.approx(2.0 / 12.0)
+    assert metrics.revenue_at_k(recs, test, prices, k=1, users={0})["value"] == pytest.approx(2.0)
+
+
+def test_paired_bootstrap_on_a_constructed_case():
+    # a beats b on a quarter of the users (by 1) and ties elsewhere: mean difference 0.25, ratio 2;
+    # the interval must hold them and exclude zero
+    a = np.array([1.0, 1.0, 0.0, 0.0] * 50)
+    b = np.array([0.0, 1.0, 0.0, 0.0] * 50)
+    r = metrics.paired_bootstrap(a, b, n_boot=2000, seed=0)
+    assert r["diff"] == pytest.approx(0.25)
+    assert 0 < r["low"] < 0.25 < r["high"] < 0.5 and r["better"] and not r["worse"]
+    assert r["ratio"] == pytest.approx(2.0) and r["ratio_low"] < 2.0 < r["ratio_high"]
+    # the same draws again with the seed; identical samples give a zero-width interval at zero
+    assert metrics.paired_bootstrap(a, b, n_boot=2000, seed=0) == r
+    same = metrics.paired_bootstrap(a, a, n_boot=500, seed=3)
+    assert same["low"] == same["high"] == 0.0 and not same["better"] and not same["worse"]
+    # a difference that is noise: one user of 200 -> the interval straddles zero
+    c = b.copy()
+    c[2] = 1.0
+    noisy = metrics.paired_bootstrap(c, b, n_boot=2000, seed=0)
+    assert noisy["low"] <= 0 < noisy["high"] and not noisy["better"]
+    # the percentile interval agrees with the normal approximation here (sd of the mean diff)
+    sd = np.std(a - b, ddof=0) / np.sqrt(len(a))
+    assert r["high"] - r["low"] == pytest.approx(2 * 1.96 * sd, rel=0.15)

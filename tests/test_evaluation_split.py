@@ -18,32 +18,67 @@ def _inter(rows):
                         np.array(users), np.array([f"u{u}" for u in users], dtype=object))
 
 
-def test_leave_last_out_picks_latest_and_breaks_ties_by_load_order():
+def test_leave_last_out_holds_out_the_whole_last_tie_group():
     inter = _inter([
-        (1, 0, 10, 100), (2, 0, 11, 200), (3, 0, 12, 200),   # tie at 200: event 3 loaded last -> item 12
-        (4, 1, 10, 50), (5, 1, 13, 40),                       # latest is item 10 (ts 50)
-        (6, 2, 14, 10), (7, 2, 14, 20),                       # one distinct item: not a test user
-        (8, 1, 10, 10),                                       # user 1 also saw item 10 earlier
+        (1, 0, 10, 100), (2, 0, 11, 200), (3, 0, 12, 200),   # tie at 200: both 11 and 12 are targets
+        (4, 1, 10, 50), (5, 1, 13, 40),                       # latest is item 10 (ts 50) ...
+        (8, 1, 10, 10),                                       # ... which user 1 had before: a repeat
+        (6, 2, 14, 10), (7, 2, 15, 10),                       # one tie group, no history: not a test user
+        (9, 3, 16, 5), (10, 3, 17, 9), (11, 3, 16, 9),        # last group {16, 17}; 16 had before
     ])
     split = splits.leave_last_out(inter)
-    assert split.test == {0: {12}, 1: {10}}
+    assert split.test == {0: {11, 12}, 3: {17}}
+    assert split.repeat == {1: {10}, 3: {16}}
+    assert split.stats["repeat_only_users"] == 1 and split.stats["test_pairs"] == 3
     train = split.train(inter)
-    train_pairs = set(zip(train.user.tolist(), train.item.tolist()))
-    assert (0, 12) not in train_pairs and (1, 10) not in train_pairs  # no test pair trains
-    assert {(0, 10), (0, 11), (1, 13), (2, 14)} <= train_pairs
+    # history strictly earlier than the group; users without history keep every event
+    assert sorted(train.event_id.tolist()) == [1, 5, 6, 7, 8, 9]
+
+
+def test_leave_last_out_takes_whole_sessions_where_events_carry_them():
+    rows = [(1, 0, 10, 100), (2, 0, 11, 160), (3, 0, 12, 161), (4, 0, 13, 161)]
+    inter = _inter(rows)
+    inter.session = np.array([None, "inv1", "inv1", "inv1"], dtype=object)  # one invoice over two minutes
+    split = splits.leave_last_out(inter)
+    assert split.test == {0: {11, 12, 13}}
+    assert split.train(inter).event_id.tolist() == [1]
+
+
+def test_splits_do_not_depend_on_row_order_inside_ties():
+    rows = [(1, 0, 10, 100), (2, 0, 11, 200), (3, 0, 12, 200), (4, 1, 13, 50), (5, 1, 10, 50), (6, 1, 11, 20),
+            (7, 0, 13, 300), (8, 1, 12, 300), (9, 1, 14, 300)]
+    permuted = [rows[i] for i in (0, 2, 1, 4, 3, 5, 6, 8, 7)]
+    for protocol in (splits.leave_last_out, lambda x: splits.time_split(x, cutoff=250)):
+        a, b = protocol(_inter(rows)), protocol(_inter(permuted))
+        assert a.test == b.test and a.repeat == b.repeat
+        assert sorted(_inter(rows).event_id[a.train_mask]) == sorted(_inter(permuted).event_id[b.train_mask])
+
+
+def test_time_split_limits_targets_to_items_known_at_the_cutoff():
+    inter = _inter([
+        (1, 0, 1, 10), (2, 0, 2, 15), (3, 1, 1, 12),    # training: items 1 and 2 are known
+        (4, 0, 3, 20), (5, 0, 2, 20), (6, 1, 2, 20),    # the tie at the cut-off (20) is all test
+        (7, 1, 4, 30), (8, 0, 1, 25),                   # 3 and 4 first seen after the cut-off: cold
+        (9, 2, 2, 20),                                  # no history: not a test user
+    ])
+    split = splits.time_split(inter, cutoff=20, min_history=1, n_items=6)
+    assert split.test == {1: {2}}
+    assert split.repeat == {0: {1, 2}}
+    assert split.stats["cold_test_pairs"] == 2 and split.stats["known_items"] == 2
+    assert split.candidates.tolist() == [False, True, True, False, False, False]
+    assert split.train_mask.tolist() == [True, True, True, False, False, False, False, False, False]
 
 
 def test_time_split_min_history_and_slices():
     inter = _inter([
-        (1, 0, 1, 10), (2, 0, 2, 11), (3, 0, 3, 30),   # warm user, test item 3
-        (4, 1, 1, 12), (5, 1, 4, 31),                   # one training item, test item 4 (cold item)
-        (6, 2, 2, 32),                                  # new user
-        (7, 0, 1, 33),                                  # repeat of a training item: not a target
+        (1, 0, 1, 10), (2, 0, 2, 11), (3, 1, 1, 12), (4, 0, 3, 15),   # training
+        (5, 1, 2, 31),                                                # user 1: target 2
+        (6, 0, 1, 33),                                                # user 0: a repeat only
+        (7, 2, 2, 32),                                                # user 2 has no history
     ])
     split = splits.time_split(inter, cutoff=20, min_history=1)
-    assert split.test == {0: {3}, 1: {4}}
-    assert split.cold_items(inter) == {3, 4}
-    assert split.new_users(inter) == {0, 1}  # both have <= 2 training items
+    assert split.test == {1: {2}} and split.repeat == {0: {1}}
+    assert split.new_users(inter) == {1}  # at most 2 training items
     with_new = splits.time_split(inter, cutoff=20, min_history=0)
     assert with_new.test[2] == {2}
     assert not inter.ts[with_new.train_mask].max() >= 20
@@ -114,3 +149,31 @@ def test_scratch_database_holds_only_training_events(db_url):
     for u, test_items in split.test.items():
         for i in test_items:
             assert (int(inter.user_ids[u]), int(catalog.item_ids[i])) not in pairs
+
+
+def test_baselines_break_score_ties_by_tie_key_not_item_code():
+    import scipy.sparse as sp
+
+    # user 0 saw item 0; items 1..4 all score the same for popularity (one user each)
+    m = sp.csr_matrix(np.array([[1, 0, 0, 0, 0], [0, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=np.float32))
+    tie_rank = np.array([4, 3, 0, 2, 1])  # item 2 first in tie-key order, then 4, 3, 1
+    data = baselines.TrainingData(m, 3, 5, tie_rank)
+    assert baselines.PopularityStrategy(data).recommend([0], 3)[0].tolist() == [2, 4, 3]
+    allowed = np.array([True, True, False, True, True])
+    limited = baselines.TrainingData(m, 3, 5, tie_rank, allowed)
+    assert baselines.PopularityStrategy(limited).recommend([0], 3)[0].tolist() == [4, 3, 1]
+    # item codes in another order, the same tie keys: the same items come out
+    perm = np.array([3, 0, 4, 1, 2])  # new code -> old code
+    moved = baselines.TrainingData(m[:, perm].tocsr(), 3, 5, tie_rank[perm])
+    out = baselines.PopularityStrategy(moved).recommend([0], 3)[0]
+    assert perm[out].tolist() == [2, 4, 3]
+
+
+def test_tie_key_is_a_hash_of_the_external_id(conn):
+    from pgrecs.ingest import ingest_records
+
+    ingest_records(conn, "items", [{"external_id": x, "title": x} for x in ("b", "a", "c")], source="test")
+    rows = dict(conn.execute("select external_id, tie_key from pgrecs.items").fetchall())
+    expected = {x: int.from_bytes(__import__("hashlib").md5(x.encode()).digest()[:8], "big", signed=True)
+                for x in ("a", "b", "c")}
+    assert rows == expected

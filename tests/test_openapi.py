@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from pgrecs.api import auth
+from pgrecs import api_keys
 
 PUBLIC = {"/healthz", "/readyz"}
 BODY_METHODS = {"post", "put", "patch"}
@@ -110,8 +110,8 @@ def _call(client, path, method, key):
 
 def test_every_documented_operation_but_health_needs_a_valid_key(client, spec, db_url):
     with psycopg.connect(db_url, autocommit=True) as admin:
-        key_id, revoked = auth.create_key(admin, "default", ["read", "write", "admin"], name="revoked")
-        auth.revoke_key(admin, key_id)
+        key_id, revoked = api_keys.create_key(admin, "default", ["read", "write", "admin"], name="revoked")
+        api_keys.revoke_key(admin, key_id)
     checked = 0
     for path, method, _ in _operations(spec):
         for key, words in (("", "missing X-API-Key"), ("pgr_" + "x" * 43, "invalid"), (revoked, "revoked")):

@@ -209,13 +209,86 @@ def test_explanations_name_real_anchors(conn, ids):
     placement(conn, weights={"semantic": 1, "cooccurrence": 1})
     rows = {r[0]: r for r in for_item(conn, ids["A"], explain=True)}
     c = rows["C"]
-    assert c[4][0] == 'similar to "Alpha runner"'
-    assert 'often bought with "Alpha runner"' in c[4]
-    assert 'same category as "Alpha runner": Shoes > Running' in c[4]
+    # C: semantic 0.8/0.9 (share 0.57) before co-occurrence 0.4/0.6 (share 0.43); both material
+    assert c[4] == ["similar description, same category (Shoes > Running)", "often bought together with this item"]
     assert c[3]["semantic"]["anchor_external_id"] == "A"
     assert c[3]["semantic"]["raw"] == pytest.approx(0.8, rel=1e-5)
+    assert c[3]["semantic"]["share"] == pytest.approx((0.8 / 0.9) / (0.8 / 0.9 + 0.4 / 0.6), rel=1e-5)
     assert c[3]["cooccurrence"]["weight"] == 1
-    assert 'same brand as "Alpha runner": Acme' in rows["B"][4]
+    assert rows["B"][4] == ["similar description, same brand (Acme)"]
+    assert rows["F"][4] == ["often bought together with this item"]
+
+
+def test_a_reason_needs_a_fifth_of_the_score(conn, ids):
+    # C's co-occurrence term is weight * 0.4/0.6 next to semantic 0.8/0.9
+    placement(conn, weights={"semantic": 1, "cooccurrence": 0.1})
+    c = {r[0]: r for r in for_item(conn, ids["A"])}["C"]
+    assert c[3]["cooccurrence"] > 0  # it contributed, but 0.067 of 0.956 (7%) is not material
+    assert c[4] == ["similar description, same category (Shoes > Running)"]
+    placement(conn, weights={"semantic": 1, "cooccurrence": 0.5})  # 0.333 of 1.222: 27%
+    c = {r[0]: r for r in for_item(conn, ids["A"])}["C"]
+    assert c[4] == ["similar description, same category (Shoes > Running)", "often bought together with this item"]
+
+
+def test_at_most_three_reasons_pin_first(conn, ids):
+    placement(conn, weights={"semantic": 1, "ease": 1})
+    rule(conn, "pin", "hero", item=ids["B"], position=1)
+    rule(conn, "boost", "Acme days", brand="Acme", factor=1.5)
+    b = for_item(conn, ids["A"])[0]
+    assert b[0] == "B"
+    # four candidates (pin, semantic 1.0, EASE 0.4 = 29% of the score, the boost): the first three
+    assert b[4] == ["pinned at position 1: hero", "similar description, same brand (Acme)",
+                    "customers who chose this item also chose this one"]
+    placement(conn, weights={"semantic": 1, "ease": 0})
+    assert for_item(conn, ids["A"])[0][4] == ["pinned at position 1: hero", "similar description, same brand (Acme)",
+                                              "boosted: campaign Acme days"]
+
+
+def test_popular_right_now_only_for_popular_items(conn, ids):
+    """'popular right now' needs popularity to matter for the item and the item in the top 5%."""
+    placement(conn, weights={"semantic": 1, "popularity": 0.1}, pool_sizes={"popularity": 3})
+    rows = {r[0]: r for r in for_item(conn, ids["A"])}
+    assert rows["P"][4] == ["popular right now"]  # the most popular item (percentile 0)
+    assert rows["F"][3]["popularity"] > 0 and rows["F"][4] == []  # second of 12: top 8.3%, not 5%
+    # B is carried by semantics; popularity adds 0.01 of 1.01: no popularity reason even at the top
+    conn.execute("update pgrecs.item_signals set popularity_percentile = 0 where item_id = %s", (ids["B"],))
+    assert {r[0]: r for r in for_item(conn, ids["A"])}["B"][4] == ["similar description, same brand (Acme)"]
+    conn.execute("update pgrecs.item_signals set popularity_percentile = 0.5 where item_id = %s", (ids["P"],))
+    assert {r[0]: r for r in for_item(conn, ids["A"])}["P"][4] == []
+
+
+def test_reason_wording_tells_the_signals_apart(conn, ids):
+    conn.execute("insert into pgrecs.item_neighbors (signal, item_id, neighbor_item_id, score, rank)"
+                 " values ('sequence', %s, %s, 0.4, 1)", (ids["A"], ids["D"]))
+    placement(conn, weights={"semantic": 1, "cooccurrence": 1, "ease": 1, "sequence": 1})
+    uid = world.add_user(conn, "u-words")
+    world.add_event(conn, uid, ids["A"], "view")
+    words = {
+        "page": {r[0]: r[4] for r in for_item(conn, ids["A"])},
+        "history": dict(conn.execute("select external_id, reasons from recs.recommend_for_user(user_id => %s,"
+                                     " placement => 't')", (uid,)).fetchall()),
+        "example": dict(conn.execute("select external_id, reasons from recs.recommend(%s, placement => 't')",
+                                     ([ids["A"]],)).fetchall()),
+    }
+    assert words["page"]["F"] == ["often bought together with this item"]
+    assert words["page"]["G"] == ["customers who chose this item also chose this one"]
+    assert words["page"]["D"] == ["often chosen next after this item"]
+    assert words["history"]["F"] == ['often bought together with "Alpha runner" you viewed']
+    assert words["history"]["G"] == ["customers like you also chose this"]
+    assert words["history"]["D"] == ['often chosen next after "Alpha runner" you viewed']
+    assert words["history"]["E"] == ['similar to "Alpha runner" you viewed']
+    assert words["example"]["G"] == ['customers who chose "Alpha runner" (your example) also chose this']
+    assert words["example"]["F"] == ['often bought together with "Alpha runner" (your example)']
+
+
+def test_product_page_never_similar_to_itself(conn, ids):
+    placement(conn, weights={"semantic": 1, "cooccurrence": 1, "ease": 1, "popularity": 0.2})
+    for anchor in ("A", "D", "N", "F"):
+        rows = for_item(conn, ids[anchor])
+        title = world.ITEMS[anchor][0]
+        reasons = [reason for r in rows for reason in r[4]]
+        assert reasons, anchor
+        assert not [reason for reason in reasons if "similar to" in reason or title in reason], anchor
 
 
 def test_sequence_signal_exact_and_explained(conn, ids):
@@ -229,7 +302,7 @@ def test_sequence_signal_exact_and_explained(conn, ids):
     assert rows["F"][1] == pytest.approx(0.25, rel=1e-5)
     assert rows["E"][3]["sequence"]["anchor_external_id"] == "A"
     assert rows["E"][3]["sequence"]["raw"] == pytest.approx(0.4, rel=1e-5)
-    assert rows["F"][4][0] == 'often chosen next after "Alpha runner"'
+    assert rows["F"][4][0] == "often chosen next after this item"
     placement(conn, weights={"sequence": 0, "semantic": 1})
     assert "F" not in {r[0] for r in for_item(conn, ids["A"])}
 
@@ -254,6 +327,33 @@ def test_sequence_reads_the_history_most_recent_first(conn, ids):
     assert rows[0][2][0] == 'often chosen next after "Delta trail" you viewed'
 
 
+def test_items_of_one_timestamp_share_a_recency_position(conn, ids):
+    """A basket (A and D at one instant) after C: A and D are both the most recent step, so their
+    next items weigh alike (1 each) and C's half; the rows' load order plays no part."""
+    for anchor, nb in (("A", "E"), ("D", "B"), ("C", "F")):
+        conn.execute("insert into pgrecs.item_neighbors (signal, item_id, neighbor_item_id, score, rank)"
+                     " values ('sequence', %s, %s, 0.4, 1)", (ids[anchor], ids[nb]))
+    placement(conn, weights={"sequence": 1})
+    results = []
+    for user, basket in (("u-basket-1", ("A", "D")), ("u-basket-2", ("D", "A"))):
+        uid = world.add_user(conn, user)
+        world.add_event(conn, uid, ids["C"], "view", "2 hours")
+        conn.execute("insert into pgrecs.events (user_id, item_id, event_type, occurred_at, dedup_key)"
+                     " select %s, unnest(%s::bigint[]), 'purchase', date_trunc('minute', now()) - interval '1 hour',"
+                     " gen_random_uuid()", (uid, [ids[b] for b in basket]))
+        history = conn.execute("select item_id, recency_position from pgrecs.user_history(%s, 't')",
+                               (uid,)).fetchall()
+        assert sorted(history) == sorted([(ids["A"], 1), (ids["D"], 1), (ids["C"], 2)])
+        results.append(conn.execute(
+            "select external_id, round(score::numeric, 6) from recs.recommend_for_user(user_id => %s, placement => 't')",
+            (uid,)).fetchall())
+    assert results[0] == results[1]
+    assert dict(results[0]) == {"E": 1, "B": 1, "F": 0.5}
+    # equal scores are ordered by the tie key (a hash of the external id), not by item id
+    keys = dict(conn.execute("select external_id, tie_key from pgrecs.items where external_id in ('E', 'B')"))
+    assert [r[0] for r in results[0][:2]] == sorted(("E", "B"), key=keys.get)
+
+
 def test_cold_start_item_via_semantics(conn, ids):
     # N has no events and no item_signals row: reachable through A's semantic list, and has its own
     assert "N" in names(for_item(conn, ids["A"]))
@@ -271,7 +371,7 @@ def test_user_history_exclusions_and_reasons(conn, ids):
     got = dict(rows)
     assert "C" not in got  # purchased
     assert got["B"][0] == 'similar to "Alpha runner" you viewed'
-    assert 'often bought with "Alpha runner" you viewed' in got["F"]
+    assert 'often bought together with "Alpha runner" you viewed' in got["F"]
     placement(conn, allow_repeats=True)
     assert "C" in names(conn.execute(
         "select external_id from recs.recommend_for_user(%s::bigint, placement => 't')", (uid,)).fetchall())
@@ -292,7 +392,7 @@ def test_new_user_gets_popularity_and_next_request_sees_event(conn, ids):
     rows = conn.execute(
         "select external_id, reasons from recs.recommend_for_user('u3', placement => 't')").fetchall()
     assert names(rows) == ["P", "F", "A"]
-    assert rows[0][1] == ["popular right now"]
+    assert rows[0][1] == ["new visitor: popular with everyone", "popular right now"]
     world.add_event(conn, uid, ids["A"], "view", "1 minute")
     rows = conn.execute(
         "select external_id, reasons from recs.recommend_for_user('u3', placement => 't')").fetchall()
@@ -323,9 +423,31 @@ def test_new_user_with_category_context(conn, ids):
     placement(conn, weights={"popularity": 1})
     world.add_user(conn, "u4")
     rows = conn.execute(
-        "select external_id from recs.recommend_for_user('u4', placement => 't', filters => '{\"category\": \"Shoes\"}')"
+        "select external_id, reasons from recs.recommend_for_user('u4', placement => 't', filters => '{\"category\": \"Shoes\"}')"
     ).fetchall()
     assert names(rows) == ["A", "B", "C", "E", "D"]
+    assert all(r[1][0] == "new visitor: popular in Shoes" for r in rows)
+
+
+def test_unknown_user_is_a_new_visitor(conn, ids):
+    # an id never seen (by external id or internal id) gets the same cold-start list as a known
+    # user without history, and nothing is written
+    placement(conn, weights={"semantic": 1, "popularity": 0.1}, pool_sizes={"popularity": 3})
+    world.add_user(conn, "known-but-quiet")
+    users_before = conn.execute("select count(*) from pgrecs.users").fetchone()[0]
+    calls = ["select external_id, score, reasons from recs.recommend_for_user('known-but-quiet', placement => 't')",
+             "select external_id, score, reasons from recs.recommend_for_user('never-seen', placement => 't')",
+             "select external_id, score, reasons from recs.recommend_for_user(123456::bigint, placement => 't')"]
+    lists = [conn.execute(call).fetchall() for call in calls]
+    assert names(lists[0]) == ["P", "F", "A"]
+    assert lists[1] == lists[0] and lists[2] == lists[0]
+    assert [r[2][0] for r in lists[1]] == ["new visitor: popular with everyone"] * 3
+    assert conn.execute("select count(*) from pgrecs.users").fetchone()[0] == users_before
+    # a user with history gets no cold-start reason
+    uid = world.add_user(conn, "u-hist")
+    world.add_event(conn, uid, ids["A"], "view", "1 minute")
+    rows = conn.execute("select reasons from recs.recommend_for_user('u-hist', placement => 't')").fetchall()
+    assert rows and not any(reason.startswith("new visitor") for r in rows for reason in r[0])
 
 
 def test_more_like_these_less_like_those(conn, ids):
@@ -353,8 +475,8 @@ def test_errors(conn, ids):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="k must be"):
         for_item(conn, ids["A"], k=0)
     conn.rollback()
-    with pytest.raises(psycopg.errors.NoDataFound, match="unknown user"):
-        conn.execute("select * from recs.recommend_for_user(123456::bigint)")
+    with pytest.raises(psycopg.errors.NoDataFound, match="unknown placement"):
+        conn.execute("select * from recs.recommend_for_user('never-seen', placement => 'nope')")
 
 
 def test_seeded_placements_work_on_the_world(conn, ids):

@@ -155,7 +155,16 @@ def test_inactive_and_deleted_never_returned(conn, catalog):
 
 
 def test_unknown_item_or_model(conn, catalog):
-    assert conn.execute("select count(*) from recs.similar_items(-1)").fetchone()[0] == 0
+    # an unknown item is an error, with recs.recommend_for_item's code and wording
+    for call in ("select * from recs.similar_items(-1)", "select * from recs.recommend_for_item(item => -1::bigint)"):
+        with pytest.raises(psycopg.errors.NoDataFound) as raised:
+            conn.execute(call)
+        assert raised.value.diag.message_primary == "unknown item: -1"
+        conn.rollback()
+    # a known item without an embedding is no error: nothing to compare it with yet
+    fresh = conn.execute("insert into pgrecs.items (external_id, title) values ('fresh', 'Fresh item')"
+                         " returning item_id").fetchone()[0]
+    assert conn.execute("select count(*) from recs.similar_items(%s)", (fresh,)).fetchone()[0] == 0
     with pytest.raises(psycopg.errors.NoDataFound, match="unknown embedding model"):
         conn.execute("select * from recs.similar_items(%s, 5, model => 'nope')", (int(catalog["ids"][0]),))
 
@@ -180,7 +189,9 @@ def test_tenant_isolation(conn, catalog):
     conn.execute("select set_config('pgrecs.tenant', 'other', false)")
     assert conn.execute("select count(*) from recs.search_by_vector(%s, 10)",
                         (HalfVector(catalog["vectors"][0]),)).fetchone()[0] == 0
-    assert conn.execute("select count(*) from recs.similar_items(%s, 10)", (int(catalog["ids"][0]),)).fetchone()[0] == 0
+    # the default tenant's item does not exist for the other tenant
+    with pytest.raises(psycopg.errors.NoDataFound, match="unknown item"):
+        conn.execute("select count(*) from recs.similar_items(%s, 10)", (int(catalog["ids"][0]),))
 
 
 def test_hnsw_settings_do_not_leak(conn, catalog):

@@ -131,11 +131,29 @@ def test_compose_item_text_template(conn):
 
 @pytest.mark.parametrize(
     ("composed", "problem"),
-    [(None, "empty text"), ("short", "text too short"), ("12345 #### 999 000", "mostly non-letters"),
+    [(None, "empty text"), ("  ", "empty text"),
+     # short but meaningful: real product titles
+     ("FROG CANDLE", None), ("SPACE OWL", None), ("BINGO SET", None), ("Mug", None), ("茶碗", None),
+     ("12 PENCILS SMALL TUBE RED RETROSPOT", None), ("test. Brand: Acme. Category: Shoes", None),
+     # junk
+     ("12345 #### 999 000", "no words"), ("85123A", "no words"), ("SKU-4421", "no words"), ("?", "no words"),
+     ("3 x 4 cm", "no words"), ("Brand: X1. Category: 99", "no words"),
+     ("aaaaaa", "repeated characters"), ("xxx ZZZZ", "repeated characters"),
+     ("test", "placeholder text"), ("N/A", "placeholder text"), ("n.a.", "placeholder text"),
+     ("Sample item 42", "placeholder text"), ("TBD", "placeholder text"), ("Lorem ipsum dolor sit amet", "placeholder text"),
      ("A perfectly fine item text", None)],
 )
 def test_item_text_problem(conn, composed, problem):
     assert one(conn, "select pgrecs.item_text_problem(%s)", composed) == problem
+
+
+@pytest.mark.parametrize(
+    ("composed", "override", "problem"),
+    [("test", None, "placeholder text"), ("test", True, None), ("FROG CANDLE", False, "refused by the merchant"),
+     ("FROG CANDLE", None, None), (None, True, "empty text")],
+)
+def test_the_merchants_override_beats_the_rule(conn, composed, override, problem):
+    assert one(conn, "select pgrecs.item_embed_problem(%s, %s)", composed, override) == problem
 
 
 def test_text_functions_are_immutable_parallel_safe_and_commented(conn):
@@ -146,8 +164,8 @@ def test_text_functions_are_immutable_parallel_safe_and_commented(conn):
         where p.pronamespace = 'pgrecs'::regnamespace
             and p.proname in ('clean_text', 'html_unescape', 'html_entities', 'strip_html', 'fix_mojibake',
                               'clean_description', 'clean_label', 'label_key', 'parse_size', 'compose_item_text',
-                              'item_text_problem', 'boilerplate_pattern')
+                              'item_text_problem', 'item_embed_problem', 'boilerplate_pattern')
         """).fetchall()
-    assert len(rows) == 12
+    assert len(rows) == 13
     for name, volatility, parallel, commented in rows:
         assert (volatility, parallel, commented) == ("i", "s", True), name

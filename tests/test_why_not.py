@@ -79,10 +79,10 @@ def test_no_embedding_says_why(conn, ids):
     conn.execute("insert into pgrecs.embedding_queue (item_id, model_id) values (%s, %s)", (ids["G"], model_id))
     assert "waiting in the embedding queue" in why(conn, "G")[0][1]
     conn.execute("insert into pgrecs.not_embeddable (item_id, model_id, reason, text_sha256) values (%s, %s,"
-                 " 'text too short', '\\x00')", (ids["G"], model_id))
+                 " 'placeholder text', '\\x00')", (ids["G"], model_id))
     [(reason, detail, _, _, _, _, facts)] = why(conn, "G")
-    assert reason == "no_embedding" and "not embeddable: text too short" in detail
-    assert facts["not_embeddable"] == "text too short"
+    assert reason == "no_embedding" and "not embeddable: placeholder text" in detail
+    assert facts["not_embeddable"] == "placeholder text"
 
 
 def test_not_a_candidate_signal_by_signal(conn, ids):

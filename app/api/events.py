@@ -43,8 +43,8 @@ def post_events(body: dict):
     rejected = [{"index": r.line_number - 1, "reason": r.reason} for r in result.rejects]
     status = 201 if result.inserted else 200
     return {
-        "accepted": result.inserted + result.unchanged + result.updated,
+        "accepted": result.inserted + result.unchanged + result.updated + result.duplicates,
         "inserted": result.inserted,
-        "duplicates": result.unchanged,
+        "duplicates": result.unchanged + result.duplicates,
         "rejected": rejected,
     }, status

@@ -42,7 +42,8 @@ def rows_to_results(rows) -> list[dict]:
 def put_item(external_id: str, record: dict):
     """Insert or update one item through the loader's validation; its embedding follows via the queue.
 
-    The fields' values are judged by the loader; a refused item is a 400 naming the reasons.
+    The fields' values are judged by the loader: a refused item (bad id, unreadable `active`) is a
+    400 naming the reasons; an optional field that does not parse comes back in `warnings`.
     """
     from pgrecs.ingest import ingest_records
 
@@ -62,7 +63,9 @@ def put_item(external_id: str, record: dict):
             (external_id,)).fetchone()[0]
     queued = conn.execute("select count(*) > 0 from pgrecs.embedding_queue where item_id = %s",
                           (item_id,)).fetchone()[0]
-    return {"item_id": item_id, "external_id": external_id, "status": status, "embedding_queued": queued}, (
+    warnings = [{"field": w.field, "reason": w.reason} for w in result.warnings]
+    return {"item_id": item_id, "external_id": external_id, "status": status, "embedding_queued": queued,
+            "warnings": warnings}, (
         201 if status == "inserted" else 200)
 
 
@@ -79,7 +82,7 @@ def similar(external_id: str, query: dict):
         "where tenant_id = coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default') and external_id = %s",
         (external_id,)).fetchone()
     if row is None:
-        abort(404, message=f"unknown item {external_id!r}")
+        abort(404, message=f"unknown item: {external_id}")
     try:
         rows = conn.execute(
             """

@@ -87,6 +87,9 @@ def setup_logging(level: str = "INFO") -> None:
     handler.setFormatter(JsonFormatter())
     log.addHandler(handler)
     log.setLevel(level)
+    # the records stop here: a library that configures the root logger (dbt, run in-process by
+    # `pgrecs demo` before it serves) would print every line a second time in its own format
+    log.propagate = False
     log._pgrecs_json = True
 
 

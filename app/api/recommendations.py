@@ -72,6 +72,15 @@ def _run(function_sql: str, params: dict, *, endpoint: str, placement: str, k: i
     }
 
 
+def _user_id(external_id: str) -> int | None:
+    """The internal id of a user; None for a new visitor (an id never seen), who gets the cold-start list."""
+    row = get_conn().execute(
+        "select user_id from pgrecs.users where tenant_id = pgrecs.current_tenant() and external_id = %s",
+        (external_id,),
+    ).fetchone()
+    return None if row is None else row[0]
+
+
 def _item_id(external_id: str) -> int:
     row = get_conn().execute(
         "select item_id from pgrecs.items where tenant_id = pgrecs.current_tenant() and external_id = %s",
@@ -83,7 +92,7 @@ def _item_id(external_id: str) -> int:
 
 
 RESPONSES = ok(RecommendationsOut, "The ranked list, logged under its request_id",
-               **{"404": "Unknown item, user or placement"})
+               **{"404": "Unknown item or placement"})
 
 
 @bp.get("/items/<path:external_id>/recommendations")
@@ -108,23 +117,20 @@ def item_recommendations(external_id: str, query: dict):
 @bp.get("/users/<path:external_id>/recommendations")
 @bp.input(RecommendationQuery, location="query", arg_name="query", unknown=RAISE)
 @bp.doc(summary="Personal recommendations for a user", responses=RESPONSES,
-        description="From the user's live event history (default placement home_for_you). 404 for an unknown "
-                    "user or placement.")
+        description="From the user's live event history (default placement home_for_you). A user without "
+                    "history, or never seen before, gets the placement's cold-start list: popular items, "
+                    "popular in the category when a category filter is given, the first reason starting "
+                    "\"new visitor: \". 404 for an unknown placement.")
 def user_recommendations(external_id: str, query: dict):
     placement = query.get("placement") or "home_for_you"
     filters = query_filters(query)
-    row = get_conn().execute(
-        "select user_id from pgrecs.users where tenant_id = pgrecs.current_tenant() and external_id = %s",
-        (external_id,),
-    ).fetchone()
-    if row is None:
-        abort(404, message=f"unknown user: {external_id}")
+    user_id = _user_id(external_id)
     return _run(
         "recs.recommend_for_user(user_id => %(user)s::bigint, k => %(k)s, placement => %(placement)s,"
         " filters => %(filters)s, explain => %(explain)s)",
-        {"user": row[0], "k": query["k"], "placement": placement, "filters": Jsonb(filters),
+        {"user": user_id, "k": query["k"], "placement": placement, "filters": Jsonb(filters),
          "explain": query["explain"]},
-        endpoint="user", placement=placement, k=query["k"], filters=filters, user_id=row[0], anchors=[],
+        endpoint="user", placement=placement, k=query["k"], filters=filters, user_id=user_id, anchors=[],
     )
 
 
@@ -132,7 +138,8 @@ def user_recommendations(external_id: str, query: dict):
 @bp.input(RecommendationsBody, location="json", arg_name="body")
 @bp.doc(summary="More like these, less like those", responses=RESPONSES,
         description="Examples and context items (external ids) count as positives, negative_examples steer away "
-                    "(default placement more_like_these). 404 for an unknown item, user or placement.")
+                    "(default placement more_like_these). user_id (optional; a new visitor's id is fine) is "
+                    "logged with the list. 404 for an unknown item or placement.")
 def post_recommendations(body: dict):
     positives = (body.get("examples") or []) + (body.get("context") or [])
     negatives = body.get("negative_examples") or []
@@ -140,15 +147,7 @@ def post_recommendations(body: dict):
     placement = body.get("placement") or "more_like_these"
     filters = body.get("filters") or {}
     explain = bool(body.get("explain"))
-    user_id = None
-    if body.get("user_id") is not None:
-        row = get_conn().execute(
-            "select user_id from pgrecs.users where tenant_id = pgrecs.current_tenant() and external_id = %s",
-            (body["user_id"],),
-        ).fetchone()
-        if row is None:
-            abort(404, message=f"unknown user: {body['user_id']}")
-        user_id = row[0]
+    user_id = None if body.get("user_id") is None else _user_id(body["user_id"])
     pos_ids = [_item_id(x) for x in positives]
     neg_ids = [_item_id(x) for x in negatives]
     return _run(

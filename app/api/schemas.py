@@ -380,11 +380,18 @@ class RecommendationsOut(Schema):
     items = fields.List(fields.Nested(Recommended))
 
 
+class FieldWarning(Schema):
+    field = fields.String()
+    reason = fields.String(metadata={"description": "Why the field was left as it was (bad type, bad value, ...)."})
+
+
 class ItemOut(Schema):
     item_id = fields.Integer()
     external_id = fields.String()
     status = fields.String(validate=validate.OneOf(["inserted", "updated", "unchanged"]))
     embedding_queued = fields.Boolean()
+    warnings = fields.List(fields.Nested(FieldWarning), metadata={
+        "description": "Optional fields that did not parse: left empty on a new item, as stored on an existing one."})
 
 
 class EventReject(Schema):

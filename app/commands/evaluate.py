@@ -51,10 +51,12 @@ def _parse_cutoff(value: str | None) -> float | None:
 
 
 @click.command()
-@click.option("--protocol", type=click.Choice(["leave-last-out", "time-split"]), default="leave-last-out", show_default=True)
+@click.option("--protocol", type=click.Choice(["leave-last-out", "time-split"]), default="leave-last-out", show_default=True,
+              help="leave-last-out: each user's whole last tie group (one timestamp, or session) is held out; "
+                   "time-split: events from --cutoff on are held out, rankings limited to items known then.")
 @click.option("--cutoff", default=None, help="time-split cut-off (ISO date); default: the 80th percentile of event times.")
 @click.option("--min-history", type=int, default=1, show_default=True,
-              help="time-split: distinct training items a test user needs (0 keeps new users).")
+              help="distinct training items a test user needs (time-split: 0 keeps new users).")
 @click.option("--k", "ks", default="5,10,20", show_default=True, help="cut-offs for the ranking metrics.")
 @click.option("--strategies", default=None,
               help="comma list (default all): random, popularity, cooccurrence, sequence, ease, semantic, hybrid:<placement> "

@@ -8,8 +8,10 @@ from pathlib import Path
 import click
 
 from pgrecs.errors import PgrecsError
-from pgrecs.ingest import DEFAULT_BATCH_SIZE, REASONS, field_names, load_file, parse_constants, parse_mapping
+from pgrecs.ingest import DEFAULT_BATCH_SIZE, REASONS, WARNINGS, field_names, load_file, parse_constants, parse_mapping
 from pgrecs.ingest.readers import FORMATS, file_sha256
+
+STRICT_EXIT = 3
 
 
 def _field_help(kind: str) -> str:
@@ -30,9 +32,12 @@ def _field_help(kind: str) -> str:
 @click.option("--workers", type=click.IntRange(min=1, max=16), default=2, show_default=True,
               help="Connections loading events batches in parallel (items always load in file order).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--strict", is_flag=True,
+              help=f"Exit with status {STRICT_EXIT} when any record is rejected (the good ones still load).")
+@click.option("-v", "--verbose", is_flag=True, help="Log each batch and, on a failure, the database's message.")
 @click.pass_context
 def load(ctx: click.Context, kind: str, file: Path, fmt: str | None, maps: tuple[str, ...], sets: tuple[str, ...],
-         batch_size: int, workers: int, quiet: bool) -> None:
+         batch_size: int, workers: int, quiet: bool, strict: bool, verbose: bool) -> None:
     """Load items or events from FILE (CSV with a header, or JSON Lines; gzip too).
 
     \b
@@ -41,13 +46,21 @@ def load(ctx: click.Context, kind: str, file: Path, fmt: str | None, maps: tuple
     Event fields: user_id, item_id, event_type, value, occurred_at, session_id,
                   request_id, event_id
 
-    Items are upserted by external_id (unchanged rows are not rewritten); events are stored
-    once per dedup key. Rejected records are kept with line number and reason: see
-    `pgrecs rejects`. Prints inserted / updated / unchanged / rejected counts.
+    Items are upserted by external_id (unchanged rows are not rewritten; a repeated id's last
+    line wins and the earlier ones are superseded); events are stored once per dedup key.
+    Rejected records are kept with line number and reason (`pgrecs rejects`); an optional field
+    that does not parse is left empty with a warning (`pgrecs warnings`). Prints the counts.
+
+    \b
+    Exit status: 0 loaded (rejects and warnings are listed, not fatal); 1 an error (bad
+    arguments, unreadable file, database failure: earlier batches stay, re-run to finish);
+    3 with --strict, some records were rejected. See docs/loading.md.
     """
     from pgrecs.cli import tenant_from, url_from
     from pgrecs.db import connect
 
+    if verbose:
+        _log_to_stderr()
     mapping = parse_mapping(kind, maps)
     constants = parse_constants(kind, sets)
     if not file.exists():
@@ -77,33 +90,43 @@ def load(ctx: click.Context, kind: str, file: Path, fmt: str | None, maps: tuple
             bar.close()
     click.echo(f"loaded {kind} from {file}: {result.records:,} records in {result.elapsed_s:.1f} s "
                f"({result.rows_per_s:,.0f} rows/s, {result.batches} batches)")
-    width = max(len(f"{n:,}") for n in (result.inserted, result.updated, result.unchanged, result.rejected))
-    for label, n in (("inserted", result.inserted), ("updated", result.updated),
-                     ("unchanged", result.unchanged), ("rejected", result.rejected)):
-        click.echo(f"  {label:<10} {n:>{width},}")
+    repeated = ("superseded", result.superseded) if kind == "items" else ("duplicates", result.duplicates)
+    lines = [("inserted", result.inserted), ("updated", result.updated), ("unchanged", result.unchanged),
+             repeated, ("rejected", result.rejected), ("warnings", result.warned)]
+    width = max(len(f"{n:,}") for _, n in lines)
+    for label, n in lines:
+        note = " (fields left empty; the records loaded)" if label == "warnings" and n else ""
+        click.echo(f"  {label:<10} {n:>{width},}{note}")
     if result.rejected:
         click.echo(f"see the rejects: pgrecs rejects --source {file}")
+    if result.warned or result.superseded:
+        click.echo(f"see the warnings: pgrecs warnings --source {file}")
+    if strict and result.rejected:
+        click.echo(f"error: {result.rejected:,} records of {file} were rejected (--strict); the others loaded",
+                   err=True)
+        sys.exit(STRICT_EXIT)
 
 
-@click.command("rejects")
-@click.option("--source", "source", default=None, metavar="FILE",
-              help="Only rejects of this file (this exact content when the file exists, else by name).")
-@click.option("--kind", type=click.Choice(["items", "events"]), default=None, help="Only items or only events.")
-@click.option("--reason", default=None, help="Only reasons starting with this text (e.g. 'bad type').")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many rows.")
-@click.option("--width", type=click.IntRange(min=20), default=100, show_default=True, help="Truncate raw text to this.")
-@click.pass_context
-def rejects(ctx: click.Context, source: str | None, kind: str | None, reason: str | None, limit: int, width: int) -> None:
-    """List rejected records: file, line, reason and the raw record (truncated).
+def _log_to_stderr() -> None:
+    import logging
 
-    \b
-    Reasons: """
-    from pgrecs.cli import tenant_from, url_from
-    from pgrecs.db import connect
+    logger = logging.getLogger("pgrecs.ingest")
+    for old in [h for h in logger.handlers if getattr(h, "pgrecs_cli", False)]:
+        logger.removeHandler(old)  # one handler, on this invocation's stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.pgrecs_cli = True
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
 
-    tenant = tenant_from(ctx)
+
+def _filters(ctx: click.Context, source: str | None, kind: str | None, reason: str | None,
+             limit: int) -> tuple[str, dict]:
+    """The where clause and parameters shared by `rejects` and `warnings`."""
+    from pgrecs.cli import tenant_from
+
     clauses = ["tenant_id = %(tenant)s"]
-    params: dict = {"tenant": tenant, "limit": limit}
+    params: dict = {"tenant": tenant_from(ctx), "limit": limit}
     if source:
         path = Path(source)
         if path.is_file():
@@ -119,32 +142,93 @@ def rejects(ctx: click.Context, source: str | None, kind: str | None, reason: st
     if reason:
         clauses.append("starts_with(reason, %(reason)s)")
         params["reason"] = reason
-    query = ("select kind, source, line_number, reason, raw, count(*) over () from pgrecs.ingest_rejects"
-             f" where {' and '.join(clauses)} order by source, kind, line_number limit %(limit)s")
-    with connect(url_from(ctx), tenant=tenant) as conn:
+    return " and ".join(clauses), params
+
+
+def _fetch(ctx: click.Context, query: str, params: dict) -> list[tuple]:
+    from pgrecs.cli import tenant_from, url_from
+    from pgrecs.db import connect
+
+    with connect(url_from(ctx), tenant=tenant_from(ctx)) as conn:
         try:
-            rows = conn.execute(query, params).fetchall()
+            return conn.execute(query, params).fetchall()
         except Exception as exc:
             if exc.__class__.__name__ == "UndefinedTable":
                 raise PgrecsError("the database schema is not ready: run `pgrecs migrate` first") from exc
             raise
+
+
+def _one_line(text: str, width: int) -> str:
+    text = text.rstrip("\r\n").replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+    return text[: width - 1] + "…" if len(text) > width else text
+
+
+_FILTER_OPTIONS = [
+    click.option("--source", "source", default=None, metavar="FILE",
+                 help="Only this file (this exact content when the file exists, else by name)."),
+    click.option("--kind", type=click.Choice(["items", "events"]), default=None, help="Only items or only events."),
+    click.option("--reason", default=None, help="Only reasons starting with this text (e.g. 'bad type')."),
+    click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many rows."),
+    click.option("--width", type=click.IntRange(min=20), default=100, show_default=True,
+                 help="Truncate raw text to this."),
+]
+
+
+def _with_filters(command):
+    for option in reversed(_FILTER_OPTIONS):
+        command = option(command)
+    return command
+
+
+@click.command("rejects")
+@_with_filters
+@click.pass_context
+def rejects(ctx: click.Context, source: str | None, kind: str | None, reason: str | None, limit: int, width: int) -> None:
+    """List rejected records: file, line, reason and the raw record (truncated).
+
+    \b
+    Reasons: """
+    where, params = _filters(ctx, source, kind, reason, limit)
+    rows = _fetch(ctx, "select kind, source, line_number, format('%%-32s', reason), raw, count(*) over ()"
+                       f" from pgrecs.ingest_rejects where {where} order by source, kind, line_number"
+                       " limit %(limit)s", params)
+    _print_listing(rows, "no rejects", width)
+
+
+@click.command("warnings")
+@_with_filters
+@click.pass_context
+def warnings(ctx: click.Context, source: str | None, kind: str | None, reason: str | None, limit: int,
+             width: int) -> None:
+    """List fields left empty in loaded records, and superseded lines: file, line, field, reason, value.
+
+    \b
+    Reasons: """
+    where, params = _filters(ctx, source, kind, reason, limit)
+    rows = _fetch(ctx, "select kind, source, line_number, format('%%-14s %%-24s', field, reason),"
+                       " coalesce(value, ''), count(*) over ()"
+                       f" from pgrecs.ingest_warnings where {where} order by source, kind, line_number, field"
+                       " limit %(limit)s", params)
+    _print_listing(rows, "no warnings", width)
+
+
+def _print_listing(rows: list[tuple], none: str, width: int) -> None:
+    """Rows of (kind, source, line, what, raw text, total) grouped by file."""
     if not rows:
-        click.echo("no rejects")
+        click.echo(none)
         return
     last_source = None
-    for kind_, src, line, why, raw, total in rows:
+    for kind_, src, line, what, text, _ in rows:
         if (src, kind_) != last_source:
             click.echo(f"{kind_} from {src}:")
             last_source = (src, kind_)
-        text = raw.rstrip("\r\n").replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
-        if len(text) > width:
-            text = text[: width - 1] + "…"
-        click.echo(f"  line {line:>7}  {why:<32} {text}")
+        click.echo(f"  line {line:>7}  {what} {_one_line(text, width)}")
     total = rows[0][5]
     if total > len(rows):
         click.echo(f"({len(rows)} of {total:,} shown; use --limit)")
 
 
 rejects.help = (rejects.help or "") + ", ".join(sorted(REASONS))
+warnings.help = (warnings.help or "") + ", ".join(sorted(WARNINGS))
 
-COMMANDS = [load, rejects]
+COMMANDS = [load, rejects, warnings]

@@ -26,16 +26,20 @@ def keys():
 
 
 @keys.command("create")
-@click.option("--tenant", "key_tenant", required=True, help="Tenant the key acts for (created when new).")
+@click.option("--tenant", "key_tenant", default=None,
+              help="Tenant the key acts for (created when new); default: the global --tenant.")
 @click.option("--scopes", required=True, help="Comma-separated: read (recommendations, similar, search), "
               "write (events, items), admin (keys, placements, metrics).")
 @click.option("--name", default="", help="A label to tell keys apart.")
 @click.pass_context
 def create(ctx, key_tenant, scopes, name):
     """Create a key and print it once (only its sha256 is stored)."""
-    from pgrecs.api.auth import create_key, parse_scopes
+    from pgrecs.api_keys import create_key, parse_scopes
+
+    from pgrecs.cli import tenant_from
 
     wanted = parse_scopes(scopes)
+    key_tenant = key_tenant or tenant_from(ctx)
     with _connect(ctx) as conn:
         key_id, key = create_key(conn, key_tenant, wanted, name)
     click.echo(f"key {key_id} for tenant {key_tenant} with scopes {','.join(wanted)}; "
@@ -48,7 +52,7 @@ def create(ctx, key_tenant, scopes, name):
 @click.pass_context
 def list_(ctx, key_tenant):
     """List keys (id, tenant, scopes, prefix, name, created, revoked); never the keys themselves."""
-    from pgrecs.api.auth import list_keys
+    from pgrecs.api_keys import list_keys
 
     with _connect(ctx) as conn:
         rows = list_keys(conn, key_tenant)
@@ -64,7 +68,7 @@ def list_(ctx, key_tenant):
 @click.pass_context
 def revoke(ctx, key_id):
     """Revoke a key: requests with it get 401 from now on."""
-    from pgrecs.api.auth import revoke_key
+    from pgrecs.api_keys import revoke_key
     from pgrecs.errors import PgrecsError
 
     with _connect(ctx) as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import sys
 from pathlib import Path
 
 import click
@@ -23,12 +24,19 @@ def _parse_vars(pairs: tuple[str, ...]) -> dict:
     return out
 
 
+# dbt reports a model's success as the adapter's message ("SELECT 2917", "CREATE VIEW"), a test's
+# as "pass"; these words start the statuses worth a line of their own
+PROBLEM_STATUSES = ("error", "fail", "warn", "skip", "runtime error")
+
+
 class _Progress:
     """A concise progress display on stderr: on a terminal one status line rewritten in place
-    (step, node count, the node that just finished); elsewhere one line per finished step."""
+    (step, node count, the node that just finished); elsewhere one line per finished step. Nodes
+    that failed, warned or were skipped are listed under their step; verbose lists every node."""
 
-    def __init__(self) -> None:
-        self.tty = click.get_text_stream("stderr").isatty()
+    def __init__(self, verbose: bool = False) -> None:
+        self.tty = sys.stderr.isatty()
+        self.verbose = verbose
         self.name: str | None = None
         self.started = 0.0
         self.nodes = 0
@@ -42,7 +50,10 @@ class _Progress:
 
     def node(self, node, index: int, total: int) -> None:
         self.nodes += 1
-        if node.status not in ("success", "pass"):
+        if self.verbose:
+            prefix = "\r\033[K" if self.tty else ""
+            click.echo(f"{prefix}  {node.status} {node.kind} {node.name} ({node.seconds:.1f}s)", err=True)
+        elif str(node.status).lower().startswith(PROBLEM_STATUSES):
             self.failed.append(f"{node.status} {node.kind} {node.name}")
         if self.tty:
             where = f"{index}/{total}" if total else str(self.nodes)
@@ -97,9 +108,10 @@ class _Progress:
               help="Build co-occurrence with the dbt mart fct_item_cooccurrence (SQL; slower) instead of the "
                    "sparse matrix product in Python (same scores).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
+@click.option("-v", "--verbose", is_flag=True, help="List every dbt model and test as it finishes.")
 @click.pass_context
 def refresh(ctx, full, ease, sequence, ease_lambda, ease_semantic_weight, ease_max_items, ease_method, ease_block_size,
-            ease_halo_size, ease_memory_limit, cf_only, top_n, dbt_vars, run_tests, cooccurrence_in_dbt, quiet):
+            ease_halo_size, ease_memory_limit, cf_only, top_n, dbt_vars, run_tests, cooccurrence_in_dbt, quiet, verbose):
     """Rebuild the dbt marts and publish co-occurrence, next-item, EASE, popularity and quality signals."""
     from pgrecs.signals.ease_fit import EaseSettings
     from pgrecs.signals.refresh import refresh as run_refresh
@@ -112,7 +124,7 @@ def refresh(ctx, full, ease, sequence, ease_lambda, ease_semantic_weight, ease_m
     if cf_only:
         _refresh_collaborative(url, ease_settings)
         return
-    show = None if quiet else _Progress()
+    show = None if quiet else _Progress(verbose)
     try:
         report = run_refresh(url, full=full, ease=ease, sequence=sequence, ease_settings=ease_settings,
                              top_n=top_n, variables=_parse_vars(dbt_vars), run_tests=run_tests,

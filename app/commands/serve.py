@@ -1,10 +1,58 @@
-"""`pgrecs serve`: the HTTP API under gunicorn (the Flask development server where gunicorn is missing)."""
+"""`pgrecs serve`: the HTTP API under gunicorn (the Flask development server where gunicorn is missing).
+
+With --watch, `pgrecs embed --watch` runs beside it as a child process, so an item written through
+the API is embedded, and has similar items, seconds later.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import socket
+import subprocess
+import sys
+
 import click
 
-from pgrecs.cli import settings_from, url_from
+from pgrecs.cli import settings_from, tenant_from, url_from
+from pgrecs.errors import PgrecsError
+
+PORT_HINT = "choose another with --port"
+
+
+def ensure_port_free(host: str, port: int, hint: str = PORT_HINT) -> None:
+    """Refuse a port another process listens on with one line, before anything starts (gunicorn
+    would otherwise retry and log each failure)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # the same option gunicorn binds with: a port left in TIME_WAIT counts as free
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PgrecsError(f"port {port} is in use; {hint}") from None
+            if exc.errno == errno.EACCES:
+                raise PgrecsError(f"port {port} needs privileges to bind; {hint}") from None
+            raise PgrecsError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def embedding_watcher(url: str, tenant: str):
+    """`pgrecs embed --watch` in a child process for the duration of the block. Ctrl-C reaches both
+    (one process group); a server stopped by a signal ends the watcher on its way out."""
+    # the URL goes by the environment, not the command line, where `ps` would show its password
+    env = {**os.environ, "DATABASE_URL": url}
+    child = subprocess.Popen([sys.executable, "-m", "pgrecs", "--tenant", tenant, "embed", "--watch"], env=env)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 @click.command()
@@ -18,16 +66,18 @@ from pgrecs.cli import settings_from, url_from
 @click.option("--model", default=None, metavar="NAME",
               help="Registered model that embeds /search queries (default: $PGRECS_EMBEDDING_MODEL, else the "
                    "default model).")
+@click.option("--watch", is_flag=True,
+              help="Also run the embedding watcher (`pgrecs embed --watch`) beside the server, so items written "
+                   "through the API are embedded within seconds.")
 @click.pass_context
-def serve(ctx, host, port, workers, threads, model):
+def serve(ctx, host, port, workers, threads, model, watch):
     """Serve the HTTP API (recommendations, similar items, search, items, events, health, console)."""
     import psycopg
 
-    from pgrecs.api import create_app
     from pgrecs.db import connect
-    from pgrecs.errors import PgrecsError
     from pgrecs.embeddings.models import load_spec
 
+    ensure_port_free(host, port)
     settings = settings_from(ctx)
     settings = settings.replace(database_url=url_from(ctx), embedding_model=model or settings.embedding_model)
     try:
@@ -35,6 +85,13 @@ def serve(ctx, host, port, workers, threads, model):
             load_spec(conn, settings.embedding_model)  # an unknown model is one line now, not a 503 per worker
     except psycopg.errors.UndefinedTable:
         raise PgrecsError("the database has no pgrecs schema yet: run pgrecs migrate") from None
+    with embedding_watcher(settings.database_url, tenant_from(ctx)) if watch else contextlib.nullcontext():
+        _serve(settings, host, port, workers, threads)
+
+
+def _serve(settings, host: str, port: int, workers: int, threads: int) -> None:
+    from pgrecs.api import create_app
+
     try:
         from gunicorn.app.base import BaseApplication
     except ImportError:

@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from werkzeug.exceptions import HTTPException
 
 from pgrecs import rules
-from pgrecs.api.auth import PREFIX, key_sha256
+from pgrecs.api_keys import PREFIX, key_sha256
 from pgrecs.console import charts, session
 from pgrecs.errors import PgrecsError
 
@@ -211,13 +211,14 @@ def catalog():
     duplicates = _rows("select * from recs.catalog_audit_items(n => 15, flag => 'duplicate_title')")
     duplicates += _rows("select * from recs.catalog_audit_items(n => 15, flag => 'near_duplicate_title')")
     not_embeddable = _rows("select * from recs.not_embeddable_items(n => 50)")
+    overrides = _rows("select * from recs.embed_overrides(n => 50)")
     chart = None
     if findings:
         shown = [f for f in findings if f[1] > 0][:10]
         chart = charts.bars([f[0] for f in shown], [100 * f[2] for f in shown], "Share of items per finding",
                             ylabel="% of items", rotate=True, height=3.2)
     return render_template("console/catalog.html", summary=summary, findings=findings, worst=worst,
-                           duplicates=duplicates, not_embeddable=not_embeddable, chart=chart)
+                           duplicates=duplicates, not_embeddable=not_embeddable, overrides=overrides, chart=chart)
 
 
 # --- items -------------------------------------------------------------------------------------

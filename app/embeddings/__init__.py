@@ -1,3 +1,5 @@
-"""Embeddings: models as data (registry + one cached instance per process), encoding, the queue worker."""
+"""Embeddings: models as data (registry + one cached instance per process), encoding, the queue worker.
 
-from pgrecs.embeddings.models import ModelSpec, encoder_for, get_encoder, load_spec, register_model  # noqa: F401
+Submodules are imported where they are used (`from pgrecs.embeddings import worker`), so that a
+command that needs no model does not load numpy or torch.
+"""

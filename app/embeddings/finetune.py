@@ -149,7 +149,7 @@ def add_hard_negatives(conn, model, pairs: Pairs, before: datetime | None, recip
         cross join lateral (
             select pgrecs.compose_item_text(i.title, i.description, i.brand, i.category_path, i.attributes) as txt
         ) as t
-        where i.tenant_id = pgrecs.current_tenant() and i.active and pgrecs.item_text_problem(t.txt) is null
+        where i.tenant_id = pgrecs.current_tenant() and i.active and pgrecs.item_embed_problem(t.txt, i.embed_override) is null
         order by i.item_id
         """).fetchall()
     ids_of_text: dict[str, list[int]] = {}

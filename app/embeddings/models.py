@@ -18,11 +18,12 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-from psycopg.types.json import Jsonb
+from typing import TYPE_CHECKING
 
 from pgrecs.errors import PgrecsError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MODEL_COLUMNS = ("model_id", "name", "version", "dimensions", "normalized", "source", "max_tokens", "tier",
                  "is_default", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "exact_scan_max_rows",
@@ -159,6 +160,7 @@ class Encoder:
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Normalised embeddings, float32, one row per text."""
+        import numpy as np
         import torch
 
         with self._encode_lock:
@@ -206,6 +208,8 @@ def register_model(conn, name: str, source: str, *, version: str = "local", tier
     if not source.startswith("package:"):
         source = str(Path(source).expanduser().resolve())
     encoder = get_encoder(source, precision)
+    from psycopg.types.json import Jsonb
+
     existing = conn.execute("select dimensions from pgrecs.embedding_models where name = %s", (name,)).fetchone()
     if existing and existing[0] != encoder.dimensions:
         raise PgrecsError(f"model {name!r} is registered with {existing[0]} dimensions; this one has {encoder.dimensions}")

@@ -4,7 +4,7 @@ Each batch is one transaction: claim up to `batch_size` queue rows of this tenan
 `FOR UPDATE SKIP LOCKED` (so several workers share the queue), delete them, and then per item:
 
 * inactive -> leave the semantic neighbour lists (embedding kept for a later reactivation);
-* composed text with a problem (pgrecs.item_text_problem) -> pgrecs.not_embeddable, never embedded;
+* junk text or the merchant's refusal (pgrecs.item_embed_problem) -> pgrecs.not_embeddable, never embedded;
 * same text hash as the stored embedding -> nothing to embed (no model call);
 * otherwise -> encode, upsert the embedding with the text hash and the truncated flag.
 
@@ -206,7 +206,7 @@ def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int,
 
     rows = conn.execute(
         """
-        select i.item_id, i.active, t.txt, pgrecs.item_text_problem(t.txt), pgrecs.item_text_sha256(t.txt),
+        select i.item_id, i.active, t.txt, pgrecs.item_embed_problem(t.txt, i.embed_override), pgrecs.item_text_sha256(t.txt),
             e.text_sha256,
             (select count(*) < %s or coalesce(max(nb.computed_at) < e.embedded_at, true)
              from pgrecs.item_neighbors as nb

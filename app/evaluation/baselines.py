@@ -3,7 +3,9 @@ EASE (Steck 2019, closed form) and implicit's ALS. They are the external yardsti
 strategies are compared with; all see exactly the same training events.
 
 A strategy is any object with `name` and `recommend(users, k) -> {user code: item codes}`,
-training items of each user excluded (full ranking over the catalogue).
+training items of each user excluded (full ranking over the candidate items: the catalogue, or the
+items known at a time split's cut-off). Equal scores are ordered by the items' tie keys (a hash of
+the external id), as in the serving SQL, never by item code or load order.
 """
 
 from __future__ import annotations
@@ -21,26 +23,37 @@ class TrainingData:
     matrix: sp.csr_matrix  # users x items, binary
     n_users: int
     n_items: int
+    tie_rank: np.ndarray | None = None  # per item code: its place in tie-key order (Catalog.tie_order)
+    allowed: np.ndarray | None = None   # bool per item code: the items a ranking may return
 
     @classmethod
-    def from_interactions(cls, train: Interactions, n_users: int, n_items: int) -> "TrainingData":
+    def from_interactions(cls, train: Interactions, n_users: int, n_items: int, tie_rank: np.ndarray | None = None,
+                          allowed: np.ndarray | None = None) -> "TrainingData":
         m = sp.csr_matrix((np.ones(len(train), dtype=np.float32), (train.user, train.item)),
                           shape=(n_users, n_items))
         m.data[:] = 1.0  # duplicates summed above: binarise
-        return cls(m, n_users, n_items)
+        return cls(m, n_users, n_items, tie_rank, allowed)
 
 
-def top_k_excluding(scores: np.ndarray, seen: sp.csr_matrix, k: int) -> np.ndarray:
-    """Top-k columns per row with each row's seen items removed; rows in score order."""
+def top_k_excluding(scores: np.ndarray, seen: sp.csr_matrix, k: int, tie_rank: np.ndarray | None = None,
+                    allowed: np.ndarray | None = None) -> list[np.ndarray]:
+    """Top-k columns per row with each row's seen items (and items not `allowed`) removed, in
+    score order, equal scores by `tie_rank` (default: column order). Every item tied with the
+    k-th score is considered, so which of them make the list depends on the tie ranks only."""
     scores = np.array(scores, dtype=np.float64, copy=True)
     rows, cols = seen.nonzero()
     scores[rows, cols] = -np.inf
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    top = np.take_along_axis(part, order, axis=1)
-    # drop -inf picks (users who have seen nearly everything)
-    return top
+    if allowed is not None:
+        scores[:, ~allowed] = -np.inf
+    n = scores.shape[1]
+    tie_rank = np.arange(n) if tie_rank is None else tie_rank
+    k = min(k, n)
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+    out = []
+    for row, bound in zip(scores, kth):
+        cand = np.flatnonzero((row >= bound) & np.isfinite(row))
+        out.append(cand[np.lexsort((tie_rank[cand], -row[cand]))[:k]])
+    return out
 
 
 class MatrixStrategy:
@@ -61,7 +74,7 @@ class MatrixStrategy:
         for start in range(0, len(users), self.batch):
             chunk = users[start:start + self.batch]
             seen = self.data.matrix[chunk]
-            top = top_k_excluding(self.scores(chunk), seen, k)
+            top = top_k_excluding(self.scores(chunk), seen, k, self.data.tie_rank, self.data.allowed)
             for u, row in zip(chunk.tolist(), top):
                 out[u] = row
         return out

@@ -122,12 +122,15 @@ def write(report: dict, out_dir: Path) -> tuple[Path, Path]:
     return json_path, html_path
 
 
-SUMMARY_METRICS = ("ndcg@10", "hit_rate@10", "recall@20", "mrr@10", "coverage@10", "diversity@10", "novelty@10")
+SUMMARY_METRICS = ("ndcg@10", "hit_rate@10", "recall@10", "recall@20", "mrr@10", "revenue@10", "revenue_share@10",
+                   "margin@10", "margin_share@10", "coverage@10", "diversity@10", "novelty@10")
+SLICE_METRICS = ("ndcg@10", "hit_rate@10", "recall@10", "revenue_share@10")
 
 
 def summary(report: dict) -> dict:
-    """A small, diff-friendly digest of a run (the README tables are built from it): split, tuned
-    configuration, and per strategy the headline metrics of the whole test set and each slice."""
+    """A small, diff-friendly digest of a run (docs/evaluation.md is generated from these): split,
+    tuned configuration, per strategy the headline metrics of the whole test set and of each slice
+    (with its users and targets), and the bootstrap intervals of the comparisons."""
     def rnd(v):
         return None if v is None else round(float(v), 4)
 
@@ -135,9 +138,12 @@ def summary(report: dict) -> dict:
     for name, row in report["strategies"].items():
         entry = {"seconds": rnd(row.get("seconds"))}
         for slice_name, s in row["slices"].items():
-            cols = SUMMARY_METRICS if slice_name == "all" else ("ndcg@10", "hit_rate@10")
-            entry[slice_name] = {"users": s["users"], **{c: rnd(s["metrics"].get(c)) for c in cols}}
+            cols = SUMMARY_METRICS if slice_name == "all" else SLICE_METRICS
+            entry[slice_name] = {"users": s["users"], "targets": s.get("targets"),
+                                 **{c: rnd(s["metrics"][c]) for c in cols if c in s["metrics"]}}
         strategies[name] = entry
+    comparisons = {name: {k: (rnd(v) if isinstance(v, float) else v) for k, v in c.items()}
+                   for name, c in (report.get("comparisons") or {}).items()}
     return {
         "dataset": report.get("dataset"),
         "protocol": report.get("protocol"),
@@ -147,6 +153,7 @@ def summary(report: dict) -> dict:
         "tuning_trials": len(report.get("tuning_trace") or []),
         "ease_lambda_grid": report.get("ease_lambda_grid"),
         "seconds": rnd(report.get("seconds")),
+        "comparisons": comparisons,
         "strategies": dict(sorted(strategies.items(), key=lambda kv: -(kv[1].get("all", {}).get("ndcg@10") or 0))),
     }
 
@@ -156,77 +163,3 @@ def write_summary(report: dict, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary(report), indent=2, default=float) + "\n")
     return path
-
-
-# Reference figures of the evaluation issue (leave-last-out NDCG@10), the bar the tuned hybrid
-# has to clear by 10%.
-REFERENCE_NDCG10 = {
-    "magazine": {"popularity": 0.020, "item-kNN": 0.289, "semantic": 0.245, "ALS": 0.285, "EASE": 0.322,
-                 "CF+semantic blend": 0.319},
-    "movielens": {"popularity": 0.019, "item-kNN": 0.026, "semantic": 0.005, "ALS": 0.031, "EASE": 0.041},
-    "beauty": {"item-kNN": 0.050, "semantic": 0.026, "ALS": 0.028, "EASE": 0.041},
-    "retail": {"popularity": 0.019, "item-kNN": 0.070, "semantic": 0.034, "ALS": 0.087, "EASE": 0.111},
-}
-SINGLE_SIGNALS = ("popularity", "cooccurrence", "sequence", "ease", "ease:plain", "semantic")
-EXTERNAL = ("baseline:ease", "baseline:als", "baseline:item_knn")
-
-
-def targets(summary_report: dict) -> dict:
-    """The issue's targets checked on one summary: tuned >= 1.1 x best reference, above the best
-    single signal (strictly: equal means the hybrid added nothing), >= every external baseline
-    (NDCG@10, same run)."""
-    s = {n: v["all"]["ndcg@10"] for n, v in summary_report["strategies"].items() if "all" in v}
-    tuned = s.get("tuned")
-    ref = REFERENCE_NDCG10.get(summary_report.get("dataset") or "", {})
-    best_ref = max(ref.values()) if ref else None
-    best_single = max((s[n] for n in SINGLE_SIGNALS if n in s), default=None)
-    best_external = max((s[n] for n in EXTERNAL if n in s), default=None)
-    return {
-        "tuned": tuned, "best_reference": best_ref, "best_single_signal": best_single, "best_external": best_external,
-        "above_reference_by_10pct": None if tuned is None or best_ref is None else tuned >= 1.1 * best_ref,
-        "above_best_single": None if tuned is None or best_single is None else tuned > best_single,
-        "not_below_external": None if tuned is None or best_external is None else tuned >= best_external,
-    }
-
-
-def comparison_table(summaries: list[dict]) -> str:
-    """Markdown: one column per dataset, NDCG@10 / HR@10 per strategy, then the targets."""
-    names: list[str] = []
-    for sm in summaries:
-        for n in sm["strategies"]:
-            if n not in names:
-                names.append(n)
-    head = "| strategy | " + " | ".join(f"{sm['dataset']} ({sm['split']['evaluated_users']:,} users)"
-                                       for sm in summaries) + " |"
-    lines = [head, "| --- |" + " --- |" * len(summaries)]
-    for n in names:
-        cells = []
-        for sm in summaries:
-            v = sm["strategies"].get(n, {}).get("all")
-            cells.append("–" if not v else f"{v['ndcg@10']:.3f} / {v['hit_rate@10']:.3f}")
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    refs = []
-    for sm in summaries:
-        ref = REFERENCE_NDCG10.get(sm["dataset"], {})
-        refs.append(", ".join(f"{k} {v:.3f}" for k, v in ref.items()) or "–")
-    lines.append("| reference figures (issue) | " + " | ".join(refs) + " |")
-    for key, label in (("above_reference_by_10pct", "tuned >= 1.1 x best reference"),
-                       ("above_best_single", "tuned > best single signal"),
-                       ("not_below_external", "tuned >= external baselines")):
-        lines.append(f"| {label} | " + " | ".join(
-            {True: "yes", False: "**no**", None: "–"}[targets(sm)[key]] for sm in summaries) + " |")
-    cold = []
-    for sm in summaries:
-        c = {n: v.get("cold_items") for n, v in sm["strategies"].items()}
-        sem, co, ease = c.get("semantic"), c.get("cooccurrence"), c.get("ease")
-        with_ease = f", ease {ease['hit_rate@10']:.3f}" if ease else ""
-        cold.append("–" if not sem else f"semantic {sem['hit_rate@10']:.3f}{with_ease} vs co-occurrence "
-                    f"{(co or {}).get('hit_rate@10', 0):.3f} ({sem['users']} users)")
-    lines.append("| cold-start items, HR@10 | " + " | ".join(cold) + " |")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":  # python -m pgrecs.evaluation.report benchmarks/results/evaluation_*.json
-    import sys
-
-    print(comparison_table([json.loads(Path(p).read_text()) for p in sys.argv[1:]]))

@@ -27,6 +27,10 @@ SINGLE_SIGNAL_STRATEGIES = {
     "semantic": {"semantic": 1.0},
 }
 PYTHON_STRATEGIES = ("random", "baseline:popularity", "baseline:item_knn", "baseline:ease", "baseline:als")
+EXTERNAL_BASELINES = ("baseline:ease", "baseline:item_knn", "baseline:als")
+# the accuracy metric every comparison (and its bootstrap interval) is made on
+COMPARISON_METRIC = ("ndcg", 10)
+BOOTSTRAP_RESAMPLES = 2000
 
 
 @dataclass
@@ -57,11 +61,11 @@ def _log(opts: Options, msg: str) -> None:
         opts.progress(msg)
 
 
-def make_split(inter: Interactions, opts: Options) -> splits.Split:
+def make_split(inter: Interactions, opts: Options, n_items: int | None = None) -> splits.Split:
     if opts.protocol == "leave-last-out":
-        return splits.leave_last_out(inter)
+        return splits.leave_last_out(inter, min_history=max(1, opts.min_history))
     if opts.protocol == "time-split":
-        return splits.time_split(inter, cutoff=opts.cutoff, min_history=opts.min_history)
+        return splits.time_split(inter, cutoff=opts.cutoff, min_history=opts.min_history, n_items=n_items)
     raise PgrecsError(f"unknown protocol {opts.protocol!r}; use leave-last-out or time-split")
 
 
@@ -74,41 +78,88 @@ def score(strategies: dict, users, k: int, opts: Options) -> dict[str, tuple[dic
     return out
 
 
+def _business_values(catalog: Catalog) -> dict[str, np.ndarray]:
+    """Item values for revenue-weighted hits: price, and margin where the catalogue has any."""
+    out = {}
+    for name, values in (("revenue", catalog.prices), ("margin", catalog.margins)):
+        if values is not None and np.isfinite(values).any():
+            out[name] = values
+    return out
+
+
 def metric_table(recs_by_strategy: dict, split: splits.Split, inter: Interactions, catalog: Catalog,
                  ks, users) -> dict:
-    """{strategy: {slice: {metric: value}, 'users': {slice: n}}}"""
+    """{strategy: {'seconds': s, 'slices': {slice: {'users': n, 'targets': n, 'metrics': {...}}}}}.
+    Slices: all (targets the user never had), repeat_items (held-out items already in the user's
+    history: unreachable while lists leave the history out, so their count is the point),
+    cold_items (targets with no training event; only where the catalogue is not limited to known
+    items) and new_users (at most NEW_USER_MAX_HISTORY training items)."""
     train = split.train(inter)
     pop = metrics.item_popularity(train.user, train.item, catalog.size)
     n_train_users = len(np.unique(train.user))
     test = {u: split.test[u] for u in users}
-    cold = split.cold_items(inter)
+    cold = split.cold_items(inter) if split.candidates is None else set()
+    repeat = {u: split.repeat[u] for u in users if u in split.repeat}
     slices = {
         "all": set(test),
+        "repeat_items": set(repeat),
         "cold_items": {u for u, items in test.items() if items & cold},
         "new_users": split.new_users(inter) & set(test),
     }
-    cold_test = {u: test[u] & cold for u in slices["cold_items"]}
+    truths = {"all": test, "repeat_items": repeat, "new_users": test,
+              "cold_items": {u: test[u] & cold for u in slices["cold_items"]}}
+    values = _business_values(catalog)
     out = {}
     for name, (recs, seconds) in recs_by_strategy.items():
         row = {"seconds": seconds, "slices": {}}
         for slice_name, members in slices.items():
             if not members:
                 continue
-            truth = cold_test if slice_name == "cold_items" else test
+            truth = truths[slice_name]
             vals = metrics.ranking_metrics(recs, truth, ks, users=members)
+            if slice_name in ("all", "repeat_items"):
+                for value_name, item_values in values.items():
+                    for k in ks:
+                        r = metrics.revenue_at_k(recs, truth, item_values, k, users=members)
+                        vals[f"{value_name}@{k}"] = r["value"]
+                        vals[f"{value_name}_share@{k}"] = r["share"]
             if slice_name == "all":
                 for k in ks:
                     vals.update(metrics.beyond_accuracy(
                         {u: recs[u] for u in members if u in recs}, k, catalog.size, pop, n_train_users,
                         catalog.embeddings, catalog.brands, catalog.categories))
-            row["slices"][slice_name] = {"users": len(members), "metrics": vals}
+            row["slices"][slice_name] = {"users": len(members),
+                                         "targets": int(sum(len(truth[u]) for u in members)), "metrics": vals}
         out[name] = row
     return out
 
 
+def comparisons(recs_by_strategy: dict, split: splits.Split, users, seed: int = 0) -> dict:
+    """Paired bootstrap intervals over the test users (NDCG@10) of the differences that matter:
+    the tuned configuration (or, without one, the configured hybrids) against the best single
+    signal and against the best external baseline of the same run (each "best" by its mean on
+    these users). The interval is over users, not over the choice of the best."""
+    metric, k = COMPARISON_METRIC
+    users = sorted(u for u in users if u in split.test)
+    per = {name: metrics.per_user(recs, split.test, users, metric, k) for name, (recs, _) in recs_by_strategy.items()}
+    singles = [n for n in SINGLE_SIGNAL_STRATEGIES if n in per]
+    externals = [n for n in EXTERNAL_BASELINES if n in per]
+    subjects = ["tuned"] if "tuned" in per else [n for n in per if n.startswith("hybrid:")]
+    out = {}
+    for subject in subjects:
+        for label, pool in (("best_single_signal", singles), ("best_external_baseline", externals)):
+            if not pool:
+                continue
+            best = max(pool, key=lambda n: (per[n].mean(), -pool.index(n)))
+            cmp = metrics.paired_bootstrap(per[subject], per[best], BOOTSTRAP_RESAMPLES, seed)
+            out[f"{subject} vs {label}"] = {"subject": subject, "reference": best, "metric": f"{metric}@{k}", **cmp}
+    return out
+
+
 def _python_strategies(names, train: Interactions, n_users: int, catalog: Catalog, val_inter=None,
-                       val_split=None, opts: Options | None = None) -> dict:
-    data = baselines.TrainingData.from_interactions(train, n_users, catalog.size)
+                       val_split=None, opts: Options | None = None, candidates: np.ndarray | None = None) -> dict:
+    tie_rank = catalog.tie_order
+    data = baselines.TrainingData.from_interactions(train, n_users, catalog.size, tie_rank, candidates)
     out = {}
     for name in names:
         if name == "random":
@@ -121,7 +172,7 @@ def _python_strategies(names, train: Interactions, n_users: int, catalog: Catalo
             lam = 200.0
             if val_split is not None:
                 vdata = baselines.TrainingData.from_interactions(
-                    val_inter.subset(val_split.train_mask), n_users, catalog.size)
+                    val_inter.subset(val_split.train_mask), n_users, catalog.size, tie_rank, val_split.candidates)
                 lam, grid = baselines.tune_ease(vdata, val_split.test)
                 if opts:
                     opts.extra["ease_lambda_grid"] = {str(k): v for k, v in grid.items()}
@@ -139,6 +190,8 @@ def _wanted(opts: Options, name: str) -> bool:
 
 
 def _sample_users(users, n: int | None, seed: int) -> list[int]:
+    # user codes follow external ids (data.interactions_from_rows): the sample is the same
+    # whichever order the events were loaded in
     users = sorted(users)
     if n is None or n >= len(users):
         return users
@@ -246,7 +299,8 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
     with contextlib.ExitStack() as stack:
         for fold in folds:
             fold["url"] = stack.enter_context(scratch.scratch_database(source_url, "tune"))
-            scratch.populate(source_url, fold["url"], tenant, fold["inter"].event_id[fold["split"].train_mask])
+            scratch.populate(source_url, fold["url"], tenant, fold["inter"].event_id[fold["split"].train_mask],
+                             _known_item_ids(catalog, fold["split"]))
             scratch.refresh(fold["url"], tenant)
         _log(opts, f"tuning on {len(folds)} validation fold(s) of {[len(f['users']) for f in folds]} users")
 
@@ -366,6 +420,11 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
     return out, trace
 
 
+def _known_item_ids(catalog: Catalog, split: splits.Split) -> np.ndarray | None:
+    """Database ids of the items a split's rankings may return (None: every catalogue item)."""
+    return None if split.candidates is None else catalog.item_ids[split.candidates]
+
+
 def _placement_overrides(tuned: dict) -> dict:
     return {k: v for k, v in tuned.items() if k not in ("validation_ndcg@10", "signal_params", "validation_users")}
 
@@ -397,7 +456,7 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
         has_scoring = conn.execute("select to_regprocedure('recs.recommend_for_user(bigint,integer,text,jsonb,boolean)') is not null").fetchone()[0]
     if len(inter) == 0:
         raise PgrecsError("no events loaded: load events first (pgrecs load events FILE)")
-    split = make_split(inter, opts)
+    split = make_split(inter, opts, catalog.size)
     users = _sample_users(split.test, opts.max_users, opts.seed)
     n_users = len(inter.user_ids)
     kmax = max(opts.ks)
@@ -407,7 +466,8 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
     py_names = [n for n in PYTHON_STRATEGIES if _wanted(opts, n)]
     if "baseline:ease" in py_names:
         val_inter, val_split = splits.validation_split(inter, split)
-    strategies = _python_strategies(py_names, split.train(inter), n_users, catalog, val_inter, val_split, opts)
+    strategies = _python_strategies(py_names, split.train(inter), n_users, catalog, val_inter, val_split, opts,
+                                    split.candidates)
     recs = score(strategies, users, kmax, opts)
 
     tuned = trace = None
@@ -429,7 +489,8 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
             tuned, trace = _tune(source_url, tenant, catalog, inter, split, opts,
                                  {"weights": base_row[0], "mmr_lambda": base_row[1], "fusion": base_row[2]})
         with scratch.scratch_database(source_url, "eval") as url:
-            counts = scratch.populate(source_url, url, tenant, inter.event_id[split.train_mask])
+            counts = scratch.populate(source_url, url, tenant, inter.event_id[split.train_mask],
+                                      _known_item_ids(catalog, split))
             _log(opts, f"scratch database: {counts}")
             signal_params = (tuned or {}).get("signal_params")
             scratch.refresh(url, tenant, signal_params)
@@ -493,11 +554,16 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
         _log(opts, "SQL strategies skipped: recs.recommend_for_user or `pgrecs refresh` not available")
 
     table = metric_table(recs, split, inter, catalog, opts.ks, users)
+    compared = comparisons(recs, split, users, opts.seed)
     report = {
         "dataset": opts.dataset,
         "protocol": opts.protocol,
         "params": {"cutoff": split.cutoff, "min_history": opts.min_history, "ks": list(opts.ks),
-                   "max_users": opts.max_users, "seed": opts.seed, "weights": opts.weights},
+                   "max_users": opts.max_users, "seed": opts.seed, "weights": opts.weights,
+                   "tune": opts.tune, "tune_users": opts.tune_users if opts.tune else None,
+                   "tune_trials": opts.tune_trials if opts.tune else None,
+                   "tune_folds": opts.tune_folds if opts.tune else None,
+                   "bootstrap_resamples": BOOTSTRAP_RESAMPLES},
         "split": split.stats | {"evaluated_users": len(users), "cold_test_items": len(split.cold_items(inter)),
                                 "catalog_items": catalog.size},
         "sql_strategies": sql_ran,
@@ -505,6 +571,7 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
         "tuning_trace": trace,
         "ease_lambda_grid": opts.extra.get("ease_lambda_grid"),
         "strategies": table,
+        "comparisons": compared,
         "seconds": time.time() - started,
     }
     _store(source_url, tenant, report)

@@ -86,8 +86,11 @@ def _copy_table(src: psycopg.Connection, dst: psycopg.Connection, table: str, wh
     return n
 
 
-def populate(source_url: str, scratch_url: str, tenant: str, train_event_ids: np.ndarray) -> dict:
-    """Copy the catalogue side and the training events into the scratch database."""
+def populate(source_url: str, scratch_url: str, tenant: str, train_event_ids: np.ndarray,
+             known_item_ids: np.ndarray | None = None) -> dict:
+    """Copy the catalogue side and the training events into the scratch database. With
+    `known_item_ids` (a time split: the items known at the cut-off) every other item is made
+    inactive there, so no ranking can return an item the shop did not have yet."""
     keep = set(int(e) for e in train_event_ids)
     counts = {}
     with psycopg.connect(source_url) as src, psycopg.connect(scratch_url) as dst:
@@ -103,6 +106,13 @@ def populate(source_url: str, scratch_url: str, tenant: str, train_event_ids: np
             return int(line.split(b"\t", 1)[0]) in keep
 
         counts["pgrecs.events"] = _copy_table(src, dst, "pgrecs.events", "tenant_id = %(t)s", tenant, is_train)
+        if known_item_ids is not None:
+            known = [int(i) for i in known_item_ids]
+            counts["inactive_unknown_items"] = dst.execute(
+                "update pgrecs.items set active = false where tenant_id = %s and active and not (item_id = any(%s))",
+                (tenant, known)).rowcount
+            dst.execute("update pgrecs.item_embeddings set active = false "
+                        "where tenant_id = %s and active and not (item_id = any(%s))", (tenant, known))
         # serve "at the cut-off": the last training event happens now
         dst.execute(
             """

@@ -15,13 +15,13 @@ import psycopg
 
 from pgrecs.db import connect
 from pgrecs.errors import PgrecsError
-from pgrecs.ingest.fields import FIELDS, KINDS, REASONS, field_names
-from pgrecs.ingest.loader import DEFAULT_BATCH_SIZE, Loader, LoadResult, Reject, records_sha256, run_batches
+from pgrecs.ingest.fields import FIELDS, KINDS, REASONS, WARNINGS, field_names
+from pgrecs.ingest.loader import DEFAULT_BATCH_SIZE, Loader, LoadResult, Reject, Warning, records_sha256, run_batches
 from pgrecs.ingest.readers import Batch, FileSource, file_sha256, parse_constants, parse_mapping, records_batch
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE", "FIELDS", "KINDS", "REASONS", "Batch", "FileSource", "LoadResult", "Reject",
-    "field_names", "ingest_records", "load_file", "parse_constants", "parse_mapping",
+    "DEFAULT_BATCH_SIZE", "FIELDS", "KINDS", "REASONS", "WARNINGS", "Batch", "FileSource", "LoadResult", "Reject",
+    "Warning", "field_names", "ingest_records", "load_file", "parse_constants", "parse_mapping",
 ]
 
 
@@ -36,9 +36,9 @@ def ingest_records(conn: psycopg.Connection, kind: str, records: list[dict], *, 
                    tenant: str | None = None) -> LoadResult:
     """Validate and merge canonical-named records (one batch, one transaction or savepoint).
 
-    `line_number` in the returned rejects is the 1-based index in `records`; `ids` maps the
-    line number of each accepted record to its internal item_id / event_id. Rejects are also
-    stored in pgrecs.ingest_rejects under `source`.
+    `line_number` in the returned rejects and warnings is the 1-based index in `records`; `ids`
+    maps the line number of each accepted record to its internal item_id / event_id. Rejects and
+    warnings are also stored in pgrecs.ingest_rejects and pgrecs.ingest_warnings under `source`.
     """
     if kind not in KINDS:
         raise PgrecsError(f"unknown kind {kind!r} (items or events)")
@@ -77,9 +77,11 @@ def load_file(conn: psycopg.Connection, kind: str, path: str | os.PathLike, *, f
     sha = file_sha256(source.path)
     batches = source.batches(batch_size)
     first = next(batches, None)  # parses the header: format and mapping errors surface here
-    def make_loader(connection: psycopg.Connection) -> Loader:
+    load_batches: list[int] = []
+
+    def make_loader(connection: psycopg.Connection, *, first: bool = False) -> Loader:
         return Loader(connection, kind, tenant=tenant, source=str(source.path.resolve()), source_sha256=sha,
-                      columns=source.columns)
+                      columns=source.columns, load_batches=load_batches, track_lines=first)
 
     def all_batches():
         if first is not None:
@@ -89,7 +91,7 @@ def load_file(conn: psycopg.Connection, kind: str, path: str | os.PathLike, *, f
     report = (lambda batch: progress(source, batch)) if progress else None
     extra = max(0, workers - 1) if (kind == "events" and url and first is not None) else 0
     with contextlib.ExitStack() as stack:
-        loaders = [make_loader(conn)]
+        loaders = [make_loader(conn, first=True)]
         for _ in range(extra):
             loaders.append(make_loader(stack.enter_context(connect(url, tenant=tenant, autocommit=True))))
         result = run_batches(loaders, all_batches(), progress=report, collect_rejects=collect_rejects)

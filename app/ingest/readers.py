@@ -8,6 +8,7 @@ with backslash escapes) instead of aborting the load.
 
 from __future__ import annotations
 
+import collections
 import csv
 import gzip
 import hashlib
@@ -70,7 +71,7 @@ def parse_mapping(kind: str, pairs: Iterable[str]) -> dict[str, str]:
         if not sep or not canonical or not source:
             raise PgrecsError(f"bad mapping {pair!r}: expected canonical=source_column")
         if canonical not in names:
-            raise PgrecsError(f"bad mapping {pair!r}: {canonical!r} is not a {kind} field ({', '.join(names)})")
+            raise PgrecsError(f"bad mapping {pair!r}: {canonical!r} is not an {kind} field ({', '.join(names)})")  # items, events
         mapping[canonical] = source
     return mapping
 
@@ -83,7 +84,7 @@ def parse_constants(kind: str, pairs: Iterable[str]) -> dict[str, str]:
         canonical, sep, value = pair.partition("=")
         canonical = canonical.strip()
         if not sep or canonical not in names:
-            raise PgrecsError(f"bad --set {pair!r}: expected field=value with a {kind} field ({', '.join(names)})")
+            raise PgrecsError(f"bad --set {pair!r}: expected field=value with an {kind} field ({', '.join(names)})")
         constants[canonical] = value
     return constants
 
@@ -184,14 +185,8 @@ class FileSource:
 
     # -- CSV --------------------------------------------------------------------------------
     def _csv_batches(self, text: io.TextIOBase, batch_size: int) -> Iterator[Batch]:
-        captured: list[str] = []
-
-        def lines():
-            for line in text:
-                captured.append(line)
-                yield line
-
-        reader = csv.reader(lines())
+        source = _Lines(text)
+        reader = csv.reader(source, strict=True)
         try:
             header = next(reader)
         except StopIteration:
@@ -207,7 +202,7 @@ class FileSource:
         layout = self._layout(positions.__contains__, "the CSV header")
         self._columns = [name for name, _ in layout] + list(self.constants)
         present = set(self._columns)
-        idx = [positions[source] for _, source in layout]
+        idx = [positions[source_name] for _, source_name in layout]
         consts = tuple(self.constants.values())
         width = len(header)
         empty = (None,) * len(self._columns)
@@ -217,6 +212,7 @@ class FileSource:
         else:
             getter = operator.itemgetter(*idx)
 
+        captured = source.captured
         consumed = len(captured)
         captured.clear()
         batch = Batch(first_line=consumed + 1, present=present)
@@ -227,9 +223,16 @@ class FileSource:
                 pre = None
             except StopIteration:
                 break
-            except csv.Error:
-                row, pre = None, "malformed CSV"
+            except csv.Error as exc:
+                row, pre = None, f"malformed CSV: {exc}"
+                if str(exc) == "unexpected end of data":  # a quote still open when the file ends
+                    pre = "malformed CSV: unterminated quote"
             n = len(captured)
+            if n > 1 and (row is None or len(row) != width):
+                # A quote opened and never closed on this line swallowed the lines after it: only
+                # this line is lost; the following lines are read again as records of their own.
+                source.push_back(captured[1:])
+                row, pre, n = None, "malformed CSV: unterminated quote", 1
             raw = captured[0] if n == 1 else "".join(captured)
             captured.clear()
             line = consumed + 1
@@ -320,6 +323,36 @@ class FileSource:
             batch.last_line = max(batch.raws)
             batch.present |= {source_to_name[k] for k in seen if k in source_to_name}
             yield batch
+
+
+class _Lines:
+    """Physical lines for the CSV reader: remembers the lines of the current record, and lines
+    pushed back are read again. A quoted field may span many lines, but not more than
+    MAX_RECORD_LINES: past that the reader is told the file ended, which ends the record as an
+    unterminated quote (so one stray quote cannot hold the rest of a large file in memory)."""
+
+    MAX_RECORD_LINES = 10_000
+
+    def __init__(self, text: Iterable[str]):
+        self._text = iter(text)
+        self._pending: collections.deque[str] = collections.deque()
+        self.captured: list[str] = []
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        if len(self.captured) >= self.MAX_RECORD_LINES:
+            raise StopIteration
+        if self._pending:
+            line = self._pending.popleft()
+        else:
+            line = next(self._text)  # StopIteration at the end of the file; later calls may still get pushed-back lines
+        self.captured.append(line)
+        return line
+
+    def push_back(self, lines: list[str]) -> None:
+        self._pending.extendleft(reversed(lines))
 
 
 def to_text(value) -> str | None:

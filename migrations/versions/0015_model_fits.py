@@ -7,14 +7,14 @@ estimate the memory guard checked) and what came of it (published, or refused by
 `pgrecs models fits` lists them.
 
 Revision ID: 0015_model_fits
-Revises: 0019_console
+Revises: 0012_sequence_signal
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0015_model_fits"
-down_revision = "0019_console"
+down_revision = "0012_sequence_signal"
 branch_labels = None
 depends_on = None
 

@@ -4,14 +4,14 @@ The functions that read and write these tables (session start, touch and end; th
 trigger; rule edits) live in the idempotent sql/065_rules.sql and sql/068_console_sessions.sql.
 
 Revision ID: 0019_console
-Revises: 0012_sequence_signal
+Revises: 0017_model_lineage
 Create Date: 2026-11-27
 """
 
 from alembic import op
 
 revision = "0019_console"
-down_revision = "0012_sequence_signal"
+down_revision = "0017_model_lineage"
 branch_labels = None
 depends_on = None
 

@@ -9,14 +9,14 @@ recs.experiment_user_outcomes, an optional tenant (sql/060_experiments.sql): the
 change, so the old functions are dropped here and the sql/ files create the new ones.
 
 Revision ID: 0024_tenant_defaults
-Revises: 0017_model_lineage
+Revises: 0023_embed_override
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0024_tenant_defaults"
-down_revision = "0017_model_lineage"
+down_revision = "0023_embed_override"
 branch_labels = None
 depends_on = None
 

@@ -1,5 +1,7 @@
 -- Popularity for every item of the catalog (0 without events); formulas in int_item_events_decayed.
 -- category_popularity_rank: 1 = most popular item of its leaf category (ties by item_id).
+-- popularity_percentile: share of the tenant's items strictly more popular (0 = the most popular;
+-- ties share a percentile), which decides the reason "popular right now".
 with
 
 items as (
@@ -39,7 +41,9 @@ final as (
         case when category_key is not null then
             row_number() over (partition by tenant_id, category_key order by popularity desc, item_id)
         end as category_popularity_rank,
-        row_number() over (partition by tenant_id order by popularity desc, item_id) as popularity_rank
+        row_number() over (partition by tenant_id order by popularity desc, item_id) as popularity_rank,
+        ((rank() over (partition by tenant_id order by popularity desc) - 1)::double precision
+            / count(*) over (partition by tenant_id))::real as popularity_percentile
     from joined
 
 )

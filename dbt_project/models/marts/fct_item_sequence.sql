@@ -4,10 +4,14 @@
 ) }}
 -- Top var cooc_top_n next items per item: what users went on to after engaging with it.
 --
--- Each user's positive events (weight > 0) in time order (ties by load order, event_id); a step
--- is a pair of consecutive events on different items (a repeat of the same item is not a step).
+-- Each user's positive events (weight > 0) form tie groups, one per timestamp (every line of an
+-- invoice, a day of reviews): the order of rows inside a group is no order of the journey. A step
+-- goes from each item of one group to each item of the user's next strictly later group, weighted
+-- 1 / (|group| x |next group|) so a big basket does not outweigh a single purchase; a repeat of
+-- the same item is no step.
 --   score(i, j) = steps(i -> j) / (steps(i -> any) + var sequence_shrinkage)
--- the share of the steps out of i that went to j, pulled towards zero for items with few steps.
+-- the share of the steps out of i that went to j, pulled towards zero for items with few steps;
+-- ties in the rank fall to the neighbour's tie_key (a hash of its external id).
 -- Directed and local, unlike co-occurrence (symmetric over the whole basket): it carries the
 -- order of a user's journey, the strongest hint of what comes next.
 -- A global model (every step of every user): `pgrecs refresh` builds it on full refreshes and
@@ -21,23 +25,61 @@ events as (
 
 ),
 
-steps as (
+items as (
+
+    select item_id, tie_key from {{ ref('stg_pgrecs__items') }}
+
+),
+
+group_items as (
+
+    select distinct tenant_id, user_id, occurred_at, item_id
+    from events
+
+),
+
+tie_groups as (
 
     select
         tenant_id,
-        lag(item_id) over (
-            partition by tenant_id, user_id order by occurred_at, event_id
-        ) as item_id,
-        item_id as neighbor_item_id
-    from events
+        user_id,
+        occurred_at,
+        array_agg(item_id order by item_id) as items
+    from group_items
+    group by tenant_id, user_id, occurred_at
+
+),
+
+consecutive as (
+
+    select
+        tenant_id,
+        items,
+        lead(items) over (partition by tenant_id, user_id order by occurred_at) as next_items
+    from tie_groups
+
+),
+
+steps as (
+
+    select
+        c.tenant_id,
+        a.item_id,
+        b.item_id as neighbor_item_id,
+        -- numeric: its sums are exact, so they do not depend on the order rows are added in
+        1.0::numeric / (cardinality(c.items) * cardinality(c.next_items)) as weight
+    from consecutive as c
+    cross join lateral unnest(c.items) as a (item_id)
+    cross join lateral unnest(c.next_items) as b (item_id)
+    where c.next_items is not null
+      and a.item_id <> b.item_id
 
 ),
 
 counted as (
 
-    select tenant_id, item_id, neighbor_item_id, count(*) as steps
+    select tenant_id, item_id, neighbor_item_id, sum(weight) as steps
     from steps
-    where item_id is not null and item_id <> neighbor_item_id
     group by tenant_id, item_id, neighbor_item_id
 
 ),
@@ -45,15 +87,16 @@ counted as (
 scored as (
 
     select
-        tenant_id,
-        item_id,
-        neighbor_item_id,
-        steps,
-        steps::double precision
-            / (sum(steps) over per_item + {{ var('sequence_shrinkage') | float }}) as score,
-        row_number() over (per_item order by steps desc, neighbor_item_id) as rank
+        counted.tenant_id,
+        counted.item_id,
+        counted.neighbor_item_id,
+        counted.steps::double precision as steps,
+        (counted.steps
+            / (sum(counted.steps) over per_item + {{ var('sequence_shrinkage') | float }}))::double precision as score,
+        row_number() over (per_item order by counted.steps desc, items.tie_key) as rank
     from counted
-    window per_item as (partition by tenant_id, item_id)
+    join items on items.item_id = counted.neighbor_item_id
+    window per_item as (partition by counted.tenant_id, counted.item_id)
 
 ),
 

@@ -14,6 +14,7 @@ cleaned as (
         item_id,
         tenant_id,
         external_id,
+        tie_key,
         title as title_raw,
         description as description_raw,
         brand as brand_raw,
@@ -36,6 +37,7 @@ cleaned as (
         margin,
         nullif(btrim(image_url), '') as image_url,
         active,
+        embed_override,
         created_at,
         updated_at
     from source
