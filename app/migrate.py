@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgrecs.resources import resource
+
 # alembic (and SQLAlchemy under it) is imported only where a schema command runs: it is heavier
 # than the rest of the CLI together
-from pgrecs.resources import resource
 
 SQL_DIR = resource("sql")
 MIGRATIONS_DIR = resource("migrations")

@@ -77,6 +77,27 @@ def db_url(server_url: str, template_url: str) -> str:
     drop_database(server_url, url)
 
 
+@pytest.fixture(scope="session")
+def shared_db_url(server_url: str, template_url: str) -> str:
+    """One migrated database for the whole session, for tests that never commit (see `sql`)."""
+    url = create_database(server_url, TEMPLATE)
+    yield url
+    drop_database(server_url, url)
+
+
+@pytest.fixture
+def sql(shared_db_url: str):
+    """A connection to the shared database inside a transaction that is rolled back afterwards:
+    no database to create per test, for pure and read-only SQL and for tests that never commit."""
+    from pgrecs.db import configure
+
+    connection = psycopg.connect(shared_db_url)
+    configure(connection, "default")
+    yield connection
+    connection.rollback()
+    connection.close()
+
+
 @pytest.fixture
 def empty_db_url(server_url: str) -> str:
     """A database with nothing in it (for migration tests)."""

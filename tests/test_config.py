@@ -131,3 +131,11 @@ def test_console_cookies_can_be_always_secure(db_url):
                                                                     "PGRECS_CONSOLE_SECURE_COOKIES": mode}))
         with app.test_request_context("/console/login", base_url="http://shop.example"):
             assert is_secure_request() is expected
+
+
+def test_serve_on_an_unmigrated_database_says_what_to_do(empty_db_url):
+    from pgrecs.cli import main
+
+    result = CliRunner().invoke(main, ["--db-url", empty_db_url, "serve", "--port", "1"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: the database has no pgrecs schema yet: run pgrecs migrate"

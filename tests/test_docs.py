@@ -70,7 +70,7 @@ def demo(server_url, template_url):
 
     from conftest import create_database, drop_database
     from pgrecs.api import create_app
-    from pgrecs.api.auth import create_key
+    from pgrecs.api_keys import create_key
     from pgrecs.cli import main
 
     url = create_database(server_url, "template0")
@@ -119,5 +119,12 @@ def test_example_runs_on_the_demo_data(demo, page, kind, text):
     response = demo["client"].open(path, method=method, headers=headers,
                                    data=body.encode() if body is not None else None)
     assert 200 <= response.status_code < 300, (page, text, response.status_code, response.get_data(as_text=True)[:500])
+    if method == "PUT":  # what `pgrecs embed --watch` beside the server does within seconds
+        from click.testing import CliRunner
+
+        from pgrecs.cli import main
+
+        embedded = CliRunner().invoke(main, ["--db-url", demo["url"], "embed"], catch_exceptions=False)
+        assert embedded.exit_code == 0, embedded.output
     if response.is_json and path.startswith(("/items/", "/users/")) and "recommendations" in path:
         assert json.loads(response.get_data())["items"], (page, text)

@@ -8,6 +8,12 @@ import ftfy
 import pytest
 
 
+@pytest.fixture
+def conn(sql):
+    """These tests never commit: they share one database, each rolled back (conftest `sql`)."""
+    return sql
+
+
 def one(conn, sql, *params):
     return conn.execute(sql, params).fetchone()[0]
 

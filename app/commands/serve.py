@@ -78,14 +78,19 @@ def embedding_watcher(url: str, tenant: str):
 @click.pass_context
 def serve(ctx, host, port, workers, threads, model, watch):
     """Serve the HTTP API (recommendations, similar items, search, items, events, health, console)."""
+    import psycopg
+
     from pgrecs.db import connect
     from pgrecs.embeddings.models import load_spec
 
     ensure_port_free(host, port)
     settings = settings_from(ctx)
     settings = settings.replace(database_url=url_from(ctx), embedding_model=model or settings.embedding_model)
-    with connect(settings.database_url) as conn:
-        load_spec(conn, settings.embedding_model)  # an unknown model is one line now, not a 503 per worker
+    try:
+        with connect(settings.database_url) as conn:
+            load_spec(conn, settings.embedding_model)  # an unknown model is one line now, not a 503 per worker
+    except psycopg.errors.UndefinedTable:
+        raise PgrecsError("the database has no pgrecs schema yet: run pgrecs migrate") from None
     with embedding_watcher(settings.database_url, tenant_from(ctx)) if watch else contextlib.nullcontext():
         _serve(settings, host, port, workers, threads)
 
