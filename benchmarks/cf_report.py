@@ -129,23 +129,24 @@ SECTIONS = {"cf_targets": targets_summary, "cf_candidates": candidates_table, "c
             "cf_evaluation": evaluation_table}
 
 
-def render(text: str) -> str:
-    for name, build in SECTIONS.items():
+def render(text: str, sections: dict | None = None) -> str:
+    """Every `<!-- generated: NAME -->` ... `<!-- end: NAME -->` block rebuilt by its section function."""
+    for name, build in (SECTIONS if sections is None else sections).items():
         pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(\n<!-- end: {name} -->)", re.S)
         text = pattern.sub(lambda m, b=build: m.group(1) + b() + m.group(2), text)
     return text
 
 
-def main(argv: list[str]) -> int:
-    current = DOC.read_text()
-    wanted = render(current)
+def main(argv: list[str], doc: Path = DOC, sections: dict | None = None, module: str = "benchmarks.cf_report") -> int:
+    current = doc.read_text()
+    wanted = render(current, sections)
     if argv == ["--check"]:
         if wanted != current:
-            print(f"error: {DOC.relative_to(ROOT)} differs from benchmarks/results: run `python -m benchmarks.cf_report`",
+            print(f"error: {doc.relative_to(ROOT)} differs from benchmarks/results: run `python -m {module}`",
                   file=sys.stderr)
             return 1
         return 0
-    DOC.write_text(wanted)
+    doc.write_text(wanted)
     return 0
 
 
