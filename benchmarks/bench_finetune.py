@@ -67,8 +67,8 @@ def run() -> dict:
         with connect(url) as conn:
             started = time.perf_counter()
             spec, lineage = finetune.finetune(conn, None, "bench-finetuned", None, recipe, Path(scratch),
-                                              show_bar=False)
-            wall = time.perf_counter() - started
+                                              show_bar=False, pairs=pairs)
+            wall = time.perf_counter() - started + mine_seconds
     train_seconds = lineage["training"]["seconds"]
     pairs_per_s = len(pairs) / train_seconds
     baseline = len(pairs) / encode_seconds

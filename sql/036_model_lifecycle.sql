@@ -152,10 +152,8 @@ begin
     end if;
     moved := pgrecs.swap_semantic_lists(prior.model_id, incoming.model_id);
     entry := jsonb_build_object('action', action, 'at', now(), 'replaced', prior.name, 'forced', forced, 'gate', gate);
-    if old_state = 'retired' then
-        -- a rollback: the rolled-back model's lists are not maintained any more
-        delete from pgrecs.semantic_neighbors as sn where sn.model_id = prior.model_id;
-    else
+    if old_state = 'standby' then
+        -- one standby at most: the one before is replaced
         update pgrecs.embedding_models set state = 'retired' where state = 'standby';
     end if;
     update pgrecs.embedding_models as m
@@ -170,6 +168,10 @@ begin
         lineage = coalesce(m.lineage, '{}') || jsonb_build_object('promotions',
             coalesce(m.lineage -> 'promotions', '[]') || entry)
     where m.model_id = incoming.model_id;
+    -- retired models' lists are not maintained any more (their embeddings stay until dropped)
+    delete from pgrecs.semantic_neighbors as sn
+    using pgrecs.embedding_models as m
+    where m.model_id = sn.model_id and m.state = 'retired';
     return query select prior.name, incoming.name, moved;
 end
 $$;

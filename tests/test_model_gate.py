@@ -11,10 +11,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 from test_cli_errors import one_line_error
-from test_model_cutover import ITEMS, finetune_candidate, model_row, shop  # noqa: F401 (fixture)
+from test_model_cutover import ITEMS, model_row, shop  # noqa: F401 (fixture)
 
 from pgrecs.embeddings import finetune, gate
-from pgrecs.embeddings.models import load_spec, register_model, resolve_source
 
 BEFORE = datetime(2011, 9, 1, tzinfo=timezone.utc)
 
@@ -22,15 +21,9 @@ BEFORE = datetime(2011, 9, 1, tzinfo=timezone.utc)
 def train_on_shuffled_pairs(conn, home, name: str) -> None:
     """The tiny recipe on the shop's mined pairs with the positives shuffled: texts paired at random."""
     recipe = replace(finetune.Recipe(), max_pairs=200, max_seq_length=16, batch_size=16, learning_rate=5e-4, mix=1.0)
-    window = finetune.training_window(conn, BEFORE)
     pairs = finetune.mine_pairs(conn, BEFORE, recipe)
     random.Random(0).shuffle(pairs.positives)
-    base = load_spec(conn, None)
-    trained = finetune.train(resolve_source(base.source), pairs, recipe, progress=False)
-    target = home / "models" / name
-    trained.model.save(str(target))
-    register_model(conn, name, str(target), state="candidate", base_model_id=base.model_id,
-                   lineage=finetune.lineage(base, window, pairs, recipe, trained, "default"))
+    finetune.finetune(conn, None, name, BEFORE, recipe, home, show_bar=False, pairs=pairs)
     conn.commit()
 
 

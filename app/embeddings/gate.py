@@ -27,7 +27,9 @@ lower (its interval not wholly below zero).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
 from datetime import datetime, timezone
 
@@ -138,7 +140,7 @@ def evaluate_candidate(url: str | None, tenant: str, name: str, *, placement: st
                                (candidate.model_id,)).fetchone()[0]
         cutoff = _window(lineage, name)
         for spec in (active, candidate):
-            stale, = conn.execute("select coalesce(sum(c.stale + c.queued), 0) from pgrecs.model_completeness(%s) as c "
+            stale, = conn.execute("select coalesce(sum(c.stale + c.queued), 0) from pgrecs.model_completeness(%s::smallint) as c "
                                   "where c.tenant_id = %s", (spec.model_id, tenant)).fetchone()
             if stale:
                 raise PgrecsError(f"model {spec.name} has {stale} items to embed: run pgrecs embed first")
@@ -164,7 +166,9 @@ def evaluate_candidate(url: str | None, tenant: str, name: str, *, placement: st
     scores: dict[str, dict] = {}
     with scratch.scratch_database(url, "gate") as scratch_url:
         scratch.populate(url, scratch_url, tenant, inter.event_id[split.train_mask])
-        scratch.refresh(scratch_url, tenant)
+        # the refresh reports on stdout; it is progress here (stdout carries the result)
+        with contextlib.redirect_stdout(sys.stderr):
+            scratch.refresh(scratch_url, tenant)
         with connect(scratch_url, tenant=tenant) as conn:
             scratch.add_placement(conn, tenant, "eval_semantic", placement, scratch.signal_overrides({"semantic": 1.0}))
         strategies = {

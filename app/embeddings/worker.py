@@ -406,12 +406,17 @@ def watch(url: str | None, tenant: str, model: str | None = None, *, batch_size:
                     total.queued += enqueue_stale(conn, spec)
                     conn.commit()
                     known.add(spec.model_id)
-                while True:
-                    # each batch's lists are written right after it (no background writer): the
-                    # watcher's batches are small and freshness counts
+            busy = True
+            while busy:
+                # one batch per model in turn, the default first: a candidate's initial shadow
+                # embedding never holds up the serving model's freshness; each batch's lists are
+                # written right after it (no background writer): the batches are small
+                busy = False
+                for spec in specs:
                     stats = process_batch(conn, spec, batch_size, neighbors)
                     if stats.claimed == 0:
-                        break
+                        continue
+                    busy = True
                     stats.models[spec.name] = stats.embedded
                     total.add(stats)
                     if on_batch is not None:
