@@ -33,7 +33,7 @@ from scipy import sparse
 
 from benchmarks.run import RESULTS, machine_info
 from pgrecs.db import connect
-from pgrecs.embeddings import finetune
+from pgrecs.embeddings import finetune, gate
 from pgrecs.embeddings.models import load_spec, resolve_source
 from pgrecs.evaluation import metrics, splits
 from pgrecs.evaluation.data import load_catalog, load_interactions
@@ -146,10 +146,7 @@ def encode(model, setup: dict) -> np.ndarray:
 
 
 def paired_ci(candidate: list[float], base: list[float], seed: int = 0, n: int = 2000) -> list[float]:
-    diff = np.asarray(candidate) - np.asarray(base)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (n, len(diff)))].mean(axis=1)
-    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+    return list(gate.paired_bootstrap_ci(candidate, base, seed=seed, samples=n))
 
 
 def markdown_table(results: dict) -> str:

@@ -77,6 +77,25 @@ comment on function pgrecs.ensure_model_index(smallint) is
     'then regenerate pgrecs.semantic_search so the model has its static unfiltered branch.';
 
 -------------------------------------------------------------------------------------------------
+-- Semantic neighbour lists of every model, as one relation: the default model's are
+-- pgrecs.item_neighbors rows with signal 'semantic' (what scoring reads), the other maintained
+-- models' pgrecs.semantic_neighbors (migration 0025). A promotion swaps them in one transaction.
+-------------------------------------------------------------------------------------------------
+
+create or replace view pgrecs.semantic_lists as
+select nb.tenant_id, m.model_id, nb.item_id, nb.neighbor_item_id, nb.score, nb.rank, nb.computed_at
+from pgrecs.item_neighbors as nb
+join pgrecs.embedding_models as m on m.is_default
+where nb.signal = 'semantic'
+union all
+select sn.tenant_id, sn.model_id, sn.item_id, sn.neighbor_item_id, sn.score, sn.rank, sn.computed_at
+from pgrecs.semantic_neighbors as sn
+join pgrecs.embedding_models as m on m.model_id = sn.model_id and not m.is_default;
+comment on view pgrecs.semantic_lists is
+    'Semantic neighbour lists of every model: the default model''s (pgrecs.item_neighbors, signal semantic) and '
+    'the other maintained models'' (pgrecs.semantic_neighbors).';
+
+-------------------------------------------------------------------------------------------------
 -- Freshness: triggers on pgrecs.items queue (item, model) pairs and NOTIFY pgrecs_embed
 -------------------------------------------------------------------------------------------------
 
@@ -90,7 +109,7 @@ begin
     select n.tenant_id, n.item_id, m.model_id
     from new_rows as n
     cross join pgrecs.embedding_models as m
-    where n.active
+    where n.active and m.state <> 'retired'
     on conflict on constraint embedding_queue_pkey do nothing;
     if found then
         perform pg_notify('pgrecs_embed', '');
@@ -99,7 +118,7 @@ begin
 end
 $$;
 comment on function pgrecs.items_queue_inserted() is
-    'Trigger: queue new active items for every registered model and notify the embed watcher.';
+    'Trigger: queue new active items for every maintained (not retired) model and notify the embed watcher.';
 
 create or replace function pgrecs.items_queue_updated()
 returns trigger
@@ -112,14 +131,15 @@ begin
     from new_rows as n
     join old_rows as o on o.item_id = n.item_id
     cross join pgrecs.embedding_models as m
-    where n.active is distinct from o.active
+    where m.state <> 'retired'
+      and (n.active is distinct from o.active
         or n.embed_override is distinct from o.embed_override
         or (
             (n.title, n.description, n.brand, n.category_path, n.attributes)
                 is distinct from (o.title, o.description, o.brand, o.category_path, o.attributes)
             and pgrecs.compose_item_text(n.title, n.description, n.brand, n.category_path, n.attributes)
                 is distinct from pgrecs.compose_item_text(o.title, o.description, o.brand, o.category_path, o.attributes)
-        )
+        ))
     on conflict on constraint embedding_queue_pkey do nothing;
     if found then
         perform pg_notify('pgrecs_embed', '');
@@ -128,7 +148,8 @@ begin
 end
 $$;
 comment on function pgrecs.items_queue_updated() is
-    'Trigger: queue updated items whose composed embedding text, active flag or embedding override changed, and notify the embed watcher.';
+    'Trigger: queue updated items whose composed embedding text, active flag or embedding override changed '
+    '(every maintained model), and notify the embed watcher.';
 
 create or replace function pgrecs.items_queue_neighbor_refill()
 returns trigger
@@ -137,21 +158,20 @@ volatile
 as $$
 begin
     -- The FK cascade removes the deleted item from every neighbour list; queue the items that
-    -- listed it so the worker refills their lists to N.
+    -- listed it (for the model of that list) so the worker refills their lists to N.
     insert into pgrecs.embedding_queue (tenant_id, item_id, model_id)
-    select n.tenant_id, n.item_id, m.model_id
-    from pgrecs.item_neighbors as n
-    cross join pgrecs.embedding_models as m
-    where n.signal = 'semantic'
-        and n.neighbor_item_id = old.item_id
+    select n.tenant_id, n.item_id, n.model_id
+    from pgrecs.semantic_lists as n
+    join pgrecs.embedding_models as m on m.model_id = n.model_id
+    where n.neighbor_item_id = old.item_id
         and n.item_id <> old.item_id
-        and m.is_default
+        and m.state <> 'retired'
     on conflict on constraint embedding_queue_pkey do nothing;
     return old;
 end
 $$;
 comment on function pgrecs.items_queue_neighbor_refill() is
-    'Trigger: before an item is deleted, queue the items whose semantic neighbour list contains it.';
+    'Trigger: before an item is deleted, queue the items whose semantic neighbour list (any maintained model) contains it.';
 
 create or replace trigger items_queue_embeddings_insert
     after insert on pgrecs.items
@@ -863,38 +883,75 @@ comment on function recs.similar_items(bigint, integer, jsonb, text) is
     'Example: select * from recs.similar_items(item_id => 42, k => 10, filters => ''{"category": "Books", "in_stock": true}'').';
 
 -------------------------------------------------------------------------------------------------
--- Semantic neighbour lists (pgrecs.item_neighbors, signal 'semantic') for hybrid scoring
+-- Semantic neighbour lists for hybrid scoring (pgrecs.semantic_lists: where each model's live)
 -------------------------------------------------------------------------------------------------
+
+create or replace function pgrecs.semantic_list_target(model_id smallint default null)
+returns table (list_model_id smallint, relation text, key_column text, key_value text)
+language plpgsql
+volatile
+as $$
+begin
+    -- a promotion swaps the default model's lists and the candidate's under the exclusive lock:
+    -- list writers take it shared, so they wait for a promotion in flight and then write where
+    -- the model's lists live after it
+    perform pg_advisory_xact_lock_shared(hashtext('pgrecs.model_cutover'));
+    -- the default model's lists are item_neighbors rows with signal 'semantic', the others'
+    -- semantic_neighbors rows with their model_id
+    return query
+        select m.model_id,
+            case when m.is_default then 'pgrecs.item_neighbors' else 'pgrecs.semantic_neighbors' end,
+            case when m.is_default then 'signal' else 'model_id' end,
+            case when m.is_default then 'semantic' else m.model_id::text end
+        from pgrecs.embedding_models as m
+        where m.model_id = coalesce(semantic_list_target.model_id, (pgrecs.resolve_model(null)).model_id);
+    if not found then
+        raise exception 'unknown embedding model id: %', semantic_list_target.model_id using errcode = 'P0002';
+    end if;
+end
+$$;
+comment on function pgrecs.semantic_list_target(smallint) is
+    'Where a model''s semantic neighbour lists are written (the default model: pgrecs.item_neighbors, signal '
+    'semantic; any other: pgrecs.semantic_neighbors), taking the cut-over lock shared for the transaction; '
+    'internal to refresh/remove_semantic_neighbors.';
 
 create or replace function pgrecs.refresh_semantic_neighbors(
     item_ids bigint[],
     n integer default 50,
-    propagate boolean default true
+    propagate boolean default true,
+    model_id smallint default null
 )
 returns integer
 language plpgsql
 volatile
 as $$
 declare
-    m pgrecs.embedding_models := pgrecs.resolve_model(null);
+    target record;
     tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
     touched bigint[];
     written integer;
 begin
-    -- 1. the items' own lists, from the default model's embeddings (active neighbours only)
-    delete from pgrecs.item_neighbors as nb
-    where nb.tenant_id = tenant and nb.signal = 'semantic' and nb.item_id = any(item_ids);
+    select * into target from pgrecs.semantic_list_target(model_id);
 
-    insert into pgrecs.item_neighbors (tenant_id, signal, item_id, neighbor_item_id, score, rank)
-    select tenant, 'semantic', e.item_id, s.item_id, s.score, s.rank
-    from pgrecs.item_embeddings as e
-    join pgrecs.items as i on i.item_id = e.item_id and i.active
-    cross join lateral pgrecs.semantic_search(e.embedding, n, '{}', m.model_id, e.item_id) as s
-    where e.item_id = any(item_ids) and e.model_id = m.model_id and e.tenant_id = tenant
+    -- 1. the items' own lists, from the model's embeddings (active neighbours only)
+    execute format(
+        'delete from %s as nb where nb.tenant_id = $1 and nb.%I = %L and nb.item_id = any($2)',
+        target.relation, target.key_column, target.key_value)
+    using tenant, item_ids;
+
     -- another worker (or this worker's background list writer) may have just entered one of
     -- these pairs through step 2 of its own call: take the fresh score instead of failing
-    on conflict (tenant_id, signal, item_id, neighbor_item_id)
-        do update set score = excluded.score, rank = excluded.rank, computed_at = now();
+    execute format(
+        'insert into %1$s (tenant_id, %2$I, item_id, neighbor_item_id, score, rank) '
+        'select $1, %3$L, e.item_id, s.item_id, s.score, s.rank '
+        'from pgrecs.item_embeddings as e '
+        'join pgrecs.items as i on i.item_id = e.item_id and i.active '
+        'cross join lateral pgrecs.semantic_search(e.embedding, $3, ''{}'', $4, e.item_id) as s '
+        'where e.item_id = any($2) and e.model_id = $4 and e.tenant_id = $1 '
+        'on conflict (tenant_id, %2$I, item_id, neighbor_item_id) '
+        'do update set score = excluded.score, rank = excluded.rank, computed_at = now()',
+        target.relation, target.key_column, target.key_value)
+    using tenant, item_ids, n, target.list_model_id;
     get diagnostics written = row_count;
 
     if not propagate then
@@ -902,92 +959,103 @@ begin
     end if;
 
     -- 2. each item also enters the lists of its neighbours when it beats their current N-th
-    with candidates as (
-        select nb.neighbor_item_id as item_id, nb.item_id as neighbor_item_id, nb.score
-        from pgrecs.item_neighbors as nb
-        where nb.tenant_id = tenant and nb.signal = 'semantic' and nb.item_id = any(item_ids)
-            and not (nb.neighbor_item_id = any(item_ids))
-    ),
-    current_lists as (
-        select c.item_id, count(x.neighbor_item_id) as size, min(x.score) as worst
-        from (select distinct item_id from candidates) as c
-        left join pgrecs.item_neighbors as x
-            on x.tenant_id = tenant and x.signal = 'semantic' and x.item_id = c.item_id
-        group by c.item_id
-    ),
-    entered as (
-        insert into pgrecs.item_neighbors as nb (tenant_id, signal, item_id, neighbor_item_id, score, rank)
-        select tenant, 'semantic', c.item_id, c.neighbor_item_id, c.score, 32767
-        from candidates as c
-        join current_lists as l on l.item_id = c.item_id
-        where l.size < n or c.score > l.worst
-        order by c.item_id, c.neighbor_item_id
-        on conflict (tenant_id, signal, item_id, neighbor_item_id)
-            do update set score = excluded.score, computed_at = now()
-        returning nb.item_id
-    )
-    select array_agg(distinct entered.item_id) into touched from entered;
+    execute format(
+        'with candidates as ('
+        '    select nb.neighbor_item_id as item_id, nb.item_id as neighbor_item_id, nb.score'
+        '    from %1$s as nb'
+        '    where nb.tenant_id = $1 and nb.%2$I = %3$L and nb.item_id = any($2)'
+        '        and not (nb.neighbor_item_id = any($2))'
+        '), current_lists as ('
+        '    select c.item_id, count(x.neighbor_item_id) as size, min(x.score) as worst'
+        '    from (select distinct item_id from candidates) as c'
+        '    left join %1$s as x on x.tenant_id = $1 and x.%2$I = %3$L and x.item_id = c.item_id'
+        '    group by c.item_id'
+        '), entered as ('
+        '    insert into %1$s as nb (tenant_id, %2$I, item_id, neighbor_item_id, score, rank)'
+        '    select $1, %3$L, c.item_id, c.neighbor_item_id, c.score, 32767'
+        '    from candidates as c'
+        '    join current_lists as l on l.item_id = c.item_id'
+        '    where l.size < $3 or c.score > l.worst'
+        '    order by c.item_id, c.neighbor_item_id'
+        '    on conflict (tenant_id, %2$I, item_id, neighbor_item_id)'
+        '        do update set score = excluded.score, computed_at = now()'
+        '    returning nb.item_id'
+        ') select array_agg(distinct entered.item_id) from entered',
+        target.relation, target.key_column, target.key_value)
+    into touched
+    using tenant, item_ids, n;
 
     -- 3. re-rank the lists that changed and keep their top n
     if touched is not null then
-        with ranked as (
-            select x.item_id, x.neighbor_item_id,
-                row_number() over (partition by x.item_id order by x.score desc, ni.tie_key) as rn
-            from pgrecs.item_neighbors as x
-            join pgrecs.items as ni on ni.item_id = x.neighbor_item_id
-            where x.tenant_id = tenant and x.signal = 'semantic' and x.item_id = any(touched)
-        ),
-        dropped as (
-            delete from pgrecs.item_neighbors as x
-            using ranked as r
-            where r.rn > n and x.tenant_id = tenant and x.signal = 'semantic'
-                and x.item_id = r.item_id and x.neighbor_item_id = r.neighbor_item_id
-        )
-        update pgrecs.item_neighbors as x
-        set rank = r.rn
-        from ranked as r
-        where r.rn <= n and x.tenant_id = tenant and x.signal = 'semantic'
-            and x.item_id = r.item_id and x.neighbor_item_id = r.neighbor_item_id
-            and x.rank <> r.rn;
+        execute format(
+            'with ranked as ('
+            '    select x.item_id, x.neighbor_item_id,'
+            '        row_number() over (partition by x.item_id order by x.score desc, ni.tie_key) as rn'
+            '    from %1$s as x'
+            '    join pgrecs.items as ni on ni.item_id = x.neighbor_item_id'
+            '    where x.tenant_id = $1 and x.%2$I = %3$L and x.item_id = any($2)'
+            '), dropped as ('
+            '    delete from %1$s as x using ranked as r'
+            '    where r.rn > $3 and x.tenant_id = $1 and x.%2$I = %3$L'
+            '        and x.item_id = r.item_id and x.neighbor_item_id = r.neighbor_item_id'
+            ') update %1$s as x set rank = r.rn'
+            ' from ranked as r'
+            ' where r.rn <= $3 and x.tenant_id = $1 and x.%2$I = %3$L'
+            '     and x.item_id = r.item_id and x.neighbor_item_id = r.neighbor_item_id and x.rank <> r.rn',
+            target.relation, target.key_column, target.key_value)
+        using tenant, touched, n;
     end if;
     -- a bulk rewrite leaves the statistics describing the old lists; with them the planner picks
     -- scans that made the next single-item updates (the watcher's) take seconds
     if cardinality(item_ids) >= 100 then
-        analyze pgrecs.item_neighbors;
+        execute format('analyze %s', target.relation);
     end if;
     return written;
 end
 $$;
-comment on function pgrecs.refresh_semantic_neighbors(bigint[], integer, boolean) is
-    'Recompute the semantic top-n neighbour lists of items (default model) and, when propagate, insert each item '
-    'into the lists of its neighbours where it beats their n-th; returns the rows written for the items themselves.';
+comment on function pgrecs.refresh_semantic_neighbors(bigint[], integer, boolean, smallint) is
+    'Recompute the semantic top-n neighbour lists of items for a model (the default model when null) and, when '
+    'propagate, insert each item into the lists of its neighbours where it beats their n-th; returns the rows '
+    'written for the items themselves. The default model''s lists are pgrecs.item_neighbors (signal semantic), '
+    'any other model''s pgrecs.semantic_neighbors.';
 
-create or replace function pgrecs.remove_semantic_neighbors(item_ids bigint[], n integer default 50)
+create or replace function pgrecs.remove_semantic_neighbors(
+    item_ids bigint[],
+    n integer default 50,
+    model_id smallint default null
+)
 returns integer
 language plpgsql
 volatile
 as $$
 declare
+    target record;
     tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
     affected bigint[];
     removed integer;
 begin
-    select array_agg(distinct nb.item_id) into affected
-    from pgrecs.item_neighbors as nb
-    where nb.tenant_id = tenant and nb.signal = 'semantic'
-        and nb.neighbor_item_id = any(item_ids) and not (nb.item_id = any(item_ids));
+    select * into target from pgrecs.semantic_list_target(model_id);
+    execute format(
+        'select array_agg(distinct nb.item_id) from %s as nb '
+        'where nb.tenant_id = $1 and nb.%I = %L and nb.neighbor_item_id = any($2) and not (nb.item_id = any($2))',
+        target.relation, target.key_column, target.key_value)
+    into affected
+    using tenant, item_ids;
 
-    delete from pgrecs.item_neighbors as nb
-    where nb.tenant_id = tenant and nb.signal = 'semantic'
-        and (nb.item_id = any(item_ids) or nb.neighbor_item_id = any(item_ids));
+    execute format(
+        'delete from %s as nb where nb.tenant_id = $1 and nb.%I = %L '
+        'and (nb.item_id = any($2) or nb.neighbor_item_id = any($2))',
+        target.relation, target.key_column, target.key_value)
+    using tenant, item_ids;
     get diagnostics removed = row_count;
 
     -- refill the lists that lost an entry (their own lists only: nothing new entered the catalog)
     if affected is not null then
-        perform pgrecs.refresh_semantic_neighbors(affected, n, false);
+        perform pgrecs.refresh_semantic_neighbors(affected, n, false, target.list_model_id);
     end if;
     return removed;
 end
 $$;
-comment on function pgrecs.remove_semantic_neighbors(bigint[], integer) is
-    'Take items (inactive, not embeddable) out of the semantic neighbour lists, refilling the lists they left.';
+comment on function pgrecs.remove_semantic_neighbors(bigint[], integer, smallint) is
+    'Take items (inactive, not embeddable) out of a model''s semantic neighbour lists (the default model when '
+    'null), refilling the lists they left.';

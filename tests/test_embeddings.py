@@ -225,11 +225,11 @@ def test_two_models_side_by_side(db_url, conn, cli, minilm):
     index = f"item_embeddings_hnsw_m{spec.model_id}"
     assert conn.execute("select count(*) from pg_indexes where indexname = %s", (index,)).fetchone()[0] == 1
 
-    assert "embedded 5" in cli("embed").output
-    # new items are queued for every registered model; the second model has its own queue rows
+    # registered after the inserts: nothing queued for it yet, but `pgrecs embed` serves every
+    # maintained model, queueing what each lacks
     assert conn.execute("select count(*) from pgrecs.embedding_queue where model_id = %s",
-                        (spec.model_id,)).fetchone()[0] == 0  # registered after the inserts: nothing queued yet
-    assert "embedded 5" in cli("embed", "--model", "minilm-copy").output
+                        (spec.model_id,)).fetchone()[0] == 0
+    assert "all-MiniLM-L6-v2: embedded 5; minilm-copy: embedded 5" in cli("embed").output
     assert "embedded 0" in cli("embed", "--model", "minilm-copy").output
     counts = dict(conn.execute("select m.name, count(*) from pgrecs.item_embeddings e "
                                "join pgrecs.embedding_models m using (model_id) group by m.name").fetchall())

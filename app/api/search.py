@@ -1,4 +1,11 @@
-"""Semantic search: GET /search?q= (the query embedded in-process, one model per process)."""
+"""Semantic search: GET /search?q= (the query embedded in-process).
+
+Each request reads which model serves (the default one, unless the process is pinned with
+EMBEDDING_MODEL): a cheap read of a tiny table, so a promotion or rollback is picked up by the
+next request without a restart. The query is encoded by that model (loaded once per process and
+cached) and searched in that model's embeddings only, by name: a request that straddles a
+promotion is answered wholly by the model it started with (old embeddings stay until dropped).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`pgrecs embed` (drain the embedding queue) and `pgrecs models list|register|finetune|distill-fast`."""
+"""`pgrecs embed` (drain the embedding queue) and `pgrecs models list|register|finetune|evaluate|promote|rollback|
+drop|distill-fast`."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ RECIPE = Recipe()  # the defaults of `pgrecs models finetune`
 
 
 @click.command()
-@click.option("--model", default=None, metavar="NAME", help="Registered model to embed with (default: the default model).")
+@click.option("--model", default=None, metavar="NAME",
+              help="Registered model to embed with (default: every maintained model, the default first).")
 @click.option("--batch-size", default=512, show_default=True, type=click.IntRange(1, 4096),
               help="Items claimed and encoded per transaction.")
 @click.option("--neighbors", default=50, show_default=True, type=click.IntRange(0, 1000),
-              help="Semantic neighbours kept per item in pgrecs.item_neighbors (default model only; 0 = off).")
+              help="Semantic neighbours kept per item and model (pgrecs.semantic_lists; 0 = off).")
 @click.option("--watch", is_flag=True, help="Stay up and embed on every change (LISTEN pgrecs_embed).")
 @click.option("--idle-seconds", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
               help="With --watch: poll the queue at least this often even without a notification.")
@@ -52,12 +54,16 @@ def embed(ctx, model, batch_size, neighbors, watch, idle_seconds, workers, as_js
     else:
         stats = worker.drain(url, tenant, model, batch_size=batch_size, neighbors=neighbors)
     # categories too big for an exact scan and too small for iterative HNSW scans get their own index
-    filter_indexes = worker.ensure_filter_indexes(url, tenant, model) if stats.claimed else []
+    drained = [model] if model is not None else list(stats.models) or [None]
+    filter_indexes = [index for name in drained for index in worker.ensure_filter_indexes(url, tenant, name)
+                      ] if stats.claimed else []
     if as_json:
         click.echo(json.dumps(stats.as_dict()))
     else:
         rate = stats.embedded / stats.seconds if stats.seconds else 0.0
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(stats.reasons.items()))
+        if len(stats.models) > 1:
+            click.echo("; ".join(f"{name}: embedded {count}" for name, count in stats.models.items()))
         click.echo(f"embedded {stats.embedded} ({stats.truncated} truncated), unchanged {stats.unchanged}, "
                    f"not embeddable {stats.not_embeddable}{f' ({reasons})' if reasons else ''}, "
                    f"inactive {stats.inactive}; {stats.seconds:.1f} s, {rate:.1f} items/s")
@@ -72,24 +78,107 @@ def models():
 
 
 @models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the models and their completeness as JSON.")
 @click.pass_context
-def models_list(ctx):
-    """Registered models with their state and embedding counts."""
+def models_list(ctx, as_json):
+    """Registered models with their state and completeness (items embedded from their current text,
+    queued, with a semantic list) over every tenant."""
     from pgrecs.db import connect
 
     with connect(url_from(ctx), tenant=tenant_from(ctx)) as conn:
         rows = conn.execute(
             """
             select m.name, m.version, m.dimensions, m.tier, m.compute_precision, m.is_default, m.state, m.source,
-                (select count(*) from pgrecs.item_embeddings e
-                 where e.model_id = m.model_id
-                   and e.tenant_id = coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default'))
-            from pgrecs.embedding_models m
+                coalesce(sum(c.items), 0)::bigint, coalesce(sum(c.embedded), 0)::bigint,
+                coalesce(sum(c.not_embeddable), 0)::bigint, coalesce(sum(c.stale), 0)::bigint,
+                coalesce(sum(c.queued), 0)::bigint, coalesce(sum(c.listed), 0)::bigint,
+                coalesce(bool_and(c.complete), true), m.evaluation -> 'gate'
+            from pgrecs.embedding_models as m
+            left join lateral pgrecs.model_completeness(m.model_id) as c on true
+            group by m.model_id
             order by m.model_id
             """).fetchall()
-    for name, version, dims, tier, precision, is_default, state, source, count in rows:
-        mark = "*" if is_default else " "
-        click.echo(f"{mark} {name}\t{version}\t{dims}d\t{tier}\t{precision}\t{state}\t{count} embeddings\t{source}")
+    keys = ("name", "version", "dimensions", "tier", "precision", "default", "state", "source", "items", "embedded",
+            "not_embeddable", "stale", "queued", "listed", "complete", "gate")
+    if as_json:
+        click.echo(json.dumps([dict(zip(keys, row)) for row in rows], indent=2))
+        return
+    for row in rows:
+        m = dict(zip(keys, row))
+        mark = "*" if m["default"] else " "
+        done = "complete" if m["complete"] else f"{m['stale']} stale, {m['queued']} queued"
+        gate = "" if m["gate"] is None else f"\tgate {'passed' if m['gate'].get('passed') else 'refused'}"
+        click.echo(f"{mark} {m['name']}\t{m['state']}\t{done}\t{m['embedded']}/{m['items']} embedded, "
+                   f"{m['listed']} listed\t{m['dimensions']}d\t{m['tier']}\t{m['precision']}\t{m['source']}{gate}")
+
+
+@models.command("evaluate")
+@click.argument("name")
+@click.option("--placement", default="home_for_you", show_default=True,
+              help="The hybrid placement compared with each model's semantic lists.")
+@click.option("--max-users", default=None, type=click.IntRange(1), help="Sample this many test users (default: all).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the user sample and the bootstrap.")
+@click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
+@click.pass_context
+def models_evaluate(ctx, name, placement, max_users, seed, as_json):
+    """The gate: compare candidate NAME with the active model on the events after its training
+    cut-off (semantic signal with a paired bootstrap interval, cold-start items, the hybrid,
+    held-out text search); the verdict is stored for `pgrecs models promote`."""
+    from pgrecs.embeddings.gate import evaluate_candidate
+
+    result = evaluate_candidate(url_from(ctx), tenant_from(ctx), name, placement=placement, max_users=max_users,
+                                seed=seed, progress=lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for label, section, metric in (("semantic", "semantic", "ndcg@10"), ("semantic", "semantic", "hit_rate@10"),
+                                   ("cold-start", "cold_start", "hit_rate@10"), ("hybrid", "hybrid", "ndcg@10"),
+                                   ("search", "search", "hit_rate@10"), ("search", "search", "mrr@10")):
+        m = result[section][metric]
+        lo, hi = m["ci95"]
+        click.echo(f"{label} {metric}: {m['active']:.4f} -> {m['candidate']:.4f} "
+                   f"(difference {m['difference']:+.4f}, 95% interval [{lo:+.4f}, {hi:+.4f}], n={m['n']})")
+    gate = result["gate"]
+    if gate["passed"]:
+        click.echo(f"gate passed: `pgrecs models promote {name}` will switch to it")
+    else:
+        click.echo(f"gate refused: {gate['reason']}")
+
+
+@models.command("promote")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Promote even without a passed evaluation (recorded in the lineage).")
+@click.pass_context
+def models_promote(ctx, name, force):
+    """Make a complete candidate the active model, in one transaction, once `pgrecs models evaluate`
+    passed it; the replaced model stays on standby for `pgrecs models rollback`."""
+    from pgrecs.embeddings.lifecycle import promote
+
+    previous, new, moved = promote(url_from(ctx), tenant_from(ctx), name, force)
+    click.echo(f"{new} is the active model{' (forced)' if force else ''}; {previous} is on standby "
+               f"({moved} semantic list rows switched); `pgrecs models rollback` returns to it")
+
+
+@models.command("rollback")
+@click.pass_context
+def models_rollback(ctx):
+    """Return to the model the last promotion replaced, in one transaction; the rolled-back model is retired."""
+    from pgrecs.embeddings.lifecycle import rollback
+
+    previous, new, moved = rollback(url_from(ctx), tenant_from(ctx))
+    click.echo(f"{new} is the active model again; {previous} is retired ({moved} semantic list rows switched); "
+               f"`pgrecs models drop {previous}` removes its embeddings")
+
+
+@models.command("drop")
+@click.argument("name")
+@click.pass_context
+def models_drop(ctx, name):
+    """Remove a model that is not active: its embeddings, indexes, queue rows and semantic lists (its files stay)."""
+    from pgrecs.embeddings.lifecycle import drop
+
+    removed, source = drop(url_from(ctx), tenant_from(ctx), name)
+    click.echo(f"dropped {name}: {removed} embeddings removed; its files stay in {source}")
 
 
 @models.command("register")

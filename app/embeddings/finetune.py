@@ -317,9 +317,9 @@ def lineage(base, window: Window, pairs: Pairs, recipe: Recipe, trained: Trained
 
 
 def finetune(conn, base_name: str, name: str, before: datetime | None, recipe: Recipe, home: Path,
-             progress=None, show_bar: bool = True):
-    """Mine, train, save under home/models/NAME and register NAME as a candidate model with its
-    lineage. Returns (spec, lineage)."""
+             progress=None, show_bar: bool = True, pairs: Pairs | None = None):
+    """Mine (unless `pairs` were mined already, from the same window and recipe), train, save under
+    home/models/NAME and register NAME as a candidate model with its lineage. Returns (spec, lineage)."""
     from pgrecs.embeddings.models import is_static_model, load_spec, register_model, resolve_source
 
     def say(message: str) -> None:
@@ -334,7 +334,8 @@ def finetune(conn, base_name: str, name: str, before: datetime | None, recipe: R
     if is_static_model(base_path):
         raise PgrecsError(f"model {base_name!r} is a static model; fine-tuning needs a sentence-transformers model")
     window = training_window(conn, before)
-    pairs = mine_pairs(conn, before, recipe)
+    if pairs is None:
+        pairs = mine_pairs(conn, before, recipe)
     if len(pairs) < MIN_PAIRS:
         raise PgrecsError(f"only {len(pairs)} training pairs in the window (at least {MIN_PAIRS} needed): "
                           "widen the window, add --sources or raise --per-item")

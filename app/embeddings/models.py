@@ -47,11 +47,18 @@ class ModelSpec:
     hnsw_ef_search: int = 100
     exact_scan_max_rows: int = 3000
     compute_precision: str = "auto"
-    state: str = "active"  # candidate (registered, not serving), active or retired
+    state: str = "active"  # candidate (shadow-embedded, not serving), active, standby (rollback target) or retired
 
 
 def list_specs(conn) -> list[ModelSpec]:
     rows = conn.execute(f"select {', '.join(MODEL_COLUMNS)} from pgrecs.embedding_models order by model_id").fetchall()
+    return [ModelSpec(*row) for row in rows]
+
+
+def maintained_specs(conn) -> list[ModelSpec]:
+    """The models the embedding queue keeps fresh: every model not retired, the default first."""
+    rows = conn.execute(f"select {', '.join(MODEL_COLUMNS)} from pgrecs.embedding_models "
+                        "where state <> 'retired' order by is_default desc, model_id").fetchall()
     return [ModelSpec(*row) for row in rows]
 
 
@@ -177,19 +184,30 @@ class Encoder:
 
 
 _cache: dict[tuple[str, str], Encoder] = {}
+_loading: dict[tuple[str, str], threading.Lock] = {}
 _lock = threading.Lock()
 
 
 def get_encoder(source: str, precision: str = "auto") -> Encoder:
     """The process-wide Encoder for a model source and compute precision (loaded on first use, then
-    cached by directory and resolved precision)."""
+    cached by directory and resolved precision). Loading one model (seconds) does not hold up
+    requests served by models already loaded: after a promotion the old model keeps answering
+    while the new one loads."""
     path = resolve_source(source).resolve()
     precision = resolve_precision(precision)
+    key = (str(path), precision)
     with _lock:
-        encoder = _cache.get((str(path), precision))
+        encoder = _cache.get(key)
+        if encoder is not None:
+            return encoder
+        loading = _loading.setdefault(key, threading.Lock())
+    with loading:
+        with _lock:
+            encoder = _cache.get(key)
         if encoder is None:
             encoder = Encoder(path, precision)
-            _cache[(str(path), precision)] = encoder
+            with _lock:
+                _cache[key] = encoder
         return encoder
 
 

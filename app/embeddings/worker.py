@@ -10,7 +10,11 @@ Each batch is one transaction: claim up to `batch_size` queue rows of this tenan
 
 A crash rolls the batch back, so its queue rows come back.
 
-For the default model the new embeddings' semantic neighbour lists are written in a second, short
+Every maintained model (the default, candidates being shadow-embedded, the standby model kept for
+rollback; not retired ones) has its own queue rows, embeddings and semantic neighbour lists; `drain`
+and `watch` without a model serve them all, the default first.
+
+The new embeddings' semantic neighbour lists are written in a second, short
 transaction right after the first commits: a new item is retrievable as soon as it is embedded, not
 after its neighbour lists (the freshness path). The first transaction re-queues those items, and the
 second deletes the queue rows again; after a crash in between, the next worker finds them queued,
@@ -41,7 +45,7 @@ import psycopg
 from pgvector import HalfVector
 
 from pgrecs.db import connect
-from pgrecs.embeddings.models import ModelSpec, encoder_for, load_spec
+from pgrecs.embeddings.models import ModelSpec, encoder_for, load_spec, maintained_specs
 
 log = logging.getLogger(__name__)
 CHANNEL = "pgrecs_embed"
@@ -65,6 +69,7 @@ class EmbedStats:
     encode_seconds: float = 0.0
     seconds: float = 0.0
     reasons: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)  # model name -> items embedded
 
     def add(self, other: "EmbedStats") -> None:
         for key in ("claimed", "embedded", "unchanged", "not_embeddable", "inactive", "truncated", "model_calls",
@@ -72,6 +77,8 @@ class EmbedStats:
             setattr(self, key, getattr(self, key) + getattr(other, key))
         for reason, count in other.reasons.items():
             self.reasons[reason] = self.reasons.get(reason, 0) + count
+        for name, count in other.models.items():
+            self.models[name] = self.models.get(name, 0) + count
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -175,7 +182,8 @@ def _refresh_pending(conn, spec: ModelSpec, item_ids: list[int], neighbors: int)
         returning q.item_id
         """, (spec.model_id, item_ids, spec.model_id)).fetchall()]
     if mine:
-        conn.execute("select pgrecs.refresh_semantic_neighbors(%s, %s)", (mine, neighbors))
+        conn.execute("select pgrecs.refresh_semantic_neighbors(%s, %s, true, %s::smallint)",
+                     (mine, neighbors, spec.model_id))
     return len(mine)
 
 
@@ -209,8 +217,8 @@ def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int,
         select i.item_id, i.active, t.txt, pgrecs.item_embed_problem(t.txt, i.embed_override), pgrecs.item_text_sha256(t.txt),
             e.text_sha256,
             (select count(*) < %s or coalesce(max(nb.computed_at) < e.embedded_at, true)
-             from pgrecs.item_neighbors as nb
-             where nb.tenant_id = i.tenant_id and nb.signal = 'semantic' and nb.item_id = i.item_id)
+             from pgrecs.semantic_lists as nb
+             where nb.tenant_id = i.tenant_id and nb.model_id = e.model_id and nb.item_id = i.item_id)
         from pgrecs.items as i
         cross join lateral (
             select pgrecs.compose_item_text(i.title, i.description, i.brand, i.category_path, i.attributes) as txt
@@ -279,11 +287,13 @@ def _process_batch(conn, spec: ModelSpec, batch_size: int, neighbors: int,
                      (spec.model_id, [e[0] for e in to_embed]))
 
     pending: list[int] = []
-    if spec.is_default and neighbors > 0:
+    if neighbors > 0:
         if to_remove:
-            conn.execute("select pgrecs.remove_semantic_neighbors(%s, %s)", (to_remove, neighbors))
+            conn.execute("select pgrecs.remove_semantic_neighbors(%s, %s, %s::smallint)",
+                         (to_remove, neighbors, spec.model_id))
         if to_refresh:  # already retrievable: their lists now
-            conn.execute("select pgrecs.refresh_semantic_neighbors(%s, %s)", (to_refresh, neighbors))
+            conn.execute("select pgrecs.refresh_semantic_neighbors(%s, %s, true, %s::smallint)",
+                         (to_refresh, neighbors, spec.model_id))
             stats.neighbor_lists += len(to_refresh)
         # the new embeddings' lists come in the next transaction, after this one makes them
         # retrievable; queued again meanwhile, so a crash in between leaves them to the next worker
@@ -318,13 +328,29 @@ def _write_embeddings(conn, tenant: str, spec: ModelSpec, encoder, chunk: list[t
 
 def drain(url: str | None, tenant: str, model: str | None = None, *, batch_size: int = CLAIM_BATCH,
           neighbors: int = DEFAULT_NEIGHBORS, progress: bool = True, enqueue: bool = True) -> EmbedStats:
-    """Queue stale items (when enqueue) and process the queue until it is empty."""
-    from tqdm import tqdm
-
+    """Queue stale items (when enqueue) and process the queue until it is empty: of `model`, or of
+    every maintained model (default first) when None. `stats.models` names the models drained."""
     started = time.perf_counter()
     total = EmbedStats()
     with connect(url, tenant=tenant) as conn:
-        spec = load_spec(conn, model)
+        specs = [load_spec(conn, model)] if model is not None else maintained_specs(conn)
+        conn.commit()
+    for spec in specs:
+        stats = _drain_model(url, tenant, spec, batch_size=batch_size, neighbors=neighbors, progress=progress,
+                             enqueue=enqueue)
+        total.queued += stats.queued
+        total.add(stats)
+        total.models[spec.name] = stats.embedded
+    total.seconds = time.perf_counter() - started
+    return total
+
+
+def _drain_model(url: str | None, tenant: str, spec: ModelSpec, *, batch_size: int, neighbors: int,
+                 progress: bool, enqueue: bool) -> EmbedStats:
+    from tqdm import tqdm
+
+    total = EmbedStats()
+    with connect(url, tenant=tenant) as conn:
         if enqueue:
             total.queued = enqueue_stale(conn, spec)
             conn.commit()
@@ -332,7 +358,7 @@ def drain(url: str | None, tenant: str, model: str | None = None, *, batch_size:
         conn.commit()
         if depth:
             encoder_for(spec)  # fail fast on a missing model, before claiming anything
-        lists = _ListWriter(url, tenant, spec, neighbors) if depth and spec.is_default and neighbors > 0 else None
+        lists = _ListWriter(url, tenant, spec, neighbors) if depth and neighbors > 0 else None
         try:
             with tqdm(total=depth, unit="item", desc=f"embed {spec.name}", disable=not progress or depth == 0) as bar:
                 while True:
@@ -344,7 +370,6 @@ def drain(url: str | None, tenant: str, model: str | None = None, *, batch_size:
         finally:
             if lists is not None:
                 total.neighbor_lists += lists.close()
-    total.seconds = time.perf_counter() - started
     return total
 
 
@@ -370,21 +395,32 @@ def watch(url: str | None, tenant: str, model: str | None = None, *, batch_size:
     deadline = None if stop_after is None else time.monotonic() + stop_after
     with connect(url, tenant=tenant, autocommit=True) as listener, connect(url, tenant=tenant) as conn:
         listener.execute(f"listen {CHANNEL}")
-        spec = load_spec(conn, model)
-        conn.commit()
-        encoder_for(spec)
-        total.queued = enqueue_stale(conn, spec)
-        conn.commit()
+        known: set[int] = set()
         while (deadline is None or time.monotonic() < deadline) and not (stop_event and stop_event.is_set()):
-            while True:
-                # each batch's lists are written right after it (no background writer): the
-                # watcher's batches are small and freshness counts
-                stats = process_batch(conn, spec, batch_size, neighbors)
-                if stats.claimed == 0:
-                    break
-                total.add(stats)
-                if on_batch is not None:
-                    on_batch(stats)
+            # re-read each round: a new candidate or a promotion is picked up without a restart
+            specs = [load_spec(conn, model)] if model is not None else maintained_specs(conn)
+            conn.commit()
+            for spec in specs:
+                if spec.model_id not in known:
+                    encoder_for(spec)
+                    total.queued += enqueue_stale(conn, spec)
+                    conn.commit()
+                    known.add(spec.model_id)
+            busy = True
+            while busy:
+                # one batch per model in turn, the default first: a candidate's initial shadow
+                # embedding never holds up the serving model's freshness; each batch's lists are
+                # written right after it (no background writer): the batches are small
+                busy = False
+                for spec in specs:
+                    stats = process_batch(conn, spec, batch_size, neighbors)
+                    if stats.claimed == 0:
+                        continue
+                    busy = True
+                    stats.models[spec.name] = stats.embedded
+                    total.add(stats)
+                    if on_batch is not None:
+                        on_batch(stats)
             wait = idle_seconds if deadline is None else max(0.0, min(idle_seconds, deadline - time.monotonic()))
             if stop_event is not None:
                 wait = min(wait, 0.5)
@@ -413,25 +449,30 @@ def drain_parallel(url: str, tenant: str, model: str | None, *, workers: int, ba
     started = time.perf_counter()
     total = EmbedStats()
     with connect(url, tenant=tenant) as conn:
-        spec = load_spec(conn, model)
-        total.queued = enqueue_stale(conn, spec)
+        specs = [load_spec(conn, model)] if model is not None else maintained_specs(conn)
+        total.queued = sum(enqueue_stale(conn, spec) for spec in specs)
         conn.commit()
-        depth = queue_depth(conn, spec.model_id)
-        conn.commit()
+
+        def left() -> int:
+            depth = sum(queue_depth(conn, spec.model_id) for spec in specs)
+            conn.commit()
+            return depth
+
+        depth = left()
         threads = max(1, (os.cpu_count() or 1) // workers)
         ctx = multiprocessing.get_context("spawn")
         procs = [ctx.Process(target=_worker_main, args=(url, tenant, model, batch_size, neighbors, threads))
                  for _ in range(workers)]
         for proc in procs:
             proc.start()
-        with tqdm(total=depth, unit="item", desc=f"embed {spec.name} x{workers}", disable=not progress) as bar:
+        names = ",".join(spec.name for spec in specs)
+        with tqdm(total=depth, unit="item", desc=f"embed {names} x{workers}", disable=not progress) as bar:
             done = 0
             while any(p.is_alive() for p in procs):
                 time.sleep(0.5)
-                left = queue_depth(conn, spec.model_id)
-                conn.commit()
-                bar.update(max(0, depth - left - done))
-                done = max(done, depth - left)
+                remaining = left()
+                bar.update(max(0, depth - remaining - done))
+                done = max(done, depth - remaining)
         for proc in procs:
             proc.join()
         total.claimed = depth
