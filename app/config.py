@@ -28,3 +28,8 @@ def load_settings() -> Settings:
         tenant=os.environ.get("PGRECS_TENANT", DEFAULT_TENANT),
         statement_timeout_ms=int(os.environ.get("PGRECS_STATEMENT_TIMEOUT_MS", "5000")),
     )
+
+
+def replica_urls() -> list[str]:
+    """External read replicas (hot standbys of DATABASE_URL's server): PGRECS_REPLICA_URLS, comma-separated."""
+    return [url.strip() for url in os.environ.get("PGRECS_REPLICA_URLS", "").split(",") if url.strip()]
