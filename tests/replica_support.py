@@ -64,7 +64,8 @@ def conninfo_with_db(url: str, dbname: str) -> str:
 
 def replica_app(db_url: str, replica: replicas.EmbeddedReplica, **config):
     """The API over db_url with the replica as its read replica; its test client waits for replay
-    before each request, so a read finds on the replica what the test wrote on the primary."""
+    before each request, so a read finds on the replica what the test wrote on the primary; it records
+    (method, path, status, X-PgRecs-Backend) of each request in app.extensions["pgrecs_test_backends"]."""
     from pgrecs.api import create_app
 
     app = create_app({"TESTING": True, "DATABASE_URL": db_url, "REPLICA_URLS": [on_replica(db_url, replica)],
@@ -74,10 +75,7 @@ def replica_app(db_url: str, replica: replicas.EmbeddedReplica, **config):
 
 
 class CaughtUpClient(KeyedClient):
-    """Waits until the replica has replayed the primary's writes, then sends the request; records
-    which server answered each request (X-PgRecs-Backend) in `backends`."""
-
-    backends: list[tuple[str, str, str | None]]
+    """Waits until the replica has replayed the primary's writes, then sends the request."""
 
     def open(self, *args, **kwargs):
         app = self.application
@@ -85,7 +83,8 @@ class CaughtUpClient(KeyedClient):
         wait_for_replay(app.config["DATABASE_URL"], app.config["REPLICA_URLS"][0])
         response = super().open(*args, **kwargs)
         app.extensions.setdefault("pgrecs_test_backends", []).append(
-            (response.request.method, response.request.path, response.headers.get("X-PgRecs-Backend")))
+            (response.request.method, response.request.path, response.status_code,
+             response.headers.get("X-PgRecs-Backend")))
         return response
 
 

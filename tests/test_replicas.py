@@ -253,3 +253,22 @@ def test_reads_survive_a_replica_failing_under_load_and_return_to_it(app, db_url
 
 def _postmaster_pid(replica: replicas.EmbeddedReplica) -> int:
     return int((replica.data_dir / "postmaster.pid").read_text().splitlines()[0])
+
+
+def test_keys_hold_on_the_replica(client, app, db_url):
+    from pgrecs.api import auth
+
+    name = replicas.display_url(app.config["REPLICA_URLS"][0])
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        key_id, key = auth.create_key(admin, "default", ["read"], name="fresh")
+        # a key made a moment ago works at once: the primary answers when the replica does not know it
+        response = _get_raw(app, "/items/A/similar", {"X-API-Key": key})
+        assert response.status_code == 200
+        response = client.get("/items/A/similar", headers={"X-API-Key": key})
+        assert response.status_code == 200 and _backend(response) == name
+        assert client.post("/events", json={"user_id": "u", "item_id": "A", "event_type": "view"},
+                           headers={"X-API-Key": key}).status_code == 403
+        assert auth.revoke_key(admin, key_id)
+    # replayed: the replica refuses the revoked key
+    response = client.get("/items/A/similar", headers={"X-API-Key": key})
+    assert response.status_code == 401 and "revoked" in response.get_json()["detail"]
