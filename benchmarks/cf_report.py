@@ -5,9 +5,10 @@ when the committed page differs from what the JSON gives (tests/test_cf_report.p
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
+
+from benchmarks import docpage
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -130,23 +131,11 @@ SECTIONS = {"cf_targets": targets_summary, "cf_candidates": candidates_table, "c
 
 
 def render(text: str) -> str:
-    for name, build in SECTIONS.items():
-        pattern = re.compile(rf"(<!-- generated: {name} -->\n).*?(\n<!-- end: {name} -->)", re.S)
-        text = pattern.sub(lambda m, b=build: m.group(1) + b() + m.group(2), text)
-    return text
+    return docpage.render(text, SECTIONS)
 
 
 def main(argv: list[str]) -> int:
-    current = DOC.read_text()
-    wanted = render(current)
-    if argv == ["--check"]:
-        if wanted != current:
-            print(f"error: {DOC.relative_to(ROOT)} differs from benchmarks/results: run `python -m benchmarks.cf_report`",
-                  file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(wanted)
-    return 0
+    return docpage.main(DOC, SECTIONS, "benchmarks.cf_report", argv)
 
 
 if __name__ == "__main__":

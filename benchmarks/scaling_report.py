@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 from pathlib import Path
+
+from benchmarks import docpage
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -100,23 +101,11 @@ SECTIONS = {"replication": replication_table, "replica_sizing": sizing_table}
 
 
 def render(text: str) -> str:
-    for name, build in SECTIONS.items():
-        text = re.sub(rf"(<!-- generated: {name} -->\n).*?(\n<!-- end: {name} -->)",
-                      lambda m, b=build: m.group(1) + b() + m.group(2), text, flags=re.S)
-    return text
+    return docpage.render(text, SECTIONS)
 
 
 def main(argv: list[str]) -> int:
-    current = DOC.read_text()
-    wanted = render(current)
-    if argv == ["--check"]:
-        if wanted != current:
-            print(f"error: {DOC.relative_to(ROOT)} differs from benchmarks/results: run `python -m benchmarks.scaling_report`",
-                  file=sys.stderr)
-            return 1
-        return 0
-    DOC.write_text(wanted)
-    return 0
+    return docpage.main(DOC, SECTIONS, "benchmarks.scaling_report", argv)
 
 
 if __name__ == "__main__":
