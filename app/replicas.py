@@ -26,6 +26,8 @@ from pgrecs.errors import PgrecsError
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 SLOT_PREFIX = "pgrecs_replica_"
 HOST = "127.0.0.1"
+# the server's WAL write position (null on a standby, which has none of its own)
+WAL_POSITION = "case when not pg_catalog.pg_is_in_recovery() then pg_catalog.pg_current_wal_lsn()::text end"
 
 
 @dataclass(frozen=True)
@@ -285,7 +287,7 @@ select pg_catalog.pg_is_in_recovery(),
 def primary_lsn(primary_url: str) -> str | None:
     try:
         with psycopg.connect(primary_url, connect_timeout=5) as conn:
-            return conn.execute("select pg_catalog.pg_current_wal_lsn()::text").fetchone()[0]
+            return conn.execute(f"select {WAL_POSITION}").fetchone()[0]
     except psycopg.Error:
         return None
 

@@ -59,9 +59,10 @@ def readyz():
         abort(503, message=f"query model not loadable: {exc}")
     conn.commit()
     from pgrecs.api.database import replica_set
+    from pgrecs.replicas import WAL_POSITION
 
     # replicas never make the API unready (the primary serves every read), they are reported
-    lsn = conn.execute("select pg_catalog.pg_current_wal_lsn()::text").fetchone()[0]
+    lsn = conn.execute(f"select {WAL_POSITION}").fetchone()[0]
     conn.commit()
     return {"status": "ready", "checks": checks, "replicas": replica_set().states(lsn)}
 

@@ -132,9 +132,10 @@ def metrics():
     from pgrecs.api.database import current_tenant, get_conn
 
     from pgrecs.api.database import replica_set
+    from pgrecs.replicas import WAL_POSITION
 
     depth, wal_lsn = get_conn().execute(
-        "select count(*), pg_catalog.pg_current_wal_lsn()::text from pgrecs.embedding_queue").fetchone()
+        f"select count(*), {WAL_POSITION} from pgrecs.embedding_queue").fetchone()
     QUEUE_DEPTH.labels(current_tenant()).set(depth)
     for name, state in replica_set().states(wal_lsn).items():
         REPLICA_UP.labels(name).set(1 if state["serving"] else 0)
