@@ -129,8 +129,10 @@ def replica_list(ctx: click.Context) -> None:
     primary_lsn = replicas.primary_lsn(primary) if primary else None
     rows = []
     for made in replicas.embedded_replicas(settings.home):
-        if made.is_running() and primary is not None:
-            rows.append(("embedded", made.name, made.url(primary), replicas.replica_state(made.url(primary), primary_lsn)))
+        if made.is_running():
+            # the embedded server's login and database when the primary is not running
+            url = made.url(primary or "user=postgres dbname=postgres")
+            rows.append(("embedded", made.name, url, replicas.replica_state(url, primary_lsn)))
         else:
             rows.append(("embedded", made.name, f"{replicas.HOST}:{made.port}", None))
     for url in replica_urls():
