@@ -43,6 +43,11 @@ class Settings:
         "PGRECS_API_DATABASE_URL", "",
         "The API's own login (a role granted pgrecs_api, so row-level security applies). Unset: the API "
         "logs in with DATABASE_URL and switches with SET ROLE pgrecs_api."))
+    replica_urls: str | None = field(default=None, metadata=_key(
+        "PGRECS_REPLICA_URLS", "",
+        "Read replicas (hot standbys of DATABASE_URL's server), comma-separated URLs with the API's database "
+        "and login. The API sends recommendations, similar items and search to them. Unset: none, except the "
+        "running embedded replicas of `pgrecs db replica add` when the primary is the embedded server."))
     statement_timeout_ms: int = field(default=5000, metadata=_key(
         "PGRECS_STATEMENT_TIMEOUT_MS", "5000",
         "Statement timeout for each API request, in milliseconds (0: none).", minimum=0))
@@ -132,6 +137,12 @@ def env_example() -> str:
         meta = spec.metadata
         lines += ["", *(f"# {line}" for line in textwrap.wrap(meta["doc"], 98)), f"{meta['env']}={meta['default']}"]
     return "\n".join(lines) + "\n"
+
+
+def replica_urls(settings: Settings | None = None) -> list[str]:
+    """The external read replicas named by PGRECS_REPLICA_URLS (comma-separated)."""
+    raw = (settings or load_settings()).replica_urls or ""
+    return [url.strip() for url in raw.split(",") if url.strip()]
 
 
 if __name__ == "__main__":

@@ -13,21 +13,32 @@ from pgvector import HalfVector
 
 import scoring_world as world
 from pgrecs import api_keys
+from pgrecs import replicas
 from pgrecs.api import auth
 from conftest import api_key_for
+from replica_support import close_pools, replica_app, replica_server  # noqa: F401
 
 OTHER = "other"
 
 
-@pytest.fixture
-def app(db_url):
+@pytest.fixture(params=["primary", "replica"])
+def app(request, db_url):
+    """The API on the primary alone, and with a streaming replica serving its reads."""
     from pgrecs.api import create_app
 
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url})
+    if request.param == "primary":
+        app = create_app({"TESTING": True, "DATABASE_URL": db_url})
+    else:
+        app = replica_app(db_url, request.getfixturevalue("replica_server"))
     yield app
-    pool = app.extensions.get("pgrecs_pool")
-    if pool is not None:
-        pool.close()
+    close_pools(app)
+    if request.param == "replica":
+        # every read that got an answer got it from the replica
+        name = replicas.display_url(app.config["REPLICA_URLS"][0])
+        reads = [(path, backend) for method, path, status, backend in app.extensions.get("pgrecs_test_backends", [])
+                 if status < 500 and backend and re.search(r"/(recommendations|similar|search)$", path)
+                 and not (method == "POST" and status in (401, 403))]
+        assert all(backend == name for _, backend in reads), reads
 
 
 @pytest.fixture

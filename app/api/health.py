@@ -26,6 +26,9 @@ def healthz():
 def readyz():
     """The database answers, its schema is at the code's migration head, and the query model is loaded.
 
+    `replicas` reports each read replica's state, replay position and lag (seconds and bytes behind
+    the primary); a replica that is down does not make the API unready.
+
     The model is loaded into this process (and cached) by the first call, so a worker reports ready
     only once /search can answer without a cold start. 503 problem+json naming the failed check otherwise.
     """
@@ -55,7 +58,13 @@ def readyz():
     except PgrecsError as exc:
         abort(503, message=f"query model not loadable: {exc}")
     conn.commit()
-    return {"status": "ready", "checks": checks}
+    from pgrecs.api.database import replica_set
+    from pgrecs.replicas import WAL_POSITION
+
+    # replicas never make the API unready (the primary serves every read), they are reported
+    lsn = conn.execute(f"select {WAL_POSITION}").fetchone()[0]
+    conn.commit()
+    return {"status": "ready", "checks": checks, "replicas": replica_set().states(lsn)}
 
 
 _HEAD: list[str] = []

@@ -9,7 +9,7 @@ from apiflask import APIBlueprint, abort
 from marshmallow import RAISE
 from flask import current_app
 
-from pgrecs.api.database import get_conn
+from pgrecs.api.database import get_conn, replica_read
 from pgrecs.api.schemas import ItemBody, ItemOut, SemanticQuery, SimilarOut, ok
 
 bp = APIBlueprint("items", __name__)
@@ -72,6 +72,7 @@ def put_item(external_id: str, record: dict):
 @bp.get("/items/<path:external_id>/similar")
 @bp.input(SemanticQuery, location="query", arg_name="query", unknown=RAISE)
 @bp.doc(responses=ok(SimilarOut, "The k nearest items by embedding", **{"404": "Unknown item"}))
+@replica_read
 def similar(external_id: str, query: dict):
     """The k items most similar to this one (semantic), with optional filters."""
     k = query["k"]

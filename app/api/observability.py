@@ -7,7 +7,9 @@
 - GET /metrics (scope admin): `pgrecs_http_request_duration_seconds` histogram per method,
   endpoint (the route template) and status; `pgrecs_http_errors_total` per endpoint and status
   (4xx and 5xx); `pgrecs_embedding_queue_depth` per tenant (the caller's tenant, read at scrape
-  time). Under gunicorn with several workers set PROMETHEUS_MULTIPROC_DIR to aggregate them.
+  time); per read replica `pgrecs_replica_up`, `pgrecs_replica_lag_seconds` and
+  `pgrecs_replica_lag_bytes` (read from each replica at scrape time). Under gunicorn with several
+  workers set PROMETHEUS_MULTIPROC_DIR to aggregate them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ ERRORS = Counter("pgrecs_http_errors_total", "HTTP responses with status >= 400"
                  registry=REGISTRY)
 QUEUE_DEPTH = Gauge("pgrecs_embedding_queue_depth", "Items waiting in pgrecs.embedding_queue", ["tenant"],
                     registry=REGISTRY, multiprocess_mode="livemax")
+
+REPLICA_LAG_SECONDS = Gauge("pgrecs_replica_lag_seconds", "Replay lag of each read replica (0 when caught up)",
+                            ["replica"], registry=REGISTRY, multiprocess_mode="livemax")
+REPLICA_LAG_BYTES = Gauge("pgrecs_replica_lag_bytes", "WAL bytes each read replica has still to replay",
+                          ["replica"], registry=REGISTRY, multiprocess_mode="livemax")
+REPLICA_UP = Gauge("pgrecs_replica_up", "1 when the read replica answers as a standby and takes reads",
+                   ["replica"], registry=REGISTRY, multiprocess_mode="livemin")
 
 log = logging.getLogger("pgrecs")
 access_log = logging.getLogger("pgrecs.access")
@@ -124,8 +133,16 @@ def finish_request(response: Response) -> Response:
 def metrics():
     from pgrecs.api.database import current_tenant, get_conn
 
-    depth = get_conn().execute("select count(*) from pgrecs.embedding_queue").fetchone()[0]
+    from pgrecs.api.database import replica_set
+    from pgrecs.replicas import WAL_POSITION
+
+    depth, wal_lsn = get_conn().execute(
+        f"select count(*), {WAL_POSITION} from pgrecs.embedding_queue").fetchone()
     QUEUE_DEPTH.labels(current_tenant()).set(depth)
+    for name, state in replica_set().states(wal_lsn).items():
+        REPLICA_UP.labels(name).set(1 if state["serving"] else 0)
+        REPLICA_LAG_SECONDS.labels(name).set(state["lag_seconds"] if state["lag_seconds"] is not None else float("nan"))
+        REPLICA_LAG_BYTES.labels(name).set(state["lag_bytes"] if state["lag_bytes"] is not None else float("nan"))
     if current_app.config["PROMETHEUS_MULTIPROC_DIR"]:
         from prometheus_client import multiprocess
 

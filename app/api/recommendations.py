@@ -14,52 +14,64 @@ pgrecs.recommendation_requests and returns its request_id, which later events ca
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 from apiflask import APIBlueprint, abort
 from marshmallow import RAISE
 from psycopg.types.json import Jsonb
 
-from pgrecs.api.database import get_conn
+from pgrecs.api.database import PRIMARY, get_conn, on_primary, replica_read, served_by
 from pgrecs.api.schemas import RecommendationQuery, RecommendationsBody, RecommendationsOut, ok, query_filters
 
 bp = APIBlueprint("recommendations", __name__)
 
 
+_LOG_COLUMNS = ("request_id, tenant_id, endpoint, placement, user_id, anchor_item_ids, k, filters, item_ids, scores")
+_LOG_VALUES = ("%(log_request)s, pgrecs.current_tenant(), %(log_endpoint)s, %(log_placement)s, %(log_user)s,"
+               " %(log_anchors)s::bigint[], %(log_k)s, %(log_filters)s")
+
+
 def _run(function_sql: str, params: dict, *, endpoint: str, placement: str, k: int, filters: dict,
          user_id: int | None, anchors: list[int]) -> dict:
     conn = get_conn()
-    # one statement ranks and logs (a data-modifying CTE), sent with its commit in one pipeline;
-    # the log row is not worth a synchronous WAL flush: this transaction writes nothing else
-    # (a crash may lose the last fraction of a second of log rows, never an event)
-    log_params = {"log_endpoint": endpoint, "log_placement": placement, "log_user": user_id,
-                  "log_anchors": anchors, "log_k": k, "log_filters": Jsonb(filters)}
+    request_id = uuid.uuid4()
+    log_params = {"log_request": request_id, "log_endpoint": endpoint, "log_placement": placement,
+                  "log_user": user_id, "log_anchors": anchors, "log_k": k, "log_filters": Jsonb(filters)}
+    ranked = (f"select r.item_id, r.external_id, i.title, r.score, r.rank, r.contributions, r.reasons"
+              f" from {function_sql} as r join pgrecs.items i on i.item_id = r.item_id order by r.rank")
     try:
-        with conn.pipeline():
-            conn.execute("select set_config('synchronous_commit', 'off', true)")
-            cur = conn.execute(
-                f"with r as materialized (select * from {function_sql}),"
-                " logged as ("
-                " insert into pgrecs.recommendation_requests"
-                " (tenant_id, endpoint, placement, user_id, anchor_item_ids, k, filters, item_ids, scores)"
-                " select pgrecs.current_tenant(), %(log_endpoint)s, %(log_placement)s, %(log_user)s,"
-                " %(log_anchors)s::bigint[], %(log_k)s, %(log_filters)s,"
-                " coalesce(array_agg(r.item_id order by r.rank), '{}'),"
-                " coalesce(array_agg(r.score::real order by r.rank), '{}')"
-                " from r returning request_id)"
-                " select l.request_id, r.item_id, r.external_id, i.title, r.score, r.rank, r.contributions,"
-                " r.reasons from logged l left join (r join pgrecs.items i on i.item_id = r.item_id) on true"
-                " order by r.rank",
-                {**params, **log_params},
-            )
+        if served_by() == PRIMARY:
+            # one statement ranks and logs (a data-modifying CTE), sent with its commit in one pipeline;
+            # the log row is not worth a synchronous WAL flush: this transaction writes nothing else
+            # (a crash may lose the last fraction of a second of log rows, never an event)
+            with conn.pipeline():
+                conn.execute("select set_config('synchronous_commit', 'off', true)")
+                cur = conn.execute(
+                    f"with r as materialized ({ranked}),"
+                    f" logged as (insert into pgrecs.recommendation_requests ({_LOG_COLUMNS})"
+                    f" select {_LOG_VALUES}, coalesce(array_agg(r.item_id order by r.rank), '{{}}'),"
+                    " coalesce(array_agg(r.score::real order by r.rank), '{}') from r)"
+                    " select * from r order by r.rank",
+                    {**params, **log_params},
+                )
+                conn.commit()
+            rows = cur.fetchall()
+        else:
+            # a standby cannot write: rank there, log the served list on the primary
+            rows = conn.execute(ranked, params).fetchall()
             conn.commit()
+            on_primary([(
+                "select set_config('synchronous_commit', 'off', true)", {}), (
+                f"insert into pgrecs.recommendation_requests ({_LOG_COLUMNS})"
+                f" values ({_LOG_VALUES}, %(log_items)s::bigint[], %(log_scores)s::real[])",
+                {**log_params, "log_items": [row[0] for row in rows], "log_scores": [float(row[3]) for row in rows]},
+            )])
     except psycopg.errors.NoDataFound as exc:
         abort(404, message=exc.diag.message_primary or "not found")
     except (psycopg.errors.InvalidParameterValue, psycopg.errors.InvalidTextRepresentation,
             psycopg.errors.NumericValueOutOfRange) as exc:
         abort(400, message=exc.diag.message_primary or "bad parameter")
-    fetched = cur.fetchall()
-    request_id = fetched[0][0]
-    rows = [row[1:] for row in fetched if row[1] is not None]
     return {
         "request_id": str(request_id),
         "placement": placement,
@@ -101,6 +113,7 @@ RESPONSES = ok(RecommendationsOut, "The ranked list, logged under its request_id
         description="Semantic and co-occurrence neighbours of the item plus category popularity, fused and "
                     "filtered by the placement's rules (default placement pdp_similar). 404 for an unknown item "
                     "or placement.")
+@replica_read
 def item_recommendations(external_id: str, query: dict):
     placement = query.get("placement") or "pdp_similar"
     filters = query_filters(query)
@@ -121,6 +134,7 @@ def item_recommendations(external_id: str, query: dict):
                     "history, or never seen before, gets the placement's cold-start list: popular items, "
                     "popular in the category when a category filter is given, the first reason starting "
                     "\"new visitor: \". 404 for an unknown placement.")
+@replica_read
 def user_recommendations(external_id: str, query: dict):
     placement = query.get("placement") or "home_for_you"
     filters = query_filters(query)
@@ -140,6 +154,7 @@ def user_recommendations(external_id: str, query: dict):
         description="Examples and context items (external ids) count as positives, negative_examples steer away "
                     "(default placement more_like_these). user_id (optional; a new visitor's id is fine) is "
                     "logged with the list. 404 for an unknown item or placement.")
+@replica_read
 def post_recommendations(body: dict):
     positives = (body.get("examples") or []) + (body.get("context") or [])
     negatives = body.get("negative_examples") or []

@@ -415,6 +415,8 @@ class HealthOut(Schema):
 class ReadyOut(Schema):
     status = fields.String()
     checks = fields.Dict(keys=fields.String(), values=fields.String())
+    replicas = fields.Dict(keys=fields.String(), values=fields.Dict(),
+                           metadata={"description": "Per read replica: state, serving, replay_lsn, lag_seconds, lag_bytes"})
 
 
 def ok(schema: type[Schema], description: str, status: int = 200, **more) -> dict:

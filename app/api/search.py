@@ -16,7 +16,7 @@ from apiflask import APIBlueprint, abort
 from marshmallow import RAISE
 from pgvector import HalfVector
 
-from pgrecs.api.database import get_conn
+from pgrecs.api.database import get_conn, replica_read
 from pgrecs.api.items import model_name, parse_filters, rows_to_results
 from pgrecs.api.schemas import SearchQuery, SearchOut, ok
 from pgrecs.errors import PgrecsError
@@ -28,6 +28,7 @@ bp = APIBlueprint("search", __name__)
 @bp.get("/search")
 @bp.input(SearchQuery, location="query", arg_name="query", unknown=RAISE)
 @bp.doc(responses=ok(SearchOut, "The k items nearest to the query text"))
+@replica_read
 def search(query: dict):
     """Items whose embedding is nearest to the embedded query text."""
     q, k = query["q"], query["k"]

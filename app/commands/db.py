@@ -108,3 +108,76 @@ def migrate(ctx: click.Context, revision: str) -> None:
     except Exception as exc:
         raise PgrecsError(f"migration failed: {str(exc).splitlines()[0]}") from exc
     click.echo(f"schema at {schema.current_revision(url)}")
+
+
+@db.group()
+def replica() -> None:
+    """Streaming hot standbys of the embedded server, for read-only API calls."""
+
+
+def _embedded_primary(ctx: click.Context) -> str:
+    """The embedded server's URL (started if needed); replicas are made of the embedded server only."""
+    if ctx.find_root().obj.get("db_url"):
+        raise PgrecsError("replicas are made of the embedded server only (DATABASE_URL is set): "
+                          "name external standbys in PGRECS_REPLICA_URLS")
+    return embedded.start(_data_dir())
+
+
+@replica.command("add")
+@click.argument("name", default="replica1")
+@click.pass_context
+def replica_add(ctx: click.Context, name: str) -> None:
+    """Create and start the hot standby NAME (a base backup and a replication slot); reruns only start it."""
+    from pgrecs import replicas
+
+    primary = _embedded_primary(ctx)
+    made, created = replicas.add(primary, load_settings().home, name)
+    verb = "created" if created else "already present, running"
+    click.echo(f"replica {made.name} {verb}: {made.url(primary)}")
+
+
+@replica.command("list")
+@click.pass_context
+def replica_list(ctx: click.Context) -> None:
+    """Every replica with its state and replay lag (embedded ones, then PGRECS_REPLICA_URLS)."""
+    from pgrecs import replicas
+    from pgrecs.config import replica_urls
+
+    settings = load_settings()
+    db_url = ctx.find_root().obj.get("db_url")
+    primary = db_url or embedded.url_if_running(settings.embedded_data_dir)
+    primary_lsn = replicas.primary_lsn(primary) if primary else None
+    rows = []
+    for made in replicas.embedded_replicas(settings.home):
+        if made.is_running():
+            # the embedded server's login and database when the primary is not running
+            url = made.url(primary or "user=postgres dbname=postgres")
+            rows.append(("embedded", made.name, url, replicas.replica_state(url, primary_lsn)))
+        else:
+            rows.append(("embedded", made.name, f"{replicas.HOST}:{made.port}", None))
+    for url in replica_urls():
+        rows.append(("external", replicas.display_url(url), url, replicas.replica_state(url, primary_lsn)))
+    if not rows:
+        click.echo("no replicas (pgrecs db replica add NAME, or PGRECS_REPLICA_URLS)")
+        return
+    click.echo(f"{'kind':<9} {'name':<24} {'state':<14} {'replay_lsn':<14} {'lag_s':>8} {'lag_bytes':>10}  url")
+    for kind, name, url, state in rows:
+        if state is None:
+            label, lsn, lag_s, lag_b = "stopped", "-", "-", "-"
+        else:
+            label, lsn = state.label, state.replay_lsn or "-"
+            lag_s = "-" if state.lag_seconds is None else f"{state.lag_seconds:.3f}"
+            lag_b = "-" if state.lag_bytes is None else str(state.lag_bytes)
+        shown = replicas.display_url(url) if "=" in url or "://" in url else url
+        click.echo(f"{kind:<9} {name:<24} {label:<14} {lsn:<14} {lag_s:>8} {lag_b:>10}  {shown}")
+
+
+@replica.command("remove")
+@click.argument("name")
+@click.pass_context
+def replica_remove(ctx: click.Context, name: str) -> None:
+    """Stop the replica NAME, drop its replication slot and delete its data."""
+    from pgrecs import replicas
+
+    existed = replicas.remove(_embedded_primary(ctx), load_settings().home, name)
+    click.echo(f"replica {name} removed" if existed else f"replica {name} not present")

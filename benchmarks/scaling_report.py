@@ -1,0 +1,112 @@
+"""The generated tables of docs/scaling.md, from benchmarks/results: `python -m benchmarks.scaling_report`
+rewrites every block between `<!-- generated: NAME -->` and `<!-- end: NAME -->`; `--check` exits 1
+when the committed page differs from what the JSON gives (tests/test_scaling_report.py runs it)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from benchmarks import doc_tables
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "scaling.md"
+# request rates the sizing table is worked out for (reads/s at peak)
+RATES = (100, 500, 2_000, 10_000)
+# a replica is sized to run at most this busy, so losing one (or a burst) does not overload the rest
+TARGET_UTILISATION = 0.6
+CORES_PER_REPLICA = (4, 16)
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _num(value, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def replication_table() -> str:
+    result = _load("replication")
+    if not result:
+        return "_not measured yet: `flock /tmp/pgrecs-heavy.lock python -m benchmarks.run replication`_"
+    load = result["event_load"]
+    primary, replica = result["reads_primary_alone"], result["reads_on_one_replica"]
+    lines = [
+        f"Measured {result['started_at']} on {result['machine'].get('cpu_count')} cores "
+        f"(load average {result['load_average_1m'][0]} before, {result['load_average_1m'][1]} after); "
+        f"{_num(result['items'], 0)} items, {_num(result['users'], 0)} users.",
+        "",
+        "| under the event load | p50 | p95 | max |",
+        "| --- | --- | --- | --- |",
+        f"| replay lag (pg_stat_replication.replay_lag), ms | {_num(load['replay_lag_ms']['p50'], 2)} "
+        f"| {_num(load['replay_lag_ms']['p95'], 2)} | {_num(load['replay_lag_ms']['max'], 2)} |",
+        f"| WAL not yet replayed, bytes | {_num(load['replay_lag_bytes']['p50'])} "
+        f"| {_num(load['replay_lag_bytes']['p95'])} | {_num(load['replay_lag_bytes']['max'])} |",
+        "",
+        f"Event load: {load['clients']} clients, {_num(load['events_per_s'])} events/s through the API's loader, "
+        f"{load['errors']} errors, {load['samples']} lag samples over {load['seconds']} s.",
+        "",
+        "| reads (recs.recommend_for_user, k=10) | readers | reads/s | server CPU per read, ms | p50 ms | p95 ms |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, reads in (("primary alone", primary), ("one replica", replica)):
+        lines.append(f"| {label} | {reads['readers']} | {_num(reads['reads_per_s'])} "
+                     f"| {_num(reads['server_cpu_ms_per_read'], 2)} | {_num(reads['latency_ms_p50'], 2)} "
+                     f"| {_num(reads['latency_ms_p95'], 2)} |")
+    ratio = replica["reads_per_s"] / primary["reads_per_s"] if primary["reads_per_s"] else None
+    lines += ["", f"Replica / primary read throughput on this machine: {_num(ratio, 2)}x "
+                  "(both servers and the load generator share the same two cores)."]
+    return "\n".join(lines)
+
+
+def sizing_table() -> str:
+    recommend = _load("recommend")
+    if not recommend or "http_user" not in recommend:
+        return "_not measured yet: `flock /tmp/pgrecs-heavy.lock python -m benchmarks.run recommend`_"
+    cpu = recommend["http_user"]["cpu_ms_per_request"]
+    pg_ms, app_ms = cpu["postgres"], cpu["gunicorn"]
+    lines = [
+        f"From `benchmarks/results/recommend.json` ({_num(recommend['items'], 0)} items, "
+        f"{_num(recommend['events'], 0)} events, GET /users/<id>/recommendations over HTTP): "
+        f"{_num(pg_ms, 2)} ms of Postgres CPU and {_num(app_ms, 2)} ms of API CPU per request. "
+        f"A replica is sized to run at most {int(TARGET_UTILISATION * 100)}% busy; API workers scale "
+        "separately (stateless, any host).",
+        "",
+        "| reads/s at peak | Postgres cores needed | replicas of " + " | replicas of ".join(
+            f"{c} cores" for c in CORES_PER_REPLICA) + " | API cores |",
+        "| --- | --- | " + " | ".join("---" for _ in CORES_PER_REPLICA) + " | --- |",
+    ]
+    for rate in RATES:
+        pg_cores = rate * pg_ms / 1000 / TARGET_UTILISATION
+        replicas = [max(1, math.ceil(pg_cores / c)) for c in CORES_PER_REPLICA]
+        api_cores = rate * app_ms / 1000 / TARGET_UTILISATION
+        lines.append(f"| {rate:,} | {_num(pg_cores)} | " + " | ".join(str(r) for r in replicas)
+                     + f" | {_num(api_cores)} |")
+    lines += ["", "Add one replica beyond the count so that losing one keeps the rest under 100%; the "
+                  "primary keeps the writes (events, catalog, request log) and the reads that carry a fresh "
+                  "read-your-writes token."]
+    return "\n".join(lines)
+
+
+SECTIONS = {"replication": replication_table, "replica_sizing": sizing_table}
+
+
+def render(text: str) -> str:
+    return doc_tables.render(text, SECTIONS)
+
+
+def main(argv: list[str]) -> int:
+    return doc_tables.main(argv, DOC, SECTIONS, "python -m benchmarks.scaling_report")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
