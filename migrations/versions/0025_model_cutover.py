@@ -12,14 +12,14 @@ the default serves. A promotion swaps the two in one transaction. The functions 
 sql/030_semantic.sql and sql/036_model_lifecycle.sql.
 
 Revision ID: 0025_model_cutover
-Revises: 0017_model_lineage
+Revises: 0024_tenant_defaults
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0025_model_cutover"
-down_revision = "0017_model_lineage"
+down_revision = "0024_tenant_defaults"
 branch_labels = None
 depends_on = None
 

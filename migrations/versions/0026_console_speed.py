@@ -6,14 +6,14 @@ with it, a few index probes per list. Partial: most events (history loads, page 
 list, and they pay nothing at insert.
 
 Revision ID: 0026_console_speed
-Revises: 0024_tenant_defaults
+Revises: 0025_model_cutover
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
 revision = "0026_console_speed"
-down_revision = "0024_tenant_defaults"
+down_revision = "0025_model_cutover"
 branch_labels = None
 depends_on = None
 
