@@ -8,7 +8,8 @@
 # Each dataset gets a database on the embedded server under $PGRECS_HOME (default
 # /tmp/pgrecs_evaluation); its copy with shuffled ties is cloned from it (same catalogue and
 # embeddings) and given the shuffled events. Sample sizes: $EVAL_USERS test users (default 1000),
-# $TUNE_USERS validation users (default 400), $TUNE_TRIALS configurations (default 40); $STRATEGIES.
+# $TUNE_USERS validation users (default 400), $TUNE_TRIALS configurations (default 40); $STRATEGIES;
+# TUNE_SIGNALS=0 keeps the default EASE lambda, side-information weight and co-occurrence shrinkage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${BIN:-.venv/bin}"
@@ -58,6 +59,7 @@ run() {
   url="$(db_url "$clone")"
   "$BIN/pgrecs" --db-url "$url" evaluate --dataset "$name" --protocol "$protocol" --seed 0 \
     --max-users "${EVAL_USERS:-1000}" --tune --tune-users "${TUNE_USERS:-400}" --tune-trials "${TUNE_TRIALS:-40}" \
+    "$([ "${TUNE_SIGNALS:-1}" = 0 ] && echo --no-tune-signals || echo --tune-signals)" \
     --tune-folds 1 --k 5,10,20 --strategies "$STRATEGIES" --out "$WORK/$name-$protocol$suffix" \
     --summary "benchmarks/results/evaluation_${name}_${protocol//-/_}${suffix}.json"
   sql_admin "drop database if exists $clone with (force)"
