@@ -192,6 +192,10 @@ def _split_line(run: dict) -> str:
                    False: ", signal parameters at their defaults", None: ""}[p.get("tune_signals")]
         parts.append(f"tuned on validation inside the training period: {p.get('tune_folds')} fold(s) of "
                      f"{p.get('tune_users')} users, at most {p.get('tune_trials')} configurations{signals}")
+    semantic = (run["strategies"].get("semantic") or {}).get("all")
+    if semantic is not None and semantic.get("coverage@10") is None:
+        parts.append("no item embeddings in this database: the semantic signal is empty and EASE has no text "
+                     "side information")
     parts.append(f"{run.get('seconds') or 0:,.0f} s")
     return "; ".join(parts) + "."
 
