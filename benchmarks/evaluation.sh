@@ -4,16 +4,19 @@
 # each (user, timestamp) tie shuffled; benchmarks/results/evaluation_<dataset>_<protocol>.json and
 # evaluation_<dataset>_<protocol>_shuffled.json, then docs/evaluation.md generated from them.
 #   bash benchmarks/evaluation.sh prepare [DATASET ...]    export, migrate, load, embed (once per dataset)
-#   bash benchmarks/evaluation.sh run DATASET PROTOCOL [shuffled]
+#   bash benchmarks/evaluation.sh run DATASET PROTOCOL [shuffled]   one run, on a clone of the prepared database
 # Each dataset gets a database on the embedded server under $PGRECS_HOME (default
 # /tmp/pgrecs_evaluation); its copy with shuffled ties is cloned from it (same catalogue and
 # embeddings) and given the shuffled events. Sample sizes: $EVAL_USERS test users (default 1000),
-# $TUNE_USERS validation users (default 400), $TUNE_TRIALS configurations (default 40).
+# $TUNE_USERS validation users (default 400), $TUNE_TRIALS configurations (default 40); $STRATEGIES;
+# TUNE_SIGNALS=0 keeps the default EASE lambda, side-information weight and co-occurrence shrinkage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${BIN:-.venv/bin}"
 export PGRECS_HOME="${PGRECS_HOME:-/tmp/pgrecs_evaluation}"
 WORK="$PGRECS_HOME/work"
+# every pgrecs signal alone, the configured and the tuned hybrid, the external baselines
+STRATEGIES="${STRATEGIES:-random,baseline:popularity,baseline:item_knn,baseline:ease,baseline:als,popularity,cooccurrence,sequence,ease,semantic,hybrid:home_for_you,tuned}"
 mkdir -p "$WORK"
 SERVER="$("$BIN/pgrecs" db url)"
 
@@ -36,7 +39,8 @@ prepare() {
   "$BIN/pgrecs" --db-url "$url" migrate
   "$BIN/pgrecs" --db-url "$url" load items "$WORK/$name/items.jsonl.gz"
   "$BIN/pgrecs" --db-url "$url" load events "$WORK/$name/events.jsonl.gz"
-  "$BIN/pgrecs" --db-url "$url" embed
+  # EMBED=0: no item embeddings (no semantic signal, EASE without text side information)
+  if [ "${EMBED:-1}" != 0 ]; then "$BIN/pgrecs" --db-url "$url" embed; fi
   sql_admin "create database eval_${name}_shuffled template eval_$name"
   shuffled="$(db_url "eval_${name}_shuffled")"
   "$BIN/python" -c "import sys, psycopg; c = psycopg.connect(sys.argv[1], autocommit=True); c.execute('delete from pgrecs.events')" "$shuffled"
@@ -55,7 +59,8 @@ run() {
   url="$(db_url "$clone")"
   "$BIN/pgrecs" --db-url "$url" evaluate --dataset "$name" --protocol "$protocol" --seed 0 \
     --max-users "${EVAL_USERS:-1000}" --tune --tune-users "${TUNE_USERS:-400}" --tune-trials "${TUNE_TRIALS:-40}" \
-    --tune-folds 1 --k 5,10,20 --out "$WORK/$name-$protocol$suffix" \
+    "$([ "${TUNE_SIGNALS:-1}" = 0 ] && echo --no-tune-signals || echo --tune-signals)" \
+    --tune-folds 1 --k 5,10,20 --strategies "$STRATEGIES" --out "$WORK/$name-$protocol$suffix" \
     --summary "benchmarks/results/evaluation_${name}_${protocol//-/_}${suffix}.json"
   sql_admin "drop database if exists $clone with (force)"
 }

@@ -188,8 +188,14 @@ def _split_line(run: dict) -> str:
         parts.append(f"cut-off {when} UTC; {s.get('known_items', 0):,} of {s['catalog_items']:,} items known then; "
                      f"{s.get('cold_test_pairs', 0):,} test pairs on items first seen later (not targets)")
     if p.get("tune"):
+        signals = {True: ", signal parameters (EASE lambda, side-information weight, co-occurrence shrinkage) tuned too",
+                   False: ", signal parameters at their defaults", None: ""}[p.get("tune_signals")]
         parts.append(f"tuned on validation inside the training period: {p.get('tune_folds')} fold(s) of "
-                     f"{p.get('tune_users')} users, at most {p.get('tune_trials')} configurations")
+                     f"{p.get('tune_users')} users, at most {p.get('tune_trials')} configurations{signals}")
+    semantic = (run["strategies"].get("semantic") or {}).get("all")
+    if semantic is not None and semantic.get("coverage@10") is None:
+        parts.append("no item embeddings in this database: the semantic signal is empty and EASE has no text "
+                     "side information")
     parts.append(f"{run.get('seconds') or 0:,.0f} s")
     return "; ".join(parts) + "."
 

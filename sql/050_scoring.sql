@@ -892,9 +892,10 @@ as $$
         join pgrecs.event_types et on et.event_type = e.event_type
     ),
     top as (
+        -- sums in value order: the same digits whatever order the events were stored in
         select r.item_id,
-               greatest(sum(r.w), 1e-30)::real as weight,
-               case (array_agg(r.event_type order by r.type_weight desc))[1]
+               greatest(sum(r.w order by r.w), 1e-30)::real as weight,
+               case (array_agg(r.event_type order by r.type_weight desc, r.event_type))[1]
                    when 'purchase' then ' you bought'
                    when 'add_to_cart' then ' you added to your cart'
                    when 'rating' then ' you rated'
@@ -907,8 +908,8 @@ as $$
         from recent r
         join pgrecs.items i on i.item_id = r.item_id
         group by r.item_id, i.tie_key
-        having sum(r.w) > 0
-        order by sum(r.w) desc, i.tie_key
+        having sum(r.w order by r.w) > 0
+        order by sum(r.w order by r.w) desc, i.tie_key
         limit (select p.history_limit from p)
     )
     select top.item_id, top.weight, top.label, top.purchased,

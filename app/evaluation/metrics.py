@@ -130,8 +130,9 @@ def revenue_at_k(recs: dict[int, np.ndarray], test: dict[int, set[int]], values:
     for n, u in enumerate(users):
         rel = test[u]
         top = recs.get(u, np.empty(0, dtype=np.int64))[:k]
-        caught[n] = sum(vals[i] for i in top if int(i) in rel)
-        total[n] = sum(vals[i] for i in rel)
+        # sums in item order, not set order: the same digits however the sets were built
+        caught[n] = sum(vals[i] for i in sorted(int(i) for i in top if int(i) in rel))
+        total[n] = sum(vals[i] for i in sorted(rel))
     if not users:
         return {}
     return {"value": float(caught.mean()), "share": float(caught.sum() / total.sum()) if total.sum() > 0 else 0.0}

@@ -90,6 +90,17 @@ def _html_table(report: dict, slice_name: str, columns) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _html_comparisons(report: dict) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{html.escape(c['reference'])}</td><td>{c['diff']:+.4f}</td>"
+        f"<td>[{c['low']:+.4f}, {c['high']:+.4f}]</td><td>{'better' if c['better'] else 'worse' if c['worse'] else '-'}</td></tr>"
+        for name, c in (report.get("comparisons") or {}).items())
+    if not rows:
+        return ""
+    return ("<h2>Paired bootstrap 95% intervals (NDCG@10, over test users)</h2><table><thead><tr><th>comparison</th>"
+            "<th>reference</th><th>difference</th><th>interval</th><th></th></tr></thead><tbody>" + rows + "</tbody></table>")
+
+
 def render_html(report: dict) -> str:
     ks = report["params"]["ks"]
     acc_cols = [f"{m}@{k}" for k in ks for m in ("ndcg", "hit_rate", "recall", "precision", "map", "mrr")]
@@ -108,6 +119,8 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}td:first-child,th
 <h2>Accuracy per strategy (all test users)</h2>{_html_table(report, 'all', acc_cols)}
 <h2>Beyond accuracy</h2>{_html_table(report, 'all', ('ndcg@10', *beyond))}
 <div class="plots">{_svg_bars(report)}{_svg_scatter(report, 'coverage@10')}{_svg_scatter(report, 'diversity@10')}</div>
+{_html_comparisons(report)}
+<h2>Repeat targets (held-out items already in the user's history; unreachable while lists leave it out)</h2>{_html_table(report, 'repeat_items', slice_cols)}
 <h2>Cold-start item slice (test items never seen in training)</h2>{_html_table(report, 'cold_items', slice_cols)}
 <h2>New-user slice (at most 2 training items)</h2>{_html_table(report, 'new_users', slice_cols)}
 </body></html>"""

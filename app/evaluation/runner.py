@@ -563,6 +563,7 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
                    "tune": opts.tune, "tune_users": opts.tune_users if opts.tune else None,
                    "tune_trials": opts.tune_trials if opts.tune else None,
                    "tune_folds": opts.tune_folds if opts.tune else None,
+                   "tune_signals": opts.tune_signals if opts.tune else None,
                    "bootstrap_resamples": BOOTSTRAP_RESAMPLES},
         "split": split.stats | {"evaluated_users": len(users), "cold_test_items": len(split.cold_items(inter)),
                                 "catalog_items": catalog.size},
