@@ -1,4 +1,7 @@
-"""docs/benchmarks.md, generated from benchmarks/results/*.json: `python -m benchmarks.docs`.
+"""Every generated docs page from benchmarks/results/*.json: `python -m benchmarks.docs`.
+
+docs/benchmarks.md is built here; the other pages' generated blocks are built by their report
+modules (PAGE_REPORTS), which this command runs too, so one command refreshes every page.
 
 `--check` exits 1 when the committed page differs from what the JSON gives (tests/test_docs.py
 does the same). Every number on the page comes from a result file; the prose around the tables
@@ -153,16 +156,31 @@ def render() -> str:
     return "\n\n".join(part.strip("\n") for part in parts) + "\n"
 
 
+# the pages with generated blocks, each owned by a report module with main(argv) -> exit status
+PAGE_REPORTS = ("evaluation_doc", "cf_report", "cli_report", "console_report", "scaling_report",
+                "text_rule_report", "finetune_report")
+
+
+def _run_page_reports(argv: list[str]) -> int:
+    import importlib
+
+    status = 0
+    for name in PAGE_REPORTS:
+        status = importlib.import_module(f"benchmarks.{name}").main(argv) or status
+    return status
+
+
 def main(argv: list[str]) -> int:
     text = render()
+    status = _run_page_reports(["--check"] if "--check" in argv else [])
     if "--check" in argv:
         if not PAGE.exists() or PAGE.read_text() != text:
             print(f"{PAGE} is out of date: run python -m benchmarks.docs", file=sys.stderr)
             return 1
-        return 0
+        return status
     PAGE.write_text(text)
     print(f"wrote {PAGE}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
-from benchmarks import cf_report
+from benchmarks import cf_report, doc_tables
 from benchmarks.finetune_recipes import markdown_table
 
 RESULTS = cf_report.RESULTS
@@ -69,5 +69,9 @@ def recipes_table() -> str:
 SECTIONS = {"finetune_speed": speed_table, "finetune_recipes": recipes_table}
 
 
+def main(argv: list[str]) -> int:
+    return doc_tables.main(argv, DOC, SECTIONS, "python -m benchmarks.finetune_report")
+
+
 if __name__ == "__main__":
-    raise SystemExit(cf_report.main(sys.argv[1:], DOC, SECTIONS, "benchmarks.finetune_report"))
+    raise SystemExit(main(sys.argv[1:]))
