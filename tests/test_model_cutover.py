@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from test_cli_errors import one_line_error
 
-from pgrecs.embeddings import worker
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
 ITEMS = 300

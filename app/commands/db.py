@@ -16,10 +16,14 @@ def db() -> None:
     """Start, stop and inspect the database (embedded unless DATABASE_URL is set)."""
 
 
-def _data_dir(ctx: click.Context):
+def _settings(ctx: click.Context):
     from pgrecs.cli import settings_from
 
-    return settings_from(ctx).embedded_data_dir
+    return settings_from(ctx)
+
+
+def _data_dir(ctx: click.Context):
+    return _settings(ctx).embedded_data_dir
 
 
 @db.command()
@@ -131,7 +135,7 @@ def replica_add(ctx: click.Context, name: str) -> None:
     from pgrecs import replicas
 
     primary = _embedded_primary(ctx)
-    made, created = replicas.add(primary, load_settings().home, name)
+    made, created = replicas.add(primary, _settings(ctx).home, name)
     verb = "created" if created else "already present, running"
     click.echo(f"replica {made.name} {verb}: {made.url(primary)}")
 
@@ -143,7 +147,7 @@ def replica_list(ctx: click.Context) -> None:
     from pgrecs import replicas
     from pgrecs.config import replica_urls
 
-    settings = load_settings()
+    settings = _settings(ctx)
     db_url = ctx.find_root().obj.get("db_url")
     primary = db_url or embedded.url_if_running(settings.embedded_data_dir)
     primary_lsn = replicas.primary_lsn(primary) if primary else None
@@ -179,5 +183,5 @@ def replica_remove(ctx: click.Context, name: str) -> None:
     """Stop the replica NAME, drop its replication slot and delete its data."""
     from pgrecs import replicas
 
-    existed = replicas.remove(_embedded_primary(ctx), load_settings().home, name)
+    existed = replicas.remove(_embedded_primary(ctx), _settings(ctx).home, name)
     click.echo(f"replica {name} removed" if existed else f"replica {name} not present")

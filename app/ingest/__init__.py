@@ -22,7 +22,7 @@ from pgrecs.ingest.readers import (DEFAULT_BATCH_SIZE, Batch, FileSource, file_s
 if TYPE_CHECKING:
     import psycopg
 
-    from pgrecs.ingest.loader import FieldWarning, LoadResult, Reject
+    from pgrecs.ingest.loader import LoadResult
 
 __all__ = [
     "DEFAULT_BATCH_SIZE", "FIELDS", "KINDS", "REASONS", "WARNINGS", "Batch", "FileSource",

@@ -29,7 +29,7 @@ from psycopg import sql
 
 from pgrecs.errors import PgrecsError
 from pgrecs.ingest.fields import FIELDS, Field
-from pgrecs.ingest.readers import DEFAULT_BATCH_SIZE, Batch, raw_text
+from pgrecs.ingest.readers import Batch, raw_text
 
 STAGE = sql.Identifier("pg_temp", "ingest_stage")
 REJECT_STAGE = sql.Identifier("pg_temp", "ingest_reject_stage")
