@@ -60,8 +60,7 @@ def load(ctx: click.Context, kind: str, file: Path, fmt: str | None, maps: tuple
     from pgrecs.cli import tenant_from, url_from
     from pgrecs.db import connect
 
-    if verbose:
-        _log_to_stderr()
+    _log_to_stderr(verbose)
     mapping = parse_mapping(kind, maps)
     constants = parse_constants(kind, sets)
     if not file.exists():
@@ -108,12 +107,17 @@ def load(ctx: click.Context, kind: str, file: Path, fmt: str | None, maps: tuple
         sys.exit(STRICT_EXIT)
 
 
-def _log_to_stderr() -> None:
+def _log_to_stderr(verbose: bool) -> None:
+    """Each batch logged on this invocation's stderr with -v; without it, nothing (a process that
+    ran an earlier `pgrecs load -v`, a test run say, must not keep its level)."""
     import logging
 
     logger = logging.getLogger("pgrecs.ingest")
     for old in [h for h in logger.handlers if getattr(h, "pgrecs_cli", False)]:
         logger.removeHandler(old)  # one handler, on this invocation's stderr
+    if not verbose:
+        logger.setLevel(logging.NOTSET)
+        return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.pgrecs_cli = True

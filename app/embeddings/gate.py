@@ -151,7 +151,7 @@ def evaluate_candidate(url: str | None, tenant: str, name: str, *, placement: st
         inter = load_interactions(conn, tenant, catalog)
     if len(inter) == 0:
         raise PgrecsError("no events loaded: load events first (pgrecs load events FILE)")
-    split = splits.time_split(inter, cutoff=cutoff.timestamp())
+    split = splits.time_split(inter, cutoff=cutoff.timestamp(), cold_targets=True)
     users = sorted(split.test)
     if max_users is not None and max_users < len(users):
         rng = np.random.default_rng(seed)

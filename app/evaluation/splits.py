@@ -108,13 +108,15 @@ def leave_last_out(inter: Interactions, min_history: int = 1) -> Split:
 
 
 def time_split(inter: Interactions, cutoff: float | None = None, quantile: float = 0.8,
-               min_history: int = 1, n_items: int | None = None) -> Split:
+               min_history: int = 1, n_items: int | None = None, cold_targets: bool = False) -> Split:
     """Global time split: events before `cutoff` (epoch seconds; default the `quantile` of event
     times) train, events at or after it test, so a tie at the cut-off is never split. Rankings
     choose among the items known at the cut-off (with a training event); a test user needs
     >= min_history distinct training items (0 keeps brand-new users, the new-user slice). Test
     targets are known items the user never had; test items the user had are the repeat targets,
-    and items first seen after the cut-off are counted (`cold_test_pairs`), not targeted."""
+    and items first seen after the cut-off are counted (`cold_test_pairs`), not targeted.
+    cold_targets=True targets them too and ranks the whole catalogue: for comparing text models,
+    whose semantic signal reaches an item without events (the cold-start slice)."""
     if len(inter) == 0:
         raise PgrecsError("no interactions to split")
     if cutoff is None:
@@ -136,7 +138,7 @@ def time_split(inter: Interactions, cutoff: float | None = None, quantile: float
             continue
         if i in seen:
             repeat.setdefault(u, set()).add(i)
-        elif known[i]:
+        elif known[i] or cold_targets:
             test.setdefault(u, set()).add(i)
         else:
             cold.add((u, i))
@@ -145,7 +147,8 @@ def time_split(inter: Interactions, cutoff: float | None = None, quantile: float
     stats = _stats(inter, train_mask, test, repeat) | {"min_history": min_history, "cutoff": cutoff,
                                                         "cold_test_pairs": len(cold),
                                                         "known_items": int(known.sum())}
-    return Split("time-split", train_mask, test, cutoff=cutoff, stats=stats, repeat=repeat, candidates=known)
+    return Split("time-split", train_mask, test, cutoff=cutoff, stats=stats, repeat=repeat,
+                 candidates=None if cold_targets else known)
 
 
 def validation_split(inter: Interactions, split: Split) -> tuple[Interactions, Split]:
