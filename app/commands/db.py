@@ -124,7 +124,7 @@ def _embedded_primary(ctx: click.Context) -> str:
     if ctx.find_root().obj.get("db_url"):
         raise PgrecsError("replicas are made of the embedded server only (DATABASE_URL is set): "
                           "name external standbys in PGRECS_REPLICA_URLS")
-    return embedded.start(_data_dir())
+    return embedded.start(_data_dir(ctx))
 
 
 @replica.command("add")
