@@ -1,4 +1,4 @@
-"""Fault tests (issue 7): kill -9 Postgres during `pgrecs load` and `pgrecs embed`, kill an API
+"""Fault tests: kill -9 Postgres during `pgrecs load` and `pgrecs embed`, kill an API
 worker during an event burst. After a restart and a re-run, counts are exact: nothing lost,
 nothing duplicated; every acknowledged event is stored."""
 

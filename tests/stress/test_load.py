@@ -1,4 +1,4 @@
-"""Load test (issue 7): 50 concurrent keep-alive clients for 60 s on loopback against `pgrecs serve`
+"""Load test: 50 concurrent keep-alive clients for 60 s on loopback against `pgrecs serve`
 (gunicorn) on the sample data, over item and user recommendations, search and events.
 Zero errors; p50/p99 per endpoint printed and written to benchmarks/results/stress_load.json.
 
