@@ -196,15 +196,16 @@ language plpgsql
 volatile
 as $$
 begin
-    select i.active, i.category_path, i.price, coalesce(i.stock, 1) > 0
-    into new.active, new.category_path, new.price, new.in_stock
+    select i.active, i.category_path, i.price, coalesce(i.stock, 1) > 0, i.tie_key
+    into new.active, new.category_path, new.price, new.in_stock, new.tie_key
     from pgrecs.items as i
     where i.item_id = new.item_id;
     return new;
 end
 $$;
 comment on function pgrecs.item_embeddings_copy_filters() is
-    'Trigger: copy the item''s filter columns (active, category_path, price, in_stock) onto a new embedding row.';
+    'Trigger: copy the item''s filter columns (active, category_path, price, in_stock) and tie key onto a new '
+    'embedding row.';
 
 create or replace trigger item_embeddings_copy_filters
     before insert on pgrecs.item_embeddings
@@ -217,16 +218,18 @@ volatile
 as $$
 begin
     update pgrecs.item_embeddings as e
-    set active = n.active, category_path = n.category_path, price = n.price, in_stock = coalesce(n.stock, 1) > 0
+    set active = n.active, category_path = n.category_path, price = n.price, in_stock = coalesce(n.stock, 1) > 0,
+        tie_key = n.tie_key
     from new_rows as n
     where e.item_id = n.item_id
-        and (e.active, e.category_path, e.price, e.in_stock)
-            is distinct from (n.active, n.category_path, n.price, coalesce(n.stock, 1) > 0);
+        and (e.active, e.category_path, e.price, e.in_stock, e.tie_key)
+            is distinct from (n.active, n.category_path, n.price, coalesce(n.stock, 1) > 0, n.tie_key);
     return null;
 end
 $$;
 comment on function pgrecs.items_sync_embedding_filters() is
-    'Trigger: after items change, update the filter columns copied onto their embeddings (only rows that differ).';
+    'Trigger: after items change, update the filter columns and tie key copied onto their embeddings (only rows '
+    'that differ).';
 
 create or replace trigger items_sync_embedding_filters
     after update on pgrecs.items
@@ -586,8 +589,11 @@ begin
     if not found or query is null then
         return;
     end if;
-    if m_ef_search <> 100 or k >= 100 then
-        perform set_config('hnsw.ef_search', greatest(m_ef_search, k + 1)::text, true);
+    -- Index scans take 16 rows beyond k and cut at k by (distance, tie_key): items at equal distance
+    -- (duplicate texts) are then ordered by the hash of their external id, not by the index's visit
+    -- order. The exact path orders by (distance, tie_key) directly.
+    if m_ef_search <> 100 or k + 16 >= 100 then
+        perform set_config('hnsw.ef_search', greatest(m_ef_search, k + 16)::text, true);
     end if;
 
     if filters is null or filters = '{}'::jsonb then
@@ -620,19 +626,24 @@ begin
         -- iterative scans checking the filter on the embedding row itself (no join); then the top k.
         -- A filter keeps only part of each candidate list: at least the default ef_search of 100
         -- (a model tuned lower for unfiltered search lost recall here: 0.9495 at 40, 20% filter)
-        perform set_config('hnsw.ef_search', greatest(m_ef_search, 100, k + 1)::text, true);
+        perform set_config('hnsw.ef_search', greatest(m_ef_search, 100, k + 16)::text, true);
         perform set_config('enable_bitmapscan', 'off', true);
         execute format(
-            'select array_agg(s.item_id order by s.dist, s.item_id),
-                    array_agg((1 - s.dist)::real order by s.dist, s.item_id)
+            'select array_agg(t.item_id order by t.dist, t.tie_key),
+                    array_agg((1 - t.dist)::real order by t.dist, t.tie_key)
              from (
-                 select e.item_id, %1$s as dist
-                 from pgrecs.item_embeddings e
-                 where e.model_id = %2$s and %3$s
-                     and e.item_id is distinct from $8
-                 order by %1$s
+                 select s.item_id, s.dist, s.tie_key
+                 from (
+                     select e.item_id, e.tie_key, %1$s as dist
+                     from pgrecs.item_embeddings e
+                     where e.model_id = %2$s and %3$s
+                         and e.item_id is distinct from $8
+                     order by %1$s
+                     limit $9 + 16
+                 ) s
+                 order by s.dist, s.tie_key
                  limit $9
-             ) s',
+             ) t',
             distance, semantic_search.model_id, predicate)
         into ids, scores
         using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k;
@@ -658,7 +669,7 @@ begin
              select e.item_id, %1$s + 0 as dist
              from pgrecs.item_embeddings e
              where e.model_id = %2$s and %3$s and e.item_id is distinct from $8
-             order by %1$s + 0, e.item_id
+             order by %1$s + 0, e.tie_key
              limit $9
          ) s
          join pgrecs.items i on i.item_id = s.item_id
@@ -695,10 +706,11 @@ begin
                     where e.model_id = %1$s and e.tenant_id = tenant and e.active
                         and e.item_id is distinct from exclude_item_id
                     order by e.embedding::halfvec(%2$s) <=> query::halfvec(%2$s)
-                    limit k
+                    limit k + 16
                 ) as s
                 join pgrecs.items as i on i.item_id = s.item_id
-                order by s.dist, i.tie_key;
+                order by s.dist, i.tie_key
+                limit k;
             return;$branch$, m.model_id, m.dimensions);
         models := models + 1;
     end loop;

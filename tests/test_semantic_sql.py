@@ -223,3 +223,31 @@ def test_functions_commented_with_honest_volatility(conn):
         "'enqueue_stale_embeddings', 'item_text_sha256')").fetchall())
     assert writers == {"refresh_semantic_neighbors": "v", "remove_semantic_neighbors": "v",
                        "enqueue_stale_embeddings": "v", "item_text_sha256": "i"}
+
+
+@pytest.mark.parametrize("filters,max_rows", [
+    ({}, 0),  # the unfiltered HNSW statement
+    ({"in_stock": True}, 0),  # filtered, through the index
+    ({"in_stock": True}, 100000),  # filtered, exact scan
+])
+def test_equal_distances_are_cut_by_tie_key(conn, catalog, filters, max_rows):
+    # five copies of one vector, loaded so that item_id order and tie_key order disagree: the two
+    # kept at k = 2 are the two smallest tie keys, on every path
+    conn.execute("update pgrecs.embedding_models set exact_scan_max_rows = %s", (max_rows,))
+    query = np.zeros(384, dtype=np.float32)
+    query[0] = 1.0
+    names = [f"dup-{n}" for n in range(5)]
+    with conn.cursor() as cur:
+        cur.executemany("insert into pgrecs.items (external_id, title, stock) values (%s, %s, 5)",
+                        [(n, n) for n in names])
+        cur.executemany("insert into pgrecs.item_embeddings (item_id, model_id, embedding, text_sha256) "
+                        "select item_id, 1, %s, '\\x00' from pgrecs.items where external_id = %s",
+                        [(HalfVector(query), n) for n in names])
+    by_tie_key = [r[0] for r in conn.execute(
+        "select external_id from pgrecs.items where external_id like 'dup-%' order by tie_key")]
+    by_item_id = [r[0] for r in conn.execute(
+        "select external_id from pgrecs.items where external_id like 'dup-%' order by item_id")]
+    assert by_tie_key[:2] != by_item_id[:2]  # the case is informative
+    got = [r[0] for r in conn.execute("select external_id from recs.search_by_vector(%s, 2, %s::jsonb)",
+                                      (HalfVector(query), json.dumps(filters)))]
+    assert got == by_tie_key[:2]
