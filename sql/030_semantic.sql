@@ -858,22 +858,55 @@ stable
 as $$
 declare
     tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+    m pgrecs.embedding_models;
+    ids bigint[];
+    externals text[];
+    scores real[];
 begin
     -- an id the tenant does not have is the caller's mistake, as in recs.recommend_for_item
     if not exists (select 1 from pgrecs.items i where i.item_id = item and i.tenant_id = tenant) then
         raise exception 'unknown item: %', item using errcode = 'P0002';
+    end if;
+    m := pgrecs.resolve_model(model);
+    -- unfiltered, for a model whose lists the embed workers maintain: the item's semantic list is
+    -- the index's top-n, kept fresh as the catalog changes, so read it instead of scanning. Its
+    -- active entries in score order; fewer than k (a larger k than the list length, neighbours
+    -- deactivated since) fall through to the index
+    if (filters is null or filters = '{}'::jsonb) and k >= 1 and m.state <> 'retired' then
+        select array_agg(l.neighbor_item_id order by l.score desc, i.tie_key),
+               array_agg(i.external_id order by l.score desc, i.tie_key),
+               array_agg(l.score order by l.score desc, i.tie_key)
+        into ids, externals, scores
+        from (
+            select nb.neighbor_item_id, nb.score
+            from pgrecs.item_neighbors as nb
+            where m.is_default and nb.tenant_id = tenant and nb.signal = 'semantic' and nb.item_id = item
+            union all
+            select sn.neighbor_item_id, sn.score
+            from pgrecs.semantic_neighbors as sn
+            where not m.is_default and sn.tenant_id = tenant and sn.model_id = m.model_id and sn.item_id = item
+        ) as l
+        join pgrecs.items as i on i.item_id = l.neighbor_item_id and i.tenant_id = tenant and i.active;
+        if coalesce(cardinality(ids), 0) >= k then
+            return query
+                select u.item_id, u.external_id, u.score, u.rank::integer
+                from unnest(ids[1:k], externals[1:k], scores[1:k]) with ordinality as u(item_id, external_id, score, rank);
+            return;
+        end if;
     end if;
     return query
     select s.item_id, s.external_id, s.score, s.rank
     from pgrecs.item_embeddings as e
     cross join lateral pgrecs.semantic_search(e.embedding, k, filters, e.model_id, e.item_id) as s
     where e.item_id = item
-        and e.model_id = (pgrecs.resolve_model(model)).model_id
+        and e.model_id = m.model_id
         and e.tenant_id = tenant;
 end
 $$;
 comment on function pgrecs.similar_to_item(bigint, integer, jsonb, text) is
-    'The body of recs.similar_items: raises P0002 for an item the tenant does not have, else the semantic search from the item''s embedding.';
+    'The body of recs.similar_items: raises P0002 for an item the tenant does not have; unfiltered with k within '
+    'the item''s maintained semantic list (pgrecs.refresh_semantic_neighbors), that list''s active entries; '
+    'else the semantic search from the item''s embedding.';
 
 create or replace function recs.similar_items(
     item_id bigint,
@@ -889,7 +922,9 @@ as $$
                                          similar_items.model)
 $$;
 comment on function recs.similar_items(bigint, integer, jsonb, text) is
-    'The k items most similar to an item by embedding (cosine), excluding the item itself. An item unknown to the '
+    'The k items most similar to an item by embedding (cosine), excluding the item itself: unfiltered with k up to '
+    'the maintained list length (50 by default), read from the item''s semantic neighbour list; otherwise an HNSW '
+    'search. An item unknown to the '
     'tenant raises P0002 (no_data_found) "unknown item: <id>", as recs.recommend_for_item does; a known item without '
     'an embedding for the model (not embedded yet, or its text refused) gives an empty list. Filters as in recs.search_by_vector. '
     'Example: select * from recs.similar_items(item_id => 42, k => 10, filters => ''{"category": "Books", "in_stock": true}'').';
@@ -941,6 +976,7 @@ declare
     target record;
     tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
     touched bigint[];
+    rescored bigint[];
     written integer;
 begin
     select * into target from pgrecs.semantic_list_target(model_id);
@@ -970,7 +1006,24 @@ begin
         return written;
     end if;
 
-    -- 2. each item also enters the lists of its neighbours when it beats their current N-th
+    -- 2. an item embedded again (its text changed) still sits in other lists with the score of its
+    -- old embedding: rescore it there, so those lists (which recs.similar_items serves) rank it right
+    execute format(
+        'with rescored as ('
+        '    update %1$s as nb set score = (1 - (ey.embedding <=> ex.embedding))::real, computed_at = now()'
+        '    from pgrecs.item_embeddings as ey, pgrecs.item_embeddings as ex'
+        '    where nb.neighbor_item_id = any($2) and nb.tenant_id = $1 and nb.%2$I = %3$L'
+        '        and not (nb.item_id = any($2))'
+        '        and ey.item_id = nb.item_id and ey.model_id = $3'
+        '        and ex.item_id = nb.neighbor_item_id and ex.model_id = $3'
+        '        and nb.score <> (1 - (ey.embedding <=> ex.embedding))::real'
+        '    returning nb.item_id'
+        ') select array_agg(distinct rescored.item_id) from rescored',
+        target.relation, target.key_column, target.key_value)
+    into rescored
+    using tenant, item_ids, target.list_model_id;
+
+    -- 3. each item also enters the lists of its neighbours when it beats their current N-th
     execute format(
         'with candidates as ('
         '    select nb.neighbor_item_id as item_id, nb.item_id as neighbor_item_id, nb.score'
@@ -997,8 +1050,9 @@ begin
     into touched
     using tenant, item_ids, n;
 
-    -- 3. re-rank the lists that changed and keep their top n
-    if touched is not null then
+    -- 4. re-rank the lists that changed and keep their top n
+    touched := array(select distinct x from unnest(coalesce(touched, '{}') || coalesce(rescored, '{}')) as x);
+    if cardinality(touched) > 0 then
         execute format(
             'with ranked as ('
             '    select x.item_id, x.neighbor_item_id,'
@@ -1028,7 +1082,8 @@ $$;
 comment on function pgrecs.refresh_semantic_neighbors(bigint[], integer, boolean, smallint) is
     'Recompute the semantic top-n neighbour lists of items for a model (the default model when null) and, when '
     'propagate, insert each item into the lists of its neighbours where it beats their n-th; returns the rows '
-    'written for the items themselves. The default model''s lists are pgrecs.item_neighbors (signal semantic), '
+    'written for the items themselves; when propagate, also rescore the items where they sit in other lists (their '
+    'embedding changed). The default model''s lists are pgrecs.item_neighbors (signal semantic), '
     'any other model''s pgrecs.semantic_neighbors.';
 
 create or replace function pgrecs.remove_semantic_neighbors(
