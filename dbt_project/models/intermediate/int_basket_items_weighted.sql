@@ -12,7 +12,8 @@
 -- negative 62-bit hash of user and session id, from int_session_items_aggregated; weight times
 -- var session_weight).
 -- Item weight in a basket: ln(1 + total event weight). A basket keeps its
--- var cooc_max_basket_items most recent distinct items (ties: the higher item id).
+-- var cooc_max_basket_items most recent distinct items (ties: the smaller tie_key, a hash of the
+-- external id, so an invoice longer than the cap keeps the same lines whatever its row order).
 -- Incremental: a run rebuilds only the baskets whose rows upstream changed since the model's
 -- high-water mark (max last_event_id): the user baskets of the users, and the session baskets of
 -- the sessions, with new events; each from its upstream rows' top var cooc_max_basket_items by
@@ -45,11 +46,13 @@ capped as (
         user_items.last_event_id
     from changed_users
     cross join lateral (
-        select *
+        select user_items.*
         from {{ ref('int_user_items_aggregated') }} as user_items
+        inner join {{ source('pgrecs', 'items') }} as items
+            on items.item_id = user_items.item_id
         where user_items.tenant_id = changed_users.tenant_id
             and user_items.user_id = changed_users.user_id
-        order by user_items.last_at desc, user_items.item_id desc
+        order by user_items.last_at desc, items.tie_key
         limit {{ cap }}
     ) as user_items
 
@@ -65,11 +68,13 @@ capped as (
         session_items.last_event_id
     from changed_sessions
     cross join lateral (
-        select *
+        select session_items.*
         from {{ ref('int_session_items_aggregated') }} as session_items
+        inner join {{ source('pgrecs', 'items') }} as items
+            on items.item_id = session_items.item_id
         where session_items.tenant_id = changed_sessions.tenant_id
             and session_items.basket_id = changed_sessions.basket_id
-        order by session_items.last_at desc, session_items.item_id desc
+        order by session_items.last_at desc, items.tie_key
         limit {{ cap }}
     ) as session_items
     {%- endif %}
@@ -108,9 +113,13 @@ baskets as (
 ranked as (
 
     select
-        *,
-        row_number() over (partition by tenant_id, basket_id order by last_at desc, item_id desc) as recency_rank
+        baskets.*,
+        row_number() over (
+            partition by baskets.tenant_id, baskets.basket_id order by baskets.last_at desc, items.tie_key
+        ) as recency_rank
     from baskets
+    inner join {{ source('pgrecs', 'items') }} as items
+        on items.item_id = baskets.item_id
 
 ),
 
