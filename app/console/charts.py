@@ -9,7 +9,6 @@ matplotlib's (`MaxNLocator`), imported once with this module at app start."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader
@@ -36,9 +35,8 @@ def _r(value: float) -> float:
 
 def _number(value: float, step: float) -> str:
     """A tick label with as many decimals as the tick step needs."""
-    if step >= 1 or value == 0:
-        return f"{value:,.0f}"
-    return f"{value:,.{max(0, -math.floor(math.log10(step)))}f}"
+    fraction = f"{step:.6g}".partition(".")[2]
+    return f"{value:,.{len(fraction)}f}"
 
 
 def _value(value: float | None) -> str:
@@ -180,7 +178,7 @@ def intervals(panels: list[tuple[str, list[float | None], list[float | None], li
     chart = _Chart(width, 0.7 + 0.45 * rows, title)
     left, right, top, bottom = _left_margin(labels), chart.width - 10, 26, chart.height - 22
     row = (bottom - top) / rows
-    gap = 18
+    gap = 30
     panel_width = (right - left - gap * (len(panels) - 1)) / max(len(panels), 1)
     for i, label in enumerate(labels):
         chart.text(left - 8, top + row * (i + 0.5) + 4, label, anchor="end", color=INK)
