@@ -58,6 +58,24 @@ def current_revision(url: str) -> str | None:
 
 
 def head_revision() -> str:
-    from alembic.script import ScriptDirectory
+    """The newest revision, read from the migration files' `revision` / `down_revision` lines.
 
-    return ScriptDirectory.from_config(alembic_config("")).get_current_head()
+    Commands that only compare revisions (`pgrecs db status`, /readyz) read it this way instead of
+    through alembic's ScriptDirectory, which imports alembic and SQLAlchemy (half a second of
+    start-up); tests/test_migrations.py checks the two agree."""
+    import re
+
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        text = path.read_text()
+        revision = re.search(r'^revision\s*=\s*"([^"]+)"', text, re.M)
+        if revision is None:
+            continue
+        revisions.add(revision.group(1))
+        parent = re.search(r'^down_revision\s*=\s*"([^"]+)"', text, re.M)
+        if parent is not None:
+            parents.add(parent.group(1))
+    heads = sorted(revisions - parents)
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations have {len(heads)} heads ({', '.join(heads)}); expected one")
+    return heads[0]

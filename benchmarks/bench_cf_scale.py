@@ -118,13 +118,15 @@ def fit_blocks(x: sparse.csr_matrix, **overrides):
     from pgrecs.signals import ease_blocks
 
     params = ease_blocks.BlockParams(lam=LAMBDA, **overrides)
-    return ease_blocks.fit(x, np.arange(x.shape[1], dtype=np.int64), params)
+    ids = np.arange(x.shape[1], dtype=np.int64)
+    return ease_blocks.fit(x, ids, params, tie_keys=ids)  # synthetic ids carry no load order
 
 
 def fit_dense(x: sparse.csr_matrix):
     from pgrecs.signals import ease
 
-    return ease.top_neighbors(ease.ease_weights(x, LAMBDA), np.arange(x.shape[1], dtype=np.int64), 50)
+    ids = np.arange(x.shape[1], dtype=np.int64)
+    return ease.top_neighbors(ease.ease_weights(x, LAMBDA), ids, 50, tie_keys=ids)
 
 
 def fit_als_hnsw(x: sparse.csr_matrix, factors: int = 64, top_n: int = 50):
@@ -163,7 +165,8 @@ def fit_head(x: sparse.csr_matrix, share: float = 0.2):
 
     counts = np.diff(x.tocsc().indptr)
     head = np.sort(np.argsort(-counts, kind="stable")[:max(2, int(share * x.shape[1]))])
-    return ease.top_neighbors(ease.ease_weights(x[:, head], LAMBDA), head.astype(np.int64), 50)
+    ids = head.astype(np.int64)
+    return ease.top_neighbors(ease.ease_weights(x[:, head], LAMBDA), ids, 50, tie_keys=ids)
 
 
 def fit_cooccurrence(x: sparse.csr_matrix, top_n: int = 50):
@@ -172,7 +175,7 @@ def fit_cooccurrence(x: sparse.csr_matrix, top_n: int = 50):
 
     coo = x.tocoo()
     return neighbors_from_baskets(coo.row.astype(np.int64), coo.col.astype(np.int64),
-                                  np.ones(coo.nnz), None, top_n, 10.0)
+                                  np.ones(coo.nnz), None, top_n, 10.0, lambda ids: ids)
 
 
 CANDIDATES = {

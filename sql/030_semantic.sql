@@ -196,15 +196,16 @@ language plpgsql
 volatile
 as $$
 begin
-    select i.active, i.category_path, i.price, coalesce(i.stock, 1) > 0
-    into new.active, new.category_path, new.price, new.in_stock
+    select i.active, i.category_path, i.price, coalesce(i.stock, 1) > 0, i.tie_key
+    into new.active, new.category_path, new.price, new.in_stock, new.tie_key
     from pgrecs.items as i
     where i.item_id = new.item_id;
     return new;
 end
 $$;
 comment on function pgrecs.item_embeddings_copy_filters() is
-    'Trigger: copy the item''s filter columns (active, category_path, price, in_stock) onto a new embedding row.';
+    'Trigger: copy the item''s filter columns (active, category_path, price, in_stock) and tie key onto a new '
+    'embedding row.';
 
 create or replace trigger item_embeddings_copy_filters
     before insert on pgrecs.item_embeddings
@@ -217,16 +218,18 @@ volatile
 as $$
 begin
     update pgrecs.item_embeddings as e
-    set active = n.active, category_path = n.category_path, price = n.price, in_stock = coalesce(n.stock, 1) > 0
+    set active = n.active, category_path = n.category_path, price = n.price, in_stock = coalesce(n.stock, 1) > 0,
+        tie_key = n.tie_key
     from new_rows as n
     where e.item_id = n.item_id
-        and (e.active, e.category_path, e.price, e.in_stock)
-            is distinct from (n.active, n.category_path, n.price, coalesce(n.stock, 1) > 0);
+        and (e.active, e.category_path, e.price, e.in_stock, e.tie_key)
+            is distinct from (n.active, n.category_path, n.price, coalesce(n.stock, 1) > 0, n.tie_key);
     return null;
 end
 $$;
 comment on function pgrecs.items_sync_embedding_filters() is
-    'Trigger: after items change, update the filter columns copied onto their embeddings (only rows that differ).';
+    'Trigger: after items change, update the filter columns and tie key copied onto their embeddings (only rows '
+    'that differ).';
 
 create or replace trigger items_sync_embedding_filters
     after update on pgrecs.items
@@ -586,8 +589,11 @@ begin
     if not found or query is null then
         return;
     end if;
-    if m_ef_search <> 100 or k >= 100 then
-        perform set_config('hnsw.ef_search', greatest(m_ef_search, k + 1)::text, true);
+    -- Index scans take 16 rows beyond k and cut at k by (distance, tie_key): items at equal distance
+    -- (duplicate texts) are then ordered by the hash of their external id, not by the index's visit
+    -- order. The exact path orders by (distance, tie_key) directly.
+    if m_ef_search <> 100 or k + 16 >= 100 then
+        perform set_config('hnsw.ef_search', greatest(m_ef_search, k + 16)::text, true);
     end if;
 
     if filters is null or filters = '{}'::jsonb then
@@ -620,19 +626,24 @@ begin
         -- iterative scans checking the filter on the embedding row itself (no join); then the top k.
         -- A filter keeps only part of each candidate list: at least the default ef_search of 100
         -- (a model tuned lower for unfiltered search lost recall here: 0.9495 at 40, 20% filter)
-        perform set_config('hnsw.ef_search', greatest(m_ef_search, 100, k + 1)::text, true);
+        perform set_config('hnsw.ef_search', greatest(m_ef_search, 100, k + 16)::text, true);
         perform set_config('enable_bitmapscan', 'off', true);
         execute format(
-            'select array_agg(s.item_id order by s.dist, s.item_id),
-                    array_agg((1 - s.dist)::real order by s.dist, s.item_id)
+            'select array_agg(t.item_id order by t.dist, t.tie_key),
+                    array_agg((1 - t.dist)::real order by t.dist, t.tie_key)
              from (
-                 select e.item_id, %1$s as dist
-                 from pgrecs.item_embeddings e
-                 where e.model_id = %2$s and %3$s
-                     and e.item_id is distinct from $8
-                 order by %1$s
+                 select s.item_id, s.dist, s.tie_key
+                 from (
+                     select e.item_id, e.tie_key, %1$s as dist
+                     from pgrecs.item_embeddings e
+                     where e.model_id = %2$s and %3$s
+                         and e.item_id is distinct from $8
+                     order by %1$s
+                     limit $9 + 16
+                 ) s
+                 order by s.dist, s.tie_key
                  limit $9
-             ) s',
+             ) t',
             distance, semantic_search.model_id, predicate)
         into ids, scores
         using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k;
@@ -658,7 +669,7 @@ begin
              select e.item_id, %1$s + 0 as dist
              from pgrecs.item_embeddings e
              where e.model_id = %2$s and %3$s and e.item_id is distinct from $8
-             order by %1$s + 0, e.item_id
+             order by %1$s + 0, e.tie_key
              limit $9
          ) s
          join pgrecs.items i on i.item_id = s.item_id
@@ -695,10 +706,11 @@ begin
                     where e.model_id = %1$s and e.tenant_id = tenant and e.active
                         and e.item_id is distinct from exclude_item_id
                     order by e.embedding::halfvec(%2$s) <=> query::halfvec(%2$s)
-                    limit k
+                    limit k + 16
                 ) as s
                 join pgrecs.items as i on i.item_id = s.item_id
-                order by s.dist, i.tie_key;
+                order by s.dist, i.tie_key
+                limit k;
             return;$branch$, m.model_id, m.dimensions);
         models := models + 1;
     end loop;
@@ -846,22 +858,55 @@ stable
 as $$
 declare
     tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+    m pgrecs.embedding_models;
+    ids bigint[];
+    externals text[];
+    scores real[];
 begin
     -- an id the tenant does not have is the caller's mistake, as in recs.recommend_for_item
     if not exists (select 1 from pgrecs.items i where i.item_id = item and i.tenant_id = tenant) then
         raise exception 'unknown item: %', item using errcode = 'P0002';
+    end if;
+    m := pgrecs.resolve_model(model);
+    -- unfiltered, for a model whose lists the embed workers maintain: the item's semantic list is
+    -- the index's top-n, kept fresh as the catalog changes, so read it instead of scanning. Its
+    -- active entries in score order; fewer than k (a larger k than the list length, neighbours
+    -- deactivated since) fall through to the index
+    if (filters is null or filters = '{}'::jsonb) and k >= 1 and m.state <> 'retired' then
+        select array_agg(l.neighbor_item_id order by l.score desc, i.tie_key),
+               array_agg(i.external_id order by l.score desc, i.tie_key),
+               array_agg(l.score order by l.score desc, i.tie_key)
+        into ids, externals, scores
+        from (
+            select nb.neighbor_item_id, nb.score
+            from pgrecs.item_neighbors as nb
+            where m.is_default and nb.tenant_id = tenant and nb.signal = 'semantic' and nb.item_id = item
+            union all
+            select sn.neighbor_item_id, sn.score
+            from pgrecs.semantic_neighbors as sn
+            where not m.is_default and sn.tenant_id = tenant and sn.model_id = m.model_id and sn.item_id = item
+        ) as l
+        join pgrecs.items as i on i.item_id = l.neighbor_item_id and i.tenant_id = tenant and i.active;
+        if coalesce(cardinality(ids), 0) >= k then
+            return query
+                select u.item_id, u.external_id, u.score, u.rank::integer
+                from unnest(ids[1:k], externals[1:k], scores[1:k]) with ordinality as u(item_id, external_id, score, rank);
+            return;
+        end if;
     end if;
     return query
     select s.item_id, s.external_id, s.score, s.rank
     from pgrecs.item_embeddings as e
     cross join lateral pgrecs.semantic_search(e.embedding, k, filters, e.model_id, e.item_id) as s
     where e.item_id = item
-        and e.model_id = (pgrecs.resolve_model(model)).model_id
+        and e.model_id = m.model_id
         and e.tenant_id = tenant;
 end
 $$;
 comment on function pgrecs.similar_to_item(bigint, integer, jsonb, text) is
-    'The body of recs.similar_items: raises P0002 for an item the tenant does not have, else the semantic search from the item''s embedding.';
+    'The body of recs.similar_items: raises P0002 for an item the tenant does not have; unfiltered with k within '
+    'the item''s maintained semantic list (pgrecs.refresh_semantic_neighbors), that list''s active entries; '
+    'else the semantic search from the item''s embedding.';
 
 create or replace function recs.similar_items(
     item_id bigint,
@@ -877,7 +922,9 @@ as $$
                                          similar_items.model)
 $$;
 comment on function recs.similar_items(bigint, integer, jsonb, text) is
-    'The k items most similar to an item by embedding (cosine), excluding the item itself. An item unknown to the '
+    'The k items most similar to an item by embedding (cosine), excluding the item itself: unfiltered with k up to '
+    'the maintained list length (50 by default), read from the item''s semantic neighbour list; otherwise an HNSW '
+    'search. An item unknown to the '
     'tenant raises P0002 (no_data_found) "unknown item: <id>", as recs.recommend_for_item does; a known item without '
     'an embedding for the model (not embedded yet, or its text refused) gives an empty list. Filters as in recs.search_by_vector. '
     'Example: select * from recs.similar_items(item_id => 42, k => 10, filters => ''{"category": "Books", "in_stock": true}'').';
@@ -929,6 +976,7 @@ declare
     target record;
     tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
     touched bigint[];
+    rescored bigint[];
     written integer;
 begin
     select * into target from pgrecs.semantic_list_target(model_id);
@@ -958,7 +1006,24 @@ begin
         return written;
     end if;
 
-    -- 2. each item also enters the lists of its neighbours when it beats their current N-th
+    -- 2. an item embedded again (its text changed) still sits in other lists with the score of its
+    -- old embedding: rescore it there, so those lists (which recs.similar_items serves) rank it right
+    execute format(
+        'with rescored as ('
+        '    update %1$s as nb set score = (1 - (ey.embedding <=> ex.embedding))::real, computed_at = now()'
+        '    from pgrecs.item_embeddings as ey, pgrecs.item_embeddings as ex'
+        '    where nb.neighbor_item_id = any($2) and nb.tenant_id = $1 and nb.%2$I = %3$L'
+        '        and not (nb.item_id = any($2))'
+        '        and ey.item_id = nb.item_id and ey.model_id = $3'
+        '        and ex.item_id = nb.neighbor_item_id and ex.model_id = $3'
+        '        and nb.score <> (1 - (ey.embedding <=> ex.embedding))::real'
+        '    returning nb.item_id'
+        ') select array_agg(distinct rescored.item_id) from rescored',
+        target.relation, target.key_column, target.key_value)
+    into rescored
+    using tenant, item_ids, target.list_model_id;
+
+    -- 3. each item also enters the lists of its neighbours when it beats their current N-th
     execute format(
         'with candidates as ('
         '    select nb.neighbor_item_id as item_id, nb.item_id as neighbor_item_id, nb.score'
@@ -985,8 +1050,9 @@ begin
     into touched
     using tenant, item_ids, n;
 
-    -- 3. re-rank the lists that changed and keep their top n
-    if touched is not null then
+    -- 4. re-rank the lists that changed and keep their top n
+    touched := array(select distinct x from unnest(coalesce(touched, '{}') || coalesce(rescored, '{}')) as x);
+    if cardinality(touched) > 0 then
         execute format(
             'with ranked as ('
             '    select x.item_id, x.neighbor_item_id,'
@@ -1016,7 +1082,8 @@ $$;
 comment on function pgrecs.refresh_semantic_neighbors(bigint[], integer, boolean, smallint) is
     'Recompute the semantic top-n neighbour lists of items for a model (the default model when null) and, when '
     'propagate, insert each item into the lists of its neighbours where it beats their n-th; returns the rows '
-    'written for the items themselves. The default model''s lists are pgrecs.item_neighbors (signal semantic), '
+    'written for the items themselves; when propagate, also rescore the items where they sit in other lists (their '
+    'embedding changed). The default model''s lists are pgrecs.item_neighbors (signal semantic), '
     'any other model''s pgrecs.semantic_neighbors.';
 
 create or replace function pgrecs.remove_semantic_neighbors(

@@ -129,10 +129,9 @@ begin
         anchor_labels := array[null]::text[];  -- the page's item, as recs.recommend_for_item passes it
         exclude_ids := array[ctx_id];
     else
+        -- a user never seen is a new visitor (ctx_id null, no history): the cold-start list, as
+        -- recs.recommend_for_user serves it
         select u.user_id into ctx_id from pgrecs.users u where u.tenant_id = t and u.external_id = why_not.context_user;
-        if ctx_id is null then
-            raise exception 'unknown user: %', why_not.context_user using errcode = 'P0002';
-        end if;
         select coalesce(array_agg(h.item_id order by h.ord), '{}'),
                coalesce(array_agg(h.weight order by h.ord), '{}'),
                coalesce(array_agg(h.label order by h.ord), '{}'),
@@ -717,5 +716,6 @@ comment on function recs.why_not(text, text, text, text, integer, jsonb) is
     'Why an item (external id) is not in a placement''s top k for a context (context_item or context_user, external ids): '
     'shown (and where), excluded by the context, inactive, out_of_stock, price, outside_category, brand, blocked (rule_id), '
     'no_embedding (and why), not_candidate (signal by signal), no_score, ranked (its rank and score against the k-th), '
-    'capped (brand or category), mmr (the similar item chosen), pinned_out. Follows pgrecs.rank_items stage by stage. '
+    'capped (brand or category), mmr (the similar item chosen), pinned_out. Follows pgrecs.rank_items stage by stage; '
+    'a user never seen is a new visitor, explained against the cold-start list recs.recommend_for_user serves. '
     'Example: select * from recs.why_not(item => ''22728'', placement => ''pdp_similar'', context_item => ''22727'').';

@@ -41,9 +41,9 @@ def test_blocks_with_complete_halos_are_dense_ease(block_size, halo_size):
     regression has every other item as a predictor: dense EASE exactly."""
     x = clustered_catalog()
     ids = np.arange(500, 500 + x.shape[1])
-    dense = top_neighbors(direct_ease(x, 30.0), ids, 8)
+    dense = top_neighbors(direct_ease(x, 30.0), ids, 8, tie_keys=ids)
     blocks = ease_blocks.fit(sparse.csr_matrix(x), ids, ease_blocks.BlockParams(
-        lam=30.0, block_size=block_size, halo_size=halo_size, top_n=8))
+        lam=30.0, block_size=block_size, halo_size=halo_size, top_n=8), tie_keys=ids)
     np.testing.assert_array_equal(blocks.item_ids, dense.item_ids)
     np.testing.assert_array_equal(blocks.neighbor_ids, dense.neighbor_ids)
     np.testing.assert_array_equal(blocks.ranks, dense.ranks)
@@ -64,9 +64,9 @@ def test_blocks_without_full_halos_keep_the_strong_neighbours():
     x = clustered_catalog()
     ids = np.arange(x.shape[1])
     b = direct_ease(x, 30.0)
-    dense = lists(top_neighbors(b, ids, 3))
+    dense = lists(top_neighbors(b, ids, 3, tie_keys=ids))
     blocks = ease_blocks.fit(sparse.csr_matrix(x), ids, ease_blocks.BlockParams(
-        lam=30.0, block_size=10, halo_size=5, top_n=3))
+        lam=30.0, block_size=10, halo_size=5, top_n=3), tie_keys=ids)
     got = lists(blocks)
     overlap = np.mean([len(set(dense[i]) & set(got.get(i, []))) / len(dense[i]) for i in dense])
     assert overlap >= 0.9
@@ -86,11 +86,13 @@ def test_side_information_matches_dense_and_reaches_an_item_without_interactions
     embeddings[30] = embeddings[3] + 0.01
     embedded_ids = np.arange(31)
     dense = ease_from_pairs(users, items, lam=30.0, top_n=5, embedded_item_ids=embedded_ids,
-                            embeddings=embeddings.astype(np.float32), semantic_weight=10.0)
+                            embeddings=embeddings.astype(np.float32), semantic_weight=10.0,
+                            tie_keys_of=lambda ids: ids)
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     xs = sparse.csr_matrix((np.ones(len(items), dtype=np.float32), (users, items)), shape=(x.shape[0], 31))
     blocks = ease_blocks.fit(xs, embedded_ids, ease_blocks.BlockParams(
-        lam=30.0, side_weight=10.0, block_size=8, halo_size=31, top_n=5), side=unit.astype(np.float32))
+        lam=30.0, side_weight=10.0, block_size=8, halo_size=31, top_n=5), tie_keys=embedded_ids,
+        side=unit.astype(np.float32))
     assert lists(blocks) == lists(dense)
     assert lists(blocks)[30][0] == 3
     np.testing.assert_allclose(blocks.scores, dense.scores, rtol=1e-3, atol=1e-6)

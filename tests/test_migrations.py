@@ -173,3 +173,9 @@ def test_sequence_signal_joins_only_the_seeded_placements(empty_db_url):
     migrate.downgrade(empty_db_url, "0011_neighbor_cleanup")
     assert all("sequence" not in w for w in weights().values())
     migrate.downgrade(empty_db_url, "base")
+
+
+def test_head_revision_agrees_with_alembic():
+    from alembic.script import ScriptDirectory
+
+    assert migrate.head_revision() == ScriptDirectory.from_config(migrate.alembic_config("")).get_current_head()

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import scoring_world as world
-from conftest import KeyedClient
+from conftest import KeyedClient, api_key_for
 from pgrecs import replicas
 from replica_support import (close_pools, embedded_home, on_replica, replica_app, replica_server,  # noqa: F401
                              wait_for_replay)
@@ -276,3 +276,50 @@ def test_keys_hold_on_the_replica(client, app, db_url):
     # replayed: the replica refuses the revoked key
     response = client.get("/items/A/similar", headers={"X-API-Key": key})
     assert response.status_code == 401 and "revoked" in response.get_json()["detail"]
+
+
+# --- discovery ---------------------------------------------------------------------------------------
+
+def test_the_api_takes_up_and_drops_embedded_replicas_without_a_restart(server_url, db_url, shop, monkeypatch):
+    from pgrecs.api import create_app
+
+    home = embedded_home(server_url)
+    monkeypatch.setenv("PGRECS_HOME", str(home))
+    monkeypatch.delenv("PGRECS_REPLICA_URLS", raising=False)
+    app = create_app({"TESTING": True, "DATABASE_URL": db_url})
+    api_key_for(app)  # on the primary before the base backup: the new replica has it
+    path = "/users/u1/recommendations?k=5"
+
+    def served_until(wanted, timeout_s: float = 15.0) -> list[tuple[int, str]]:
+        """Reads until one is answered as wanted(backend) says; every answer, in order."""
+        seen, deadline = [], time.monotonic() + timeout_s
+        with KeyedClient(app) as c:
+            while time.monotonic() < deadline:
+                response = c.get(path)
+                seen.append((response.status_code, _backend(response)))
+                if wanted(seen[-1][1]):
+                    return seen
+                time.sleep(0.1)
+        raise AssertionError(f"no read answered as wanted in {timeout_s} s: {seen[-5:]}")
+
+    try:
+        with KeyedClient(app) as c:
+            assert c.get(path).status_code == 200  # the process has found its replicas (not this one yet)
+            assert "hot_added" not in c.get("/readyz").get_json()["replicas"]
+        replicas.add(server_url, home, "hot_added")
+        taken_up = served_until(lambda backend: backend == "hot_added")
+        with KeyedClient(app) as c:
+            assert c.get("/readyz").get_json()["replicas"]["hot_added"]["serving"] is True
+        replicas.remove(server_url, home, "hot_added")
+        # the next reads fail over to the primary at once, and the replica leaves the list
+        dropped = served_until(lambda backend: backend != "hot_added")
+        with KeyedClient(app) as c:
+            deadline = time.monotonic() + 10
+            while "hot_added" in c.get("/readyz").get_json()["replicas"]:
+                assert time.monotonic() < deadline, "the removed replica is still listed"
+                time.sleep(0.2)
+            assert _backend(c.get(path)) != "hot_added"
+        assert {status for status, _ in taken_up + dropped} == {200}
+    finally:
+        replicas.remove(server_url, home, "hot_added")
+        close_pools(app)

@@ -55,6 +55,59 @@ def test_similar_items_unfiltered_matches_exact(conn, catalog):
         assert len(set(r[0] for r in got) & set(want)) >= 9
 
 
+def _list(conn, item_id):
+    return conn.execute("select neighbor_item_id, score from pgrecs.item_neighbors"
+                        " where signal = 'semantic' and item_id = %s order by rank", (item_id,)).fetchall()
+
+
+def test_similar_items_reads_the_maintained_list_within_its_length(conn, catalog):
+    ids = [int(i) for i in catalog["ids"]]
+    conn.execute("select pgrecs.refresh_semantic_neighbors(%s, 50, false)", (ids,))
+    q = ids[5]
+    listed = _list(conn, q)
+    assert len(listed) == 50
+    got = conn.execute("select item_id, score, rank from recs.similar_items(%s, 10)", (q,)).fetchall()
+    assert [(r[0], r[1]) for r in got] == listed[:10] and [r[2] for r in got] == list(range(1, 11))
+    want = exact(catalog, catalog["vectors"][5], 10, lambda x: active(catalog, x), exclude=q)
+    assert len({r[0] for r in got} & set(want)) >= 9
+    # served from the list: an entry moved to the top there is first here; a filter or a k beyond
+    # the list's length searches the index, which does not know that entry's new score
+    far = listed[-1][0]
+    conn.execute("update pgrecs.item_neighbors set score = 0.9999 where signal = 'semantic'"
+                 " and item_id = %s and neighbor_item_id = %s", (q, far))
+    assert conn.execute("select item_id, score from recs.similar_items(%s, 3)", (q,)).fetchone() == (far, 0.9999)
+    for call in ("select item_id from recs.similar_items(%s, 51)",
+                 "select item_id from recs.similar_items(%s, 3, '{\"price_max\": 1000}')"):
+        assert conn.execute(call, (q,)).fetchone()[0] != far, call
+    # a neighbour deactivated before the workers took it out of the list is never served, and the
+    # list, one short now, leaves k = 50 to the index
+    gone = listed[0][0]
+    conn.execute("update pgrecs.items set active = false where item_id = %s", (gone,))
+    served = [r[0] for r in conn.execute("select item_id from recs.similar_items(%s, 49)", (q,))]
+    assert served == [far] + [n for n, _ in listed if n not in (gone, far)][:48]
+    assert gone not in {r[0] for r in conn.execute("select item_id from recs.similar_items(%s, 50)", (q,))}
+    assert conn.execute("select count(*) from recs.similar_items(%s, 50)", (q,)).fetchone()[0] == 50
+
+
+def test_an_item_embedded_again_is_rescored_in_the_lists_it_sits_in(conn, catalog):
+    ids = [int(i) for i in catalog["ids"]]
+    conn.execute("select pgrecs.refresh_semantic_neighbors(%s, 20, false)", (ids,))
+    moved, holder = conn.execute(
+        "select neighbor_item_id, item_id from pgrecs.item_neighbors where signal = 'semantic' and rank = 1"
+        " order by item_id limit 1").fetchone()
+    # its text changed: the new embedding points elsewhere (the opposite direction)
+    j = ids.index(moved)
+    conn.execute("update pgrecs.item_embeddings set embedding = %s where item_id = %s",
+                 (HalfVector(-catalog["vectors"][j]), moved))
+    conn.execute("select pgrecs.refresh_semantic_neighbors(%s, 20, true)", ([moved],))
+    row = conn.execute("select score, rank from pgrecs.item_neighbors where signal = 'semantic'"
+                       " and item_id = %s and neighbor_item_id = %s", (holder, moved)).fetchone()
+    k = ids.index(holder)
+    fresh = float(catalog["vectors"][k] @ -catalog["vectors"][j])
+    assert row is not None and abs(row[0] - fresh) < 2e-3 and row[1] == 20  # now the worst of the list
+    assert moved not in {r[0] for r in conn.execute("select item_id from recs.similar_items(%s, 10)", (holder,))}
+
+
 @pytest.mark.parametrize("max_rows", [0, 100000])  # 0 forces HNSW, 100000 forces the exact scan
 @pytest.mark.parametrize("filters,keep", [
     ({"category": "Books > Fiction"}, lambda row: row[2][:2] == ["Books", "Fiction"]),
@@ -223,3 +276,31 @@ def test_functions_commented_with_honest_volatility(conn):
         "'enqueue_stale_embeddings', 'item_text_sha256')").fetchall())
     assert writers == {"refresh_semantic_neighbors": "v", "remove_semantic_neighbors": "v",
                        "enqueue_stale_embeddings": "v", "item_text_sha256": "i"}
+
+
+@pytest.mark.parametrize("filters,max_rows", [
+    ({}, 0),  # the unfiltered HNSW statement
+    ({"in_stock": True}, 0),  # filtered, through the index
+    ({"in_stock": True}, 100000),  # filtered, exact scan
+])
+def test_equal_distances_are_cut_by_tie_key(conn, catalog, filters, max_rows):
+    # five copies of one vector, loaded so that item_id order and tie_key order disagree: the two
+    # kept at k = 2 are the two smallest tie keys, on every path
+    conn.execute("update pgrecs.embedding_models set exact_scan_max_rows = %s", (max_rows,))
+    query = np.zeros(384, dtype=np.float32)
+    query[0] = 1.0
+    names = [f"dup-{n}" for n in range(5)]
+    with conn.cursor() as cur:
+        cur.executemany("insert into pgrecs.items (external_id, title, stock) values (%s, %s, 5)",
+                        [(n, n) for n in names])
+        cur.executemany("insert into pgrecs.item_embeddings (item_id, model_id, embedding, text_sha256) "
+                        "select item_id, 1, %s, '\\x00' from pgrecs.items where external_id = %s",
+                        [(HalfVector(query), n) for n in names])
+    by_tie_key = [r[0] for r in conn.execute(
+        "select external_id from pgrecs.items where external_id like 'dup-%' order by tie_key")]
+    by_item_id = [r[0] for r in conn.execute(
+        "select external_id from pgrecs.items where external_id like 'dup-%' order by item_id")]
+    assert by_tie_key[:2] != by_item_id[:2]  # the case is informative
+    got = [r[0] for r in conn.execute("select external_id from recs.search_by_vector(%s, 2, %s::jsonb)",
+                                      (HalfVector(query), json.dumps(filters)))]
+    assert got == by_tie_key[:2]

@@ -152,9 +152,21 @@ def test_user_context_history_and_purchases(conn, ids):
     assert listed and [(r[0], r[2]) for r in why(conn, listed[0], ctx_user="u1", k=3)] == [("shown", 1)]
 
 
+def test_a_new_visitor_is_explained_against_the_cold_start_list(conn, ids):
+    placement(conn, weights={"semantic": 1, "popularity": 0.2})  # the cold-start list is popularity
+    listed = [r[0] for r in conn.execute(
+        "select external_id from recs.recommend_for_user(user_id => 'ghost', k => 3, placement => 't') order by rank")]
+    assert len(listed) == 3
+    for position, item in enumerate(listed, start=1):
+        assert [(r[0], r[2]) for r in why(conn, item, ctx_user="ghost", k=3)] == [("shown", position)]
+    outside = [r[0] for r in conn.execute("select external_id from pgrecs.items where active and not (external_id = any(%s))",
+                                          (listed,))]
+    assert all(why(conn, item, ctx_user="ghost", k=3)[0][0] != "shown" for item in outside)
+
+
 def test_bad_input_is_one_clear_error(conn, ids):
     for kwargs, message in [({"ctx_item": "nope"}, "unknown item: nope"), ({"k": 0}, "k must be between 1 and 100"),
-                            ({"place": "nope"}, "unknown placement: nope"), ({"ctx_user": "ghost"}, "unknown user: ghost")]:
+                            ({"place": "nope"}, "unknown placement: nope")]:
         with pytest.raises(psycopg.Error, match=message):
             with conn.transaction():
                 why(conn, "B", **kwargs)

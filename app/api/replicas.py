@@ -1,8 +1,10 @@
 """Read replicas for the API: which standbys exist, which are healthy, whose turn it is.
 
 The replicas are the app's REPLICA_URLS config when given, else PGRECS_REPLICA_URLS plus the
-running embedded replicas (`pgrecs db replica add`) when the primary is the embedded server;
-found once per process. Each gets its own connection pool, opened on first use.
+running embedded replicas (`pgrecs db replica add`) when the primary is the embedded server.
+That list is read again by the first read after REPLICA_REFRESH_S seconds (default 2), so a
+replica added, started, stopped or removed takes or leaves reads without a restart; a replica
+still present keeps its pool and its health. Each gets its own connection pool, opened on first use.
 
 Health is learnt from use, with no background thread: a replica whose connection or query fails
 is marked down and its pool closed; after a backoff (0.5 s, doubling to 10 s) the next read probes
@@ -15,6 +17,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -28,6 +31,8 @@ MAX_BACKOFF_S = 10.0
 PROBE_TIMEOUT_S = 1
 # how long a read waits for a free connection of a busy replica before using the next server
 CHECKOUT_WAIT_S = 1.0
+# how often the replica list (config, PGRECS_REPLICA_URLS, embedded replicas) is read again
+REFRESH_S = 2.0
 
 
 @dataclass
@@ -76,6 +81,13 @@ class Replica:
             # its connections point at a server that failed: drop them, a fresh pool comes with health
             threading.Thread(target=pool.close, kwargs={"timeout": 1.0}, daemon=True).start()
 
+    def close(self) -> None:
+        """No longer a replica of this process (removed or stopped): drop its pool."""
+        with self.lock:
+            pool, self.pool = self.pool, None
+        if pool is not None:
+            threading.Thread(target=pool.close, kwargs={"timeout": 1.0}, daemon=True).start()
+
     def get_pool(self, configure, max_size: int) -> ConnectionPool:
         with self.lock:
             if self.pool is None:
@@ -86,16 +98,39 @@ class Replica:
 
 
 class ReplicaSet:
-    def __init__(self, replicas: list[Replica]):
-        self.replicas = replicas
+    """The replicas of this process, re-discovered at most every refresh_s seconds, on use."""
+
+    def __init__(self, find: Callable[[], list[tuple[str, str]]], refresh_s: float = REFRESH_S):
+        self._find = find
+        self._refresh_s = refresh_s
+        self._found_at = float("-inf")
+        self._lock = threading.Lock()
+        self._replicas: list[Replica] = []
         self._turn = itertools.count()
+
+    @property
+    def replicas(self) -> list[Replica]:
+        if time.monotonic() - self._found_at >= self._refresh_s:
+            self._rediscover()
+        return self._replicas
+
+    def _rediscover(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._found_at < self._refresh_s:
+                return  # another thread just did
+            known = {(replica.name, replica.url): replica for replica in self._replicas}
+            current = [known.pop(key, None) or Replica(*key) for key in dict.fromkeys(self._find())]
+            for gone in known.values():
+                gone.close()
+            self._replicas, self._found_at = current, time.monotonic()
 
     def candidates(self) -> list[Replica]:
         """The usable replicas, starting with the one whose turn it is."""
-        if not self.replicas:
+        replicas = self.replicas
+        if not replicas:
             return []
-        start = next(self._turn) % len(self.replicas)
-        ordered = self.replicas[start:] + self.replicas[:start]
+        start = next(self._turn) % len(replicas)
+        ordered = replicas[start:] + replicas[:start]
         return [replica for replica in ordered if replica.usable()]
 
     def states(self, primary_wal_lsn: str | None) -> dict[str, dict]:
@@ -117,31 +152,33 @@ def _state(replica: Replica, primary_wal_lsn: str | None) -> dict:
     }
 
 
-def discover(pool_url: str) -> list[Replica]:
-    """The replicas of this app: REPLICA_URLS config, else PGRECS_REPLICA_URLS + embedded replicas."""
-    configured = current_app.config.get("REPLICA_URLS")
+def discover(pool_url: str, configured: list[str] | None) -> list[tuple[str, str]]:
+    """(name, url) of the replicas: the configured URLs when given, else PGRECS_REPLICA_URLS and the
+    running embedded replicas."""
     if configured is not None:
-        return [Replica(standbys.display_url(url), url) for url in configured]
+        return [(standbys.display_url(url), url) for url in configured]
     from psycopg.conninfo import conninfo_to_dict
 
     from pgrecs import embedded
     from pgrecs.config import load_settings, replica_urls
 
-    found = [Replica(standbys.display_url(url), url) for url in replica_urls()]
     settings = load_settings()
+    found = [(standbys.display_url(url), url) for url in replica_urls(settings)]
     embedded_url = embedded.url_if_running(settings.embedded_data_dir)
     # the embedded replicas are standbys of the embedded server: only when that is the primary
     if embedded_url and conninfo_to_dict(embedded_url).get("host") == conninfo_to_dict(pool_url).get("host"):
         for made in standbys.embedded_replicas(settings.home):
             if made.is_running():
-                found.append(Replica(made.name, standbys.replica_url(pool_url, standbys.HOST, made.port)))
+                found.append((made.name, standbys.replica_url(pool_url, standbys.HOST, made.port)))
     return found
 
 
 def replica_set(pool_url: str) -> ReplicaSet:
     found = current_app.extensions.get("pgrecs_replicas")
     if found is None:
-        found = current_app.extensions["pgrecs_replicas"] = ReplicaSet(discover(pool_url))
+        configured = current_app.config.get("REPLICA_URLS")
+        found = current_app.extensions["pgrecs_replicas"] = ReplicaSet(
+            lambda: discover(pool_url, configured), current_app.config.get("REPLICA_REFRESH_S", REFRESH_S))
     return found
 
 

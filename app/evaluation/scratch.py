@@ -261,29 +261,33 @@ def use_semantic_model(url: str, tenant: str, model: str, neighbors: int = 50) -
 
 
 def _baskets(url: str, tenant: str):
+    """(basket ids, item ids, weights) of the tenant's baskets, and the tie keys of the distinct
+    item ids in sorted order."""
     from pgrecs.signals.cooccurrence import _read_columns
+    from pgrecs.signals.ties import read_tie_keys
 
     with psycopg.connect(url) as conn:
-        return _read_columns(
+        baskets, items, weights = _read_columns(
             conn, "select basket_id, item_id, weight::float8 from recs_intermediate.int_basket_items_weighted"
             " where tenant_id = %s", (tenant,), ("int8", "int8", "float8"))
+        return baskets, items, weights, read_tie_keys(conn, np.unique(items))
 
 
 def cooccurrence_neighbors(url: str, tenant: str, shrinkage: float, top_n: int = 50):
     """Co-occurrence lists exactly as `pgrecs refresh` scores them, for another shrinkage."""
     from pgrecs.signals.cooccurrence import neighbors_from_baskets
 
-    baskets, items, weights = _baskets(url, tenant)
-    return neighbors_from_baskets(baskets, items, weights, None, top_n, shrinkage)
+    baskets, items, weights, tie_keys = _baskets(url, tenant)
+    return neighbors_from_baskets(baskets, items, weights, None, top_n, shrinkage, lambda ids: tie_keys)
 
 
 def raw_count_neighbors(url: str, tenant: str, top_n: int = 50):
     """The un-normalised alternative: neighbours ranked by the number of baskets holding both
-    items (ties by item id), score = that count."""
+    items (ties by tie key), score = that count."""
     from pgrecs.signals.cooccurrence import Neighbors
     from scipy import sparse
 
-    baskets, items, _ = _baskets(url, tenant)
+    baskets, items, _, tie_keys = _baskets(url, tenant)
     item_ids, col = np.unique(items, return_inverse=True)
     _, row = np.unique(baskets, return_inverse=True)
     b = sparse.csr_matrix((np.ones(len(col)), (row, col)), shape=(int(row.max()) + 1, len(item_ids)))
@@ -297,7 +301,7 @@ def raw_count_neighbors(url: str, tenant: str, top_n: int = 50):
         cols, vals = cols[keep], vals[keep]
         if len(cols) == 0:
             continue
-        order = np.lexsort((item_ids[cols], -vals))[:top_n]
+        order = np.lexsort((tie_keys[cols], -vals))[:top_n]
         out[0].append(np.full(len(order), item_ids[r]))
         out[1].append(item_ids[cols[order]])
         out[2].append(vals[order])

@@ -23,6 +23,7 @@ import numpy as np
 from scipy import sparse
 
 from pgrecs.db import connect
+from pgrecs.signals.ties import read_tie_keys
 
 
 @dataclass
@@ -60,9 +61,11 @@ def _read_columns(conn, query: str, params: tuple, types: tuple[str, ...]) -> li
 
 
 def neighbors_from_baskets(baskets: np.ndarray, items: np.ndarray, weights: np.ndarray, touched: np.ndarray | None,
-                           top_n: int, shrinkage: float) -> Neighbors:
-    """Top-N neighbours of the touched items (all items when touched is None)."""
+                           top_n: int, shrinkage: float, tie_keys_of: Callable[[np.ndarray], np.ndarray]) -> Neighbors:
+    """Top-N neighbours of the touched items (all items when touched is None); equal scores are
+    ordered by the tie keys `tie_keys_of` gives for the sorted distinct item ids."""
     item_ids, col = np.unique(items, return_inverse=True)
+    item_tie_keys = tie_keys_of(item_ids)
     _, row = np.unique(baskets, return_inverse=True)
     shape = (int(row.max()) + 1 if len(row) else 0, len(item_ids))
     x = sparse.csc_matrix((weights, (row, col)), shape=shape)
@@ -93,13 +96,13 @@ def neighbors_from_baskets(baskets: np.ndarray, items: np.ndarray, weights: np.n
         dot = dots.data[lo:hi][keep]
         support = supports.data[supports.indptr[r]:supports.indptr[r + 1]][keep]
         score = dot / (norms[anchor] * norms[cols]) * support / (support + shrinkage)
-        neighbor_ids = item_ids[cols]
+        neighbor_ids, neighbor_keys = item_ids[cols], item_tie_keys[cols]
         if len(cols) > top_n:
-            # candidates: everything scoring at least the N-th best (ties kept for the id order below)
+            # candidates: everything scoring at least the N-th best (ties kept for the tie-key order below)
             cut = np.partition(score, len(score) - top_n)[len(score) - top_n]
             sel = score >= cut
-            score, neighbor_ids, support = score[sel], neighbor_ids[sel], support[sel]
-        order = np.lexsort((neighbor_ids, -score))[:top_n]
+            score, neighbor_ids, neighbor_keys, support = score[sel], neighbor_ids[sel], neighbor_keys[sel], support[sel]
+        order = np.lexsort((neighbor_keys, -score))[:top_n]
         m = len(order)
         out_items.append(np.full(m, item_ids[anchor], dtype=np.int64))
         out_neighbors.append(neighbor_ids[order])
@@ -142,5 +145,6 @@ def compute(url: str, top_n: int, shrinkage: float, touched_ready: Callable[[], 
                 conn, "select item_id from recs_intermediate.int_items_cooccurrence_touched where tenant_id = %s",
                 (tenant,), ("int8",))
             baskets, items, weights = loaded.pop(tenant)
-            out[tenant] = neighbors_from_baskets(baskets, items, weights, touched, top_n, shrinkage)
+            out[tenant] = neighbors_from_baskets(baskets, items, weights, touched, top_n, shrinkage,
+                                                 lambda ids: read_tie_keys(conn, ids))
     return out

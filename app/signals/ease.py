@@ -18,10 +18,13 @@ alpha = 0 is plain EASE.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+
+from pgrecs.signals import ties
 
 DEFAULT_LAMBDA = 300.0
 DEFAULT_MAX_ITEMS = 20_000
@@ -63,8 +66,9 @@ def ease_weights(x: sparse.spmatrix, lam: float = DEFAULT_LAMBDA, side: np.ndarr
     return b
 
 
-def top_neighbors(b: np.ndarray, item_ids: np.ndarray, top_n: int) -> EaseNeighbors:
-    """Top-N positive entries of each row of B, ranked 1..N (ties by item id)."""
+def top_neighbors(b: np.ndarray, item_ids: np.ndarray, top_n: int, tie_keys: np.ndarray) -> EaseNeighbors:
+    """Top-N positive entries of each row of B, ranked 1..N (ties by the items' tie keys, aligned
+    with item_ids)."""
     n = b.shape[0]
     k = min(top_n, n - 1)
     anchors, neighbors, scores, ranks = [], [], [], []
@@ -74,12 +78,8 @@ def top_neighbors(b: np.ndarray, item_ids: np.ndarray, top_n: int) -> EaseNeighb
     block = 2048
     for start in range(0, n, block):
         rows = b[start:start + block]
-        cand = np.argpartition(-rows, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(rows), 1))
+        cand = ties.top_k(rows, tie_keys[np.newaxis, :], k)
         cand_scores = np.take_along_axis(rows, cand, axis=1)
-        # order by score desc, then item id asc
-        order = np.lexsort((item_ids[cand], -cand_scores), axis=1)
-        cand = np.take_along_axis(cand, order, axis=1)
-        cand_scores = np.take_along_axis(cand_scores, order, axis=1)
         for r in range(len(rows)):
             keep = cand_scores[r] > 0
             m = int(keep.sum())
@@ -97,8 +97,10 @@ def top_neighbors(b: np.ndarray, item_ids: np.ndarray, top_n: int) -> EaseNeighb
 
 def ease_from_pairs(user_ids: np.ndarray, item_ids: np.ndarray, lam: float = DEFAULT_LAMBDA,
                     top_n: int = 50, embedded_item_ids: np.ndarray | None = None,
-                    embeddings: np.ndarray | None = None, semantic_weight: float = 0.0) -> EaseNeighbors:
-    """EASE neighbours from (user, item) interaction pairs (duplicates count once). With
+                    embeddings: np.ndarray | None = None, semantic_weight: float = 0.0, *,
+                    tie_keys_of: Callable[[np.ndarray], np.ndarray]) -> EaseNeighbors:
+    """EASE neighbours from (user, item) interaction pairs (duplicates count once); equal weights
+    are ordered by `tie_keys_of(sorted distinct item ids)`. With
     `semantic_weight` > 0 and embeddings (rows aligned with `embedded_item_ids`), the embedded
     items join the model, interactions or not, and their similarity is side information."""
     use_side = embeddings is not None and len(embeddings) > 0 and semantic_weight > 0
@@ -114,4 +116,4 @@ def ease_from_pairs(user_ids: np.ndarray, item_ids: np.ndarray, lam: float = DEF
         side = np.zeros((len(items), embeddings.shape[1]), dtype=np.float32)
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         side[np.searchsorted(items, embedded_item_ids)] = embeddings / np.where(norms > 0, norms, 1.0)
-    return top_neighbors(ease_weights(x, lam, side, semantic_weight), items, top_n)
+    return top_neighbors(ease_weights(x, lam, side, semantic_weight), items, top_n, tie_keys_of(items))

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import sparse
 from scipy.linalg import blas, lapack
 
+from pgrecs.signals import ties
 from pgrecs.signals.ease import DEFAULT_LAMBDA, EaseNeighbors
 
 DEFAULT_BLOCK_SIZE = 1000
@@ -125,9 +126,10 @@ def partition(graph: sparse.csr_matrix, n_parts: int, seed: int = 0) -> np.ndarr
     return np.asarray(parts, dtype=np.int64)
 
 
-def fit(x: sparse.csr_matrix, item_ids: np.ndarray, params: BlockParams,
+def fit(x: sparse.csr_matrix, item_ids: np.ndarray, params: BlockParams, tie_keys: np.ndarray,
         side: np.ndarray | None = None, side_edges: sparse.csr_matrix | None = None) -> EaseNeighbors:
-    """EASE neighbour lists by blocks for a binary (users x items) matrix; `side` (items x d,
+    """EASE neighbour lists by blocks for a binary (users x items) matrix, equal weights ordered
+    by `tie_keys` (aligned with item_ids); `side` (items x d,
     unit-norm rows, zero rows for items without one) adds side_weight * side side' to the Gram,
     `side_edges` its largest entries to the partition graph (the caller's semantic lists)."""
     x = sparse.csr_matrix(x, dtype=np.float32)
@@ -154,8 +156,8 @@ def fit(x: sparse.csr_matrix, item_ids: np.ndarray, params: BlockParams,
         predictors = np.concatenate([_halo(graph, targets, params.halo_size), targets])
         weights = _solve_block(xc, predictors, len(targets), params.lam,
                                side[predictors] if use_side else None, params.side_weight)
-        _merge_top(best_ids, best_scores, predictors, targets, weights, top_n)
-    return _to_neighbors(best_ids, best_scores, item_ids)
+        _merge_top(best_ids, best_scores, predictors, targets, weights, top_n, tie_keys)
+    return _to_neighbors(best_ids, best_scores, item_ids, tie_keys)
 
 
 def _halo(graph: sparse.csr_matrix | None, targets: np.ndarray, size: int) -> np.ndarray:
@@ -200,26 +202,34 @@ def _solve_block(xc: sparse.csc_matrix, predictors: np.ndarray, n_targets: int, 
 
 
 def _merge_top(best_ids: np.ndarray, best_scores: np.ndarray, predictors: np.ndarray, targets: np.ndarray,
-               weights: np.ndarray, top_n: int) -> None:
-    """Fold one block's weights (predictors x targets) into every predictor's running top-N."""
+               weights: np.ndarray, top_n: int, tie_keys: np.ndarray) -> None:
+    """Fold one block's weights (predictors x targets) into every predictor's running top-N,
+    equal weights cut by tie key."""
     k = min(top_n, len(targets))
     if k < len(targets):
-        pick = np.argpartition(-weights, k - 1, axis=1)[:, :k]
+        pick = ties.top_k(weights, tie_keys[targets][np.newaxis, :], k)
     else:
         pick = np.broadcast_to(np.arange(len(targets)), (len(predictors), len(targets)))
     ids = np.concatenate([best_ids[predictors], targets[pick].astype(np.int32)], axis=1)
     scores = np.concatenate([best_scores[predictors], np.take_along_axis(weights, pick, axis=1)], axis=1)
-    keep = np.argpartition(-scores, top_n - 1, axis=1)[:, :top_n]
+    keep = ties.top_k(scores, _slot_keys(ids, tie_keys), top_n)
     best_ids[predictors] = np.take_along_axis(ids, keep, axis=1)
     best_scores[predictors] = np.take_along_axis(scores, keep, axis=1)
 
 
-def _to_neighbors(best_ids: np.ndarray, best_scores: np.ndarray, item_ids: np.ndarray) -> EaseNeighbors:
-    """Positive entries of each row, ranked by score, then item id (as ease.top_neighbors)."""
+def _slot_keys(ids: np.ndarray, tie_keys: np.ndarray) -> np.ndarray:
+    """Tie keys of list slots; an empty slot (-1) gets the largest key."""
+    return np.where(ids >= 0, tie_keys[np.maximum(ids, 0)], np.iinfo(np.int64).max)
+
+
+def _to_neighbors(best_ids: np.ndarray, best_scores: np.ndarray, item_ids: np.ndarray,
+                  tie_keys: np.ndarray) -> EaseNeighbors:
+    """Positive entries of each row, ranked by score, then tie key (as ease.top_neighbors)."""
     n, k = best_ids.shape
     valid = (best_ids >= 0) & (best_scores > 0)
     neighbor = np.where(valid, item_ids[np.maximum(best_ids, 0)], np.iinfo(np.int64).max)
-    order = np.lexsort((neighbor, np.where(valid, -best_scores, np.inf)), axis=1)
+    order = np.lexsort((_slot_keys(np.where(valid, best_ids, -1), tie_keys),
+                        np.where(valid, -best_scores, np.inf)), axis=1)
     valid = np.take_along_axis(valid, order, axis=1)
     neighbor = np.take_along_axis(neighbor, order, axis=1)
     scores = np.take_along_axis(best_scores, order, axis=1)

@@ -35,6 +35,7 @@ from scipy import sparse
 from pgrecs.db import connect
 from pgrecs.signals import ease, ease_blocks
 from pgrecs.signals.cooccurrence import _read_columns
+from pgrecs.signals.ties import read_tie_keys
 
 METHODS = ("auto", "dense", "blocks")
 
@@ -234,7 +235,8 @@ def _fit_blocks(conn, tenant: str, users: np.ndarray, items: np.ndarray, setting
         known[known] &= (model_items[a[known]] == anchor[known]) & (model_items[b[known]] == neighbor[known])
         side_edges = sparse.csr_matrix((settings.semantic_weight * cosine[known], (a[known], b[known])),
                                        shape=(len(model_items), len(model_items)))
-    return ease_blocks.fit(x, model_items, settings.block_params(), side=side, side_edges=side_edges)
+    return ease_blocks.fit(x, model_items, settings.block_params(), read_tie_keys(conn, model_items),
+                           side=side, side_edges=side_edges)
 
 
 def compute_ease(url: str, settings: EaseSettings, notes: list[str], tenants: list[str] | None = None,
@@ -280,7 +282,8 @@ def compute_ease(url: str, settings: EaseSettings, notes: list[str], tenants: li
                 if method == "dense":
                     nb = ease.ease_from_pairs(users, items, lam=settings.lam, top_n=settings.top_n,
                                               embedded_item_ids=embedded_ids, embeddings=embeddings,
-                                              semantic_weight=settings.semantic_weight)
+                                              semantic_weight=settings.semantic_weight,
+                                              tie_keys_of=lambda ids: read_tie_keys(conn, ids))
                 else:
                     nb = _fit_blocks(conn, tenant, users, items, settings, embedded_ids, embeddings)
                 record.fit_seconds = time.perf_counter() - started

@@ -32,6 +32,12 @@ norms as (
 
 ),
 
+items as (
+
+    select item_id, tie_key from {{ ref('stg_pgrecs__items') }}
+
+),
+
 -- Pairs are counted within the baskets that hold at least one item to recompute (all baskets on a
 -- full build), each unordered pair once and then in both directions; a recomputed item's pair
 -- sums are complete because every basket it is in takes part.
@@ -113,14 +119,17 @@ scored as (
 
 ),
 
+-- equal scores fall to the neighbour's tie_key (a hash of its external id), never its id
 ranked as (
 
     select
-        *,
+        scored.*,
         row_number() over (
-            partition by tenant_id, item_id order by score desc, neighbor_item_id
+            partition by scored.tenant_id, scored.item_id order by scored.score desc, items.tie_key
         ) as rank
     from scored
+    inner join items
+        on items.item_id = scored.neighbor_item_id
 
 ),
 
