@@ -1,10 +1,9 @@
-"""Server time of each console page, in one process: `python benchmarks/console_pages.py URL KEY USER RUNS [--cold]`.
+"""Server time of each console page, in one process: `python benchmarks/console_pages.py URL KEY USER RUNS`.
 
 Run as a script by bench_console (one process per code tree, so a baseline checkout can be timed
 with the same loop): it signs in with the merchant key through the app's WSGI interface (no
 network, one request at a time), requests each page 2 times to warm up and then RUNS times, and
-prints {page: [milliseconds, ...]} as JSON. With --cold, the chart cache is emptied before every
-request, so each chart is drawn again (the first view after the data changed).
+prints {page: [milliseconds, ...]} as JSON.
 """
 
 from __future__ import annotations
@@ -36,15 +35,9 @@ def pages(user: str) -> dict[str, str]:
     }
 
 
-# the pages that draw charts: the only ones the chart cache changes
-CHART_PAGES = ("overview", "catalog health", "experiment", "exposure")
-
-
-def _time(client, path: str, runs: int, before=None, headers: dict | None = None) -> list[float]:
+def _time(client, path: str, runs: int, headers: dict | None = None) -> list[float]:
     times = []
     for i in range(runs + WARM_UPS):
-        if before is not None:
-            before()
         started = time.perf_counter()
         response = client.get(path, headers=headers or {})
         elapsed = (time.perf_counter() - started) * 1000
@@ -55,8 +48,7 @@ def _time(client, path: str, runs: int, before=None, headers: dict | None = None
     return times
 
 
-def measure(url: str, merchant_key: str, user: str, runs: int, cold: bool = False,
-            api_key: str | None = None) -> dict[str, list[float]]:
+def measure(url: str, merchant_key: str, user: str, runs: int, api_key: str | None = None) -> dict[str, list[float]]:
     logging.disable(logging.INFO)  # the access log of every request is noise here
     from pgrecs.api import create_app
 
@@ -67,13 +59,7 @@ def measure(url: str, merchant_key: str, user: str, runs: int, cold: bool = Fals
     signed_in = client.post("/console/login", data={"api_key": merchant_key, "csrf_token": token})
     if signed_in.status_code != 302:
         raise RuntimeError(f"sign-in failed: HTTP {signed_in.status_code}")
-    before = None
-    if cold:
-        from pgrecs.console import charts
-
-        before = charts.clear_cache
-    measured = {name: _time(client, path, runs, before) for name, path in pages(user).items()
-                if not cold or name in CHART_PAGES}
+    measured = {name: _time(client, path, runs) for name, path in pages(user).items()}
     if api_key:
         measured["api: GET /items/22728/recommendations"] = _time(
             client, "/items/22728/recommendations?k=10", runs, headers={"X-API-Key": api_key})
@@ -85,4 +71,4 @@ if __name__ == "__main__":
     url, key, user, runs = sys.argv[1:5]
     flags = sys.argv[5:]
     api = next((f.split("=", 1)[1] for f in flags if f.startswith("--api-key=")), None)
-    print(json.dumps(measure(url, key, user, int(runs), cold="--cold" in flags, api_key=api)))
+    print(json.dumps(measure(url, key, user, int(runs), api_key=api)))

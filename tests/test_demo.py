@@ -126,6 +126,7 @@ def _get(url: str, key: str | None = None, method: str = "GET", body: dict | Non
         return response.status, json.loads(response.read())
 
 
+@pytest.mark.slow  # the embedding watcher loads the model
 def test_serve_watch_embeds_an_item_written_through_the_api(db_url, conn, tmp_path):
     titles = ["RED RETROSPOT LUNCH BAG", "PINK POLKADOT LUNCH BAG", "WOODEN PICTURE FRAME WHITE", "GLASS STAR LANTERN"]
     for n, title in enumerate(titles):
