@@ -145,8 +145,9 @@ def encode(model, setup: dict) -> np.ndarray:
     return out
 
 
-def paired_ci(candidate: list[float], base: list[float], seed: int = 0, n: int = 2000) -> list[float]:
-    return list(gate.paired_bootstrap_ci(candidate, base, seed=seed, samples=n))
+def paired_ci(candidate: list[float], base: list[float], seed: int = 0) -> list[float]:
+    cmp = metrics.paired_bootstrap(candidate, base, n_boot=gate.BOOTSTRAP_SAMPLES, seed=seed)
+    return [cmp["low"], cmp["high"]]
 
 
 def markdown_table(results: dict) -> str:

@@ -31,6 +31,7 @@ def speed_table() -> str:
         f"| pairs measured | {measured} |",
         f"| device | {run['device']} ({training['torch_threads']} torch threads"
         f"{', ' + run['gpu']['device'] if run['gpu'].get('measured') else ''}) |",
+        f"| GPU | {'measured: ' + run['gpu']['device'] if run['gpu'].get('measured') else 'not measured: ' + run['gpu']['note'] + ' (this project is lent none)'} |",
         f"| mining the pairs (SQL) | {seconds['mine']:,.1f} s |",
         f"| training | {seconds['train']:,.1f} s, {training['pairs_per_s']:.1f} pairs/s |",
         f"| end to end (mine, train, save, register) | {seconds['end_to_end']:,.1f} s |",

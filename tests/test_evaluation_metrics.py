@@ -142,3 +142,20 @@ def test_paired_bootstrap_on_a_constructed_case():
     # the percentile interval agrees with the normal approximation here (sd of the mean diff)
     sd = np.std(a - b, ddof=0) / np.sqrt(len(a))
     assert r["high"] - r["low"] == pytest.approx(2 * 1.96 * sd, rel=0.15)
+
+
+def test_paired_bootstrap_matches_normal_theory_and_needs_the_pairs():
+    # a constant paired difference has a zero-width interval at that difference
+    constant = metrics.paired_bootstrap([0.5] * 20, [0.25] * 20)
+    assert constant["low"] == constant["high"] == pytest.approx(0.25)
+    rng = np.random.default_rng(1)
+    current = rng.random(400)
+    candidate = current + 0.05 + rng.normal(0, 0.2, 400)
+    r = metrics.paired_bootstrap(candidate, current, seed=3)
+    diff = candidate - current
+    se = diff.std(ddof=1) / np.sqrt(len(diff))
+    # close to the normal-theory interval of the mean difference
+    assert abs(r["low"] - (diff.mean() - 1.96 * se)) < 0.01 and abs(r["high"] - (diff.mean() + 1.96 * se)) < 0.01
+    # pairing matters: the same values with the pairs broken give a much wider interval
+    wide = metrics.paired_bootstrap(candidate, rng.permutation(current), seed=3)
+    assert wide["high"] - wide["low"] > 1.3 * (r["high"] - r["low"])

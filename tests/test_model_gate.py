@@ -14,6 +14,7 @@ from test_cli_errors import one_line_error
 from test_model_cutover import ITEMS, model_row, shop  # noqa: F401 (fixture)
 
 from pgrecs.embeddings import finetune, gate
+from pgrecs.evaluation import metrics
 
 BEFORE = datetime(2011, 9, 1, tzinfo=timezone.utc)
 
@@ -96,18 +97,16 @@ def test_gate_rules():
         True, False, False, True]
 
 
-def test_paired_bootstrap_interval():
-    # a constant paired difference has a zero-width interval at that difference
-    assert gate.paired_bootstrap_ci([0.5] * 20, [0.25] * 20) == (0.25, 0.25)
+def test_comparisons_use_the_evaluation_bootstrap():
     rng = np.random.default_rng(1)
     current = rng.random(400)
     candidate = current + 0.05 + rng.normal(0, 0.2, 400)
-    lo, hi = gate.paired_bootstrap_ci(candidate, current, seed=3)
-    assert (lo, hi) == gate.paired_bootstrap_ci(candidate, current, seed=3)  # seeded
-    diff = candidate - current
-    se = diff.std(ddof=1) / np.sqrt(len(diff))
-    # close to the normal-theory interval of the mean difference
-    assert abs(lo - (diff.mean() - 1.96 * se)) < 0.01 and abs(hi - (diff.mean() + 1.96 * se)) < 0.01
-    # pairing matters: the same values with the pairs broken give a much wider interval
-    wide = gate.paired_bootstrap_ci(candidate, rng.permutation(current), seed=3)
-    assert wide[1] - wide[0] > 1.3 * (hi - lo)
+    compared = gate._compare(candidate.tolist(), current.tolist(), seed=3)
+    reference = metrics.paired_bootstrap(candidate, current, n_boot=gate.BOOTSTRAP_SAMPLES, seed=3)
+    assert compared["ci95"] == [round(reference["low"], 6), round(reference["high"], 6)]
+    assert compared["difference"] == round(reference["diff"], 6) and compared["n"] == 400
+    assert compared["ci95"][0] < compared["difference"] < compared["ci95"][1]
+    assert compared["ratio"] == round(candidate.mean() / current.mean(), 4)
+    # a slice nobody is in (no cold-start users, no held-out queries) compares as empty, not as an error
+    assert gate._compare([], [], seed=0) == {"active": 0.0, "candidate": 0.0, "difference": 0.0,
+                                             "ci95": [0.0, 0.0], "ratio": None, "n": 0}

@@ -46,24 +46,16 @@ BOOTSTRAP_SAMPLES = 2000
 SEARCH_QUERIES = 500
 
 
-def paired_bootstrap_ci(candidate, current, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES,
-                        level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of the mean paired difference (candidate - current), resampling the
-    paired units (users, queries) with replacement; seeded, so a re-run gives the same interval."""
-    diff = np.asarray(candidate, dtype=float) - np.asarray(current, dtype=float)
-    if len(diff) == 0:
-        return (0.0, 0.0)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (samples, len(diff)))].mean(axis=1)
-    tail = (1 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
-
-
 def _compare(candidate: list[float], current: list[float], seed: int) -> dict:
-    lo, hi = paired_bootstrap_ci(candidate, current, seed)
-    cur, cand = float(np.mean(current)) if current else 0.0, float(np.mean(candidate)) if candidate else 0.0
-    return {"active": round(cur, 6), "candidate": round(cand, 6), "difference": round(cand - cur, 6),
-            "ci95": [round(lo, 6), round(hi, 6)], "ratio": round(cand / cur, 4) if cur else None, "n": len(current)}
+    """Candidate against the active model on the same paired units (users, queries): both means,
+    the difference and its paired bootstrap 95% interval (metrics.paired_bootstrap)."""
+    if not current:
+        return {"active": 0.0, "candidate": 0.0, "difference": 0.0, "ci95": [0.0, 0.0], "ratio": None, "n": 0}
+    cmp = metrics.paired_bootstrap(candidate, current, n_boot=BOOTSTRAP_SAMPLES, seed=seed)
+    cur, cand = cmp["b"], cmp["a"]
+    return {"active": round(cur, 6), "candidate": round(cand, 6), "difference": round(cmp["diff"], 6),
+            "ci95": [round(cmp["low"], 6), round(cmp["high"], 6)], "ratio": round(cand / cur, 4) if cur else None,
+            "n": cmp["users"]}
 
 
 def _per_user(recs: dict, truth: dict, users: list[int]) -> dict[str, list[float]]:

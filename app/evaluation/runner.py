@@ -429,6 +429,19 @@ def _placement_overrides(tuned: dict) -> dict:
     return {k: v for k, v in tuned.items() if k not in ("validation_ndcg@10", "signal_params", "validation_users")}
 
 
+def write_tuned(conn, tenant: str, placement: str, tuned: dict) -> None:
+    """Write a tuned configuration (the `tuned` of an evaluation report) into `placement`."""
+    scratch.add_placement(conn, tenant, "eval_tuned_tmp", placement, _placement_overrides(tuned))
+    conn.execute(
+        "update pgrecs.placements p set weights = t.weights, pool_sizes = t.pool_sizes, "
+        "default_filters = t.default_filters, fusion = t.fusion, history_limit = t.history_limit, "
+        "history_half_life = t.history_half_life, mmr_lambda = t.mmr_lambda, "
+        "max_per_brand = t.max_per_brand, max_per_category = t.max_per_category, updated_at = now() "
+        "from pgrecs.placements t where t.tenant_id = p.tenant_id and t.placement = 'eval_tuned_tmp' "
+        "and p.tenant_id = %s and p.placement = %s", (tenant, placement))
+    conn.execute("delete from pgrecs.placements where tenant_id = %s and placement = 'eval_tuned_tmp'", (tenant,))
+
+
 def _pools(weights: dict, existing: dict | None = None) -> dict:
     pools = dict(existing or {})
     for s, w in weights.items():
@@ -538,17 +551,7 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
             sql_ran = True
         if tuned:
             with connect(source_url, tenant=tenant) as conn:
-                best = _placement_overrides(tuned)
-                scratch.add_placement(conn, tenant, "eval_tuned_tmp", opts.tune_placement, best)
-                conn.execute(
-                    "update pgrecs.placements p set weights = t.weights, pool_sizes = t.pool_sizes, "
-                    "default_filters = t.default_filters, fusion = t.fusion, history_limit = t.history_limit, "
-                    "history_half_life = t.history_half_life, mmr_lambda = t.mmr_lambda, "
-                    "max_per_brand = t.max_per_brand, max_per_category = t.max_per_category, updated_at = now() "
-                    "from pgrecs.placements t where t.tenant_id = p.tenant_id and t.placement = 'eval_tuned_tmp' "
-                    "and p.tenant_id = %s and p.placement = %s", (tenant, opts.tune_placement))
-                conn.execute("delete from pgrecs.placements where tenant_id = %s and placement = 'eval_tuned_tmp'",
-                             (tenant,))
+                write_tuned(conn, tenant, opts.tune_placement, tuned)
             _log(opts, f"wrote the tuned configuration into placement {opts.tune_placement}")
     else:
         _log(opts, "SQL strategies skipped: recs.recommend_for_user or `pgrecs refresh` not available")
