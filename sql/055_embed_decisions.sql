@@ -3,7 +3,7 @@
 -- override queues the item (trigger items_queue_embeddings_update), so the next `pgrecs embed` or
 -- the watcher applies it.
 
-create or replace function recs.embed_decision(item text)
+create or replace function pgrecs.embed_decision(item text)
 returns table (external_id text, title text, embed_override boolean, rule_problem text, decision text,
                problem text)
 language sql
@@ -23,10 +23,10 @@ as $$
     where i.tenant_id = pgrecs.current_tenant()
       and i.external_id = embed_decision.item
 $$;
-comment on function recs.embed_decision(text) is
-    'Whether an item (external id) is embedded and why: the junk-text rule''s verdict (rule_problem), the merchant''s override and the resulting decision; problem is null when it is embedded. Empty when the item is unknown.';
+comment on function pgrecs.embed_decision(text) is
+    'The body of recs.embed_decision (the public function, documented there).';
 
-create or replace function recs.set_embed_override(item text, embed boolean)
+create or replace function pgrecs.set_embed_override(item text, embed boolean)
 returns table (external_id text, title text, embed_override boolean, rule_problem text, decision text,
                problem text)
 language plpgsql
@@ -45,10 +45,10 @@ begin
     return query select * from recs.embed_decision(set_embed_override.item);
 end
 $$;
-comment on function recs.set_embed_override(text, boolean) is
-    'The merchant''s embedding decision for an item (external id): embed => true embeds it whatever the junk-text rule says, false never embeds it, null hands it back to the rule. Queues the item for embedding; returns recs.embed_decision. Example: select * from recs.set_embed_override(item => ''22727'', embed => true).';
+comment on function pgrecs.set_embed_override(text, boolean) is
+    'The body of recs.set_embed_override (the public function, documented there).';
 
-create or replace function recs.embed_overrides(n integer default 50)
+create or replace function pgrecs.embed_overrides(n integer default 50)
 returns table (external_id text, title text, embed_override boolean, rule_problem text)
 language sql
 stable parallel safe
@@ -62,5 +62,5 @@ as $$
     order by i.external_id
     limit embed_overrides.n
 $$;
-comment on function recs.embed_overrides(integer) is
-    'The items whose embedding the merchant decided (embed_override set), with what the junk-text rule says of them.';
+comment on function pgrecs.embed_overrides(integer) is
+    'The body of recs.embed_overrides (the public function, documented there).';

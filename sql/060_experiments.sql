@@ -37,7 +37,7 @@ $$;
 comment on function pgrecs.variant_for_bucket(bigint, double precision) is
     'The variant whose cumulative allocation window contains the bucket.';
 
-create or replace function recs.assign_variant(experiment text, user_id text)
+create or replace function pgrecs.assign_variant(experiment text, user_id text)
 returns table (
     experiment_name text,
     variant text,
@@ -60,10 +60,8 @@ as $$
       and e.name = assign_variant.experiment
       and e.status = 'running'
 $$;
-comment on function recs.assign_variant(text, text) is
-    'Deterministic variant (and the placement to serve) for a user external id in a running experiment; '
-    'no row when the experiment is unknown or not running. Example: '
-    'select * from recs.assign_variant(experiment => ''home-v2'', user_id => ''u42'').';
+comment on function pgrecs.assign_variant(text, text) is
+    'The body of recs.assign_variant (the public function, documented there).';
 
 create or replace function pgrecs.request_uuid(request_key text)
 returns uuid
@@ -94,7 +92,7 @@ comment on function pgrecs.request_uuid(text) is
 -- Attribution and per-user outcomes
 -------------------------------------------------------------------------------------------------
 
-create or replace function recs.experiment_user_outcomes(experiment text, tenant text default null)
+create or replace function pgrecs.experiment_user_outcomes(experiment text, tenant text default null)
 returns table (
     variant text,
     user_id bigint,
@@ -185,18 +183,14 @@ as $$
     -- exposed users only: at least one recommendation impression attributed to the variant
     where pu.impressions > 0
 $$;
-comment on function recs.experiment_user_outcomes(text, text) is
-    'One row per exposed user and variant (an impression inside the experiment window attributed to the variant) with '
-    'outcome counts. An event counts for the variant serving the placement of its request_id '
-    '(pgrecs.recommendation_requests) when known, else for the user''s hashed variant; request_attributed_events '
-    'counts the former. tenant: the session''s tenant when null (row-level security still applies). Example: '
-    'select variant, count(*) from recs.experiment_user_outcomes(experiment => ''home-v2'') group by 1.';
+comment on function pgrecs.experiment_user_outcomes(text, text) is
+    'The body of recs.experiment_user_outcomes (the public function, documented there).';
 
 -------------------------------------------------------------------------------------------------
 -- Per-variant statistics and the difference against the control
 -------------------------------------------------------------------------------------------------
 
-create or replace function recs.experiment_report(
+create or replace function pgrecs.experiment_report(
     experiment text, z double precision default 1.959964, tenant text default null
 )
 returns table (
@@ -243,7 +237,7 @@ stable parallel safe
 as $$
     with o as (
         select o.*, v.experiment_id, v.variant_id
-        from recs.experiment_user_outcomes(experiment_report.experiment, experiment_report.tenant) as o
+        from pgrecs.experiment_user_outcomes(experiment_report.experiment, experiment_report.tenant) as o
         join pgrecs.experiments as e
           on e.tenant_id = coalesce(experiment_report.tenant, pgrecs.current_tenant())
          and e.name = experiment_report.experiment
@@ -329,10 +323,5 @@ as $$
     from differences d
     order by d.position
 $$;
-comment on function recs.experiment_report(text, double precision, text) is
-    'Per-variant results for exposed users with intervals at z (1.96: 95%): CTR (ratio of per-user sums, delta '
-    'method), conversion (share of users with a purchase, Wilson), revenue per user (normal) and average order value '
-    '(delta method); and for each variant but the control, each metric''s difference against the control '
-    '(<metric>_vs_control, with _low, _high and _relative = difference / control value; null with fewer than two '
-    'users on a side). tenant: the session''s tenant when null. Example: '
-    'select variant, ctr, ctr_vs_control_low, ctr_vs_control_high from recs.experiment_report(experiment => ''home-v2'').';
+comment on function pgrecs.experiment_report(text, double precision, text) is
+    'The body of recs.experiment_report (the public function, documented there).';

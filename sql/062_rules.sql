@@ -48,7 +48,7 @@ $$;
 comment on function pgrecs.rule_status(pgrecs.business_rules, timestamptz) is
     'A rule''s state at a time: disabled, scheduled (before its window), ended (after it) or live (what rank_items applies).';
 
-create or replace function recs.business_rules()
+create or replace function pgrecs.business_rules()
 returns table (rule_id bigint, name text, kind text, placement text, item_id bigint, item_external_id text,
                item_title text, brand text, category text, min_margin numeric, factor real, "position" integer,
                starts_at timestamptz, ends_at timestamptz, enabled boolean, status text, created_at timestamptz,
@@ -71,8 +71,8 @@ as $$
     where r.tenant_id = pgrecs.current_tenant()
     order by pgrecs.rule_status(r, now()) = 'live' desc, r.kind, r.rule_id
 $$;
-comment on function recs.business_rules() is
-    'Every business rule of the tenant with its item, state (live, scheduled, ended, disabled) and last change; live rules first.';
+comment on function pgrecs.business_rules() is
+    'The body of recs.business_rules (the public function, documented there).';
 
 create or replace function pgrecs.check_rule(r pgrecs.business_rules)
 returns pgrecs.business_rules
@@ -151,7 +151,7 @@ $$;
 comment on function pgrecs.rule_row(bigint, text, text, text, text, text, text, numeric, real, integer, timestamptz, timestamptz, boolean) is
     'A checked pgrecs.business_rules row from the arguments of recs.create_rule / recs.update_rule (item by external id, blanks as null).';
 
-create or replace function recs.create_rule(
+create or replace function pgrecs.create_rule(
     name text,
     kind text,
     placement text default null,
@@ -183,13 +183,10 @@ begin
     return new_id;
 end
 $$;
-comment on function recs.create_rule(text, text, text, text, text, text, numeric, real, integer, timestamptz, timestamptz, boolean) is
-    'Adds a business rule and returns its id: a boost (factor > 1 boosts, < 1 demotes), a pin (item at a position) or a block, '
-    'matching an item (external id), a brand, a category (any level) and/or a minimum margin, for one placement or all (null), '
-    'live inside [starts_at, ends_at) (a campaign). Example: select recs.create_rule(name => ''summer'', kind => ''boost'', '
-    'brand => ''Acme'', factor => 1.5, ends_at => now() + interval ''7 days''); a pin: kind => ''pin'', item => ''SKU-1'', pin_position => 1.';
+comment on function pgrecs.create_rule(text, text, text, text, text, text, numeric, real, integer, timestamptz, timestamptz, boolean) is
+    'The body of recs.create_rule (the public function, documented there).';
 
-create or replace function recs.update_rule(
+create or replace function pgrecs.update_rule(
     rule_id bigint,
     name text,
     kind text,
@@ -224,10 +221,10 @@ begin
     return rule_id;
 end
 $$;
-comment on function recs.update_rule(bigint, text, text, text, text, text, text, numeric, real, integer, timestamptz, timestamptz, boolean) is
-    'Replaces every field of a business rule (same arguments as recs.create_rule); raises P0002 for an unknown rule.';
+comment on function pgrecs.update_rule(bigint, text, text, text, text, text, text, numeric, real, integer, timestamptz, timestamptz, boolean) is
+    'The body of recs.update_rule (the public function, documented there).';
 
-create or replace function recs.set_rule_enabled(rule_id bigint, enabled boolean)
+create or replace function pgrecs.set_rule_enabled(rule_id bigint, enabled boolean)
 returns boolean
 language plpgsql
 volatile
@@ -248,10 +245,10 @@ begin
     return false;
 end
 $$;
-comment on function recs.set_rule_enabled(bigint, boolean) is
-    'Enables or disables a business rule; true when it changed, false when it already was so (re-running is safe); P0002 for an unknown rule.';
+comment on function pgrecs.set_rule_enabled(bigint, boolean) is
+    'The body of recs.set_rule_enabled (the public function, documented there).';
 
-create or replace function recs.business_rule_changes(rule_id bigint default null, n integer default 100)
+create or replace function pgrecs.business_rule_changes(rule_id bigint default null, n integer default 100)
 returns table (change_id bigint, rule_id bigint, action text, actor text, changed_at timestamptz,
                old_row jsonb, new_row jsonb, changed_fields text[])
 language sql
@@ -271,10 +268,10 @@ as $$
     order by c.changed_at desc, c.change_id desc
     limit business_rule_changes.n
 $$;
-comment on function recs.business_rule_changes(bigint, integer) is
-    'The audit trail of business rules, newest first: action, actor (console key or database user), time, old and new row and the fields that changed (set, for an insert or delete).';
+comment on function pgrecs.business_rule_changes(bigint, integer) is
+    'The body of recs.business_rule_changes (the public function, documented there).';
 
-create or replace function recs.rule_preview_contexts(
+create or replace function pgrecs.rule_preview_contexts(
     item text default null,
     brand text default null,
     category text default null,
@@ -347,5 +344,5 @@ as $$
      order by c.grp, c.o desc, u.user_id
      limit rule_preview_contexts.n)
 $$;
-comment on function recs.rule_preview_contexts(text, text, text, integer) is
-    'Sample contexts for previewing a rule: items with a matching item high in a neighbour list and users with such items in their history (else the most popular items and most active recent users).';
+comment on function pgrecs.rule_preview_contexts(text, text, text, integer) is
+    'The body of recs.rule_preview_contexts (the public function, documented there).';

@@ -8,7 +8,7 @@
 -- agree on every tie; tests/test_why_not.py checks each reason and that recs.why_not says
 -- "shown at position p" exactly for the items rank_items returns.
 
-create or replace function recs.why_not(
+create or replace function pgrecs.why_not(
     item text,
     placement text default 'pdp_similar',
     context_item text default null,
@@ -712,10 +712,5 @@ begin
                                                     join pgrecs.items pi on pi.item_id = pn.id));
 end
 $$;
-comment on function recs.why_not(text, text, text, text, integer, jsonb) is
-    'Why an item (external id) is not in a placement''s top k for a context (context_item or context_user, external ids): '
-    'shown (and where), excluded by the context, inactive, out_of_stock, price, outside_category, brand, blocked (rule_id), '
-    'no_embedding (and why), not_candidate (signal by signal), no_score, ranked (its rank and score against the k-th), '
-    'capped (brand or category), mmr (the similar item chosen), pinned_out. Follows pgrecs.rank_items stage by stage; '
-    'a user never seen is a new visitor, explained against the cold-start list recs.recommend_for_user serves. '
-    'Example: select * from recs.why_not(item => ''22728'', placement => ''pdp_similar'', context_item => ''22727'').';
+comment on function pgrecs.why_not(text, text, text, text, integer, jsonb) is
+    'The body of recs.why_not (the public function, documented there).';

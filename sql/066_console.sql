@@ -20,7 +20,7 @@ $$;
 comment on function pgrecs.gini(double precision[]) is
     'Gini coefficient of non-negative values (0: all equal, towards 1: one value takes all); null for no values or a zero sum.';
 
-create or replace function recs.catalog_overview()
+create or replace function pgrecs.catalog_overview()
 returns table (items bigint, active_items bigint, in_stock_items bigint, embedded_items bigint,
                embedded_share double precision, embedding_model text, users bigint, events bigint,
                first_event_at timestamptz, last_event_at timestamptz, mean_quality_score double precision,
@@ -56,10 +56,10 @@ as $$
            (select count(*) from pgrecs.placements p where p.tenant_id = pgrecs.current_tenant())
     from i, e
 $$;
-comment on function recs.catalog_overview() is
-    'Catalog size (all, active, in stock), active items embedded by the default model and their share, users, events and their time span, mean quality score, live rules, placements.';
+comment on function pgrecs.catalog_overview() is
+    'The body of recs.catalog_overview (the public function, documented there).';
 
-create or replace function recs.quality_histogram(bins integer default 10)
+create or replace function pgrecs.quality_histogram(bins integer default 10)
 returns table (bin integer, low double precision, high double precision, items bigint)
 language sql
 stable parallel safe
@@ -73,10 +73,10 @@ as $$
     group by b.bin
     order by b.bin
 $$;
-comment on function recs.quality_histogram(integer) is
-    'Items per quality-score bin (equal-width bins over [0, 1], a score of 1 in the last bin), from the published audit scores (pgrecs.item_signals).';
+comment on function pgrecs.quality_histogram(integer) is
+    'The body of recs.quality_histogram (the public function, documented there).';
 
-create or replace function recs.events_per_day(days integer default 30)
+create or replace function pgrecs.events_per_day(days integer default 30)
 returns table (day date, event_type text, events bigint)
 language sql
 stable parallel safe
@@ -91,10 +91,10 @@ as $$
     group by 1, 2
     order by 1, 2
 $$;
-comment on function recs.events_per_day(integer) is
-    'Events per UTC day and type over the last `days` days up to the tenant''s latest event.';
+comment on function pgrecs.events_per_day(integer) is
+    'The body of recs.events_per_day (the public function, documented there).';
 
-create or replace function recs.placement_performance(days integer default 7)
+create or replace function pgrecs.placement_performance(days integer default 7)
 returns table (placement text, requests bigint, served bigint, clicks bigint, purchases bigint,
                ctr double precision, conversion double precision, last_request_at timestamptz)
 language sql
@@ -137,10 +137,8 @@ as $$
     where p.tenant_id = pgrecs.current_tenant()
     order by coalesce(o.requests, 0) desc, p.placement
 $$;
-comment on function recs.placement_performance(integer) is
-    'Per placement over the last `days` days of served lists (pgrecs.recommendation_requests): requests, items served, '
-    'clicks and purchases of listed items citing the request id, CTR (clicks per item served) and conversion '
-    '(share of requests followed by such a purchase).';
+comment on function pgrecs.placement_performance(integer) is
+    'The body of recs.placement_performance (the public function, documented there).';
 
 create or replace function pgrecs.served_item_counts(days integer)
 returns table (item_id bigint, n bigint)
@@ -157,7 +155,7 @@ $$;
 comment on function pgrecs.served_item_counts(integer) is
     'How many times each item was on a list served over the last `days` days (pgrecs.recommendation_requests).';
 
-create or replace function recs.exposure(days integer default 30)
+create or replace function pgrecs.exposure(days integer default 30)
 returns table (requests bigint, active_items bigint, items_shown bigint, catalog_coverage double precision,
                exposures bigint, never_shown bigint, gini_items double precision, gini_brands double precision,
                gini_categories double precision, mean_popularity_percentile double precision,
@@ -191,14 +189,10 @@ as $$
            count(distinct c.category)
     from catalog c
 $$;
-comment on function recs.exposure(integer) is
-    'How exposure is spread over the active catalog in the lists served over the last `days` days: requests, items shown and the '
-    'catalog share they are, item slots served, items never shown, Gini of exposure over items, brands and top-level categories '
-    '(0 even, towards 1 concentrated), and popularity bias: the exposure-weighted mean popularity percentile of what was served '
-    '(0.5 for an unbiased draw, 1 for only the most popular), the share of exposure going to the 10% most popular items, '
-    'and how many brands and categories the active catalog has (a Gini over one group is 0).';
+comment on function pgrecs.exposure(integer) is
+    'The body of recs.exposure (the public function, documented there).';
 
-create or replace function recs.exposure_curve(days integer default 30, points integer default 20)
+create or replace function pgrecs.exposure_curve(days integer default 30, points integer default 20)
 returns table (item_share double precision, exposure_share double precision)
 language sql
 stable parallel safe
@@ -223,11 +217,10 @@ as $$
     where r.i % greatest(r.total_items / greatest(exposure_curve.points, 1), 1) = 0 or r.i = r.total_items
     order by 1
 $$;
-comment on function recs.exposure_curve(integer, integer) is
-    'The Lorenz curve of exposure over the active items in the lists served over the last `days` days, in about `points` steps: '
-    'the least exposed item_share of the catalog received exposure_share of all exposure (the diagonal is perfectly even).';
+comment on function pgrecs.exposure_curve(integer, integer) is
+    'The body of recs.exposure_curve (the public function, documented there).';
 
-create or replace function recs.exposure_by(dimension text default 'brand', days integer default 30, n integer default 20)
+create or replace function pgrecs.exposure_by(dimension text default 'brand', days integer default 30, n integer default 20)
 returns table (grp text, items bigint, exposures bigint, exposure_share double precision, catalog_share double precision)
 language sql
 stable parallel safe
@@ -249,11 +242,10 @@ as $$
     order by sum(c.n) desc, count(*) desc, c.grp
     limit exposure_by.n
 $$;
-comment on function recs.exposure_by(text, integer, integer) is
-    'Exposure per brand (dimension => ''brand'') or top-level category (any other value) over the last `days` days: active items, '
-    'item slots served, share of all exposure and share of the catalog; the n most exposed.';
+comment on function pgrecs.exposure_by(text, integer, integer) is
+    'The body of recs.exposure_by (the public function, documented there).';
 
-create or replace function recs.never_shown_items(days integer default 30, n integer default 20)
+create or replace function pgrecs.never_shown_items(days integer default 30, n integer default 20)
 returns table (item_id bigint, external_id text, title text, brand text, popularity double precision)
 language sql
 stable parallel safe
@@ -267,74 +259,10 @@ as $$
     order by s.popularity desc nulls last, i.item_id
     limit never_shown_items.n
 $$;
-comment on function recs.never_shown_items(integer, integer) is
-    'Active items on no list served over the last `days` days, the most popular first.';
+comment on function pgrecs.never_shown_items(integer, integer) is
+    'The body of recs.never_shown_items (the public function, documented there).';
 
--- The audit marts (dbt, schema recs_marts) carry no row-level security: dbt rebuilds them. These
--- two read them as their owner for the tenant in pgrecs.tenant only, and return nothing when it
--- is unset or the marts were not built yet (`pgrecs refresh` builds them).
-create or replace function recs.catalog_audit_summary()
-returns jsonb
-language plpgsql
-stable
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    t text := nullif(current_setting('pgrecs.tenant', true), '');
-    summary jsonb;
-begin
-    if t is null then
-        return null;
-    end if;
-    select to_jsonb(a) - 'tenant_id' into summary
-    from recs_marts.fct_catalog_audit_summary a
-    where a.tenant_id = t;
-    return summary;
-exception when undefined_table then
-    return null;
-end
-$$;
-comment on function recs.catalog_audit_summary() is
-    'The catalog audit (recs_marts.fct_catalog_audit_summary) of the tenant in pgrecs.tenant as one JSON object: counts of every finding, mean and 10th percentile quality; null when the tenant is unset or the audit was not built.';
-
-create or replace function recs.catalog_audit_items(n integer default 20, flag text default null)
-returns table (item_id bigint, external_id text, title text, quality_score numeric, quality_flags text[],
-               same_title_items integer, nearest_item_id bigint, nearest_external_id text, nearest_title text,
-               nearest_similarity double precision)
-language plpgsql
-stable
-security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-    t text := nullif(current_setting('pgrecs.tenant', true), '');
-begin
-    if t is null then
-        return;
-    end if;
-    return query
-    select a.item_id, a.external_id, a.title, a.quality_score, a.quality_flags, a.same_title_items::integer,
-           a.nearest_item_id, ni.external_id, ni.title, a.nearest_similarity::float8
-    from recs_marts.fct_item_audit a
-    left join pgrecs.items ni on ni.item_id = a.nearest_item_id and ni.tenant_id = t
-    where a.tenant_id = t
-      and (flag is null or flag = any(a.quality_flags))
-    order by case when flag = 'near_duplicate_title' then -a.nearest_similarity end nulls last,
-             case when flag = 'duplicate_title' then a.title end, a.quality_score, a.item_id
-    limit n;
-exception when undefined_table then
-    return;
-end
-$$;
-comment on function recs.catalog_audit_items(integer, text) is
-    'The n lowest-quality items of the audit (recs_marts.fct_item_audit) of the tenant in pgrecs.tenant, with their flags, how many other items share their exact title, and the most similar other title; '
-    'flag => ''near_duplicate_title'' (or any flag) keeps the items with that flag (duplicates ordered by similarity). Nothing when the tenant is unset or the audit was not built.';
-
-revoke all on function recs.catalog_audit_summary() from public;
-revoke all on function recs.catalog_audit_items(integer, text) from public;
-
-create or replace function recs.not_embeddable_items(n integer default 20)
+create or replace function pgrecs.not_embeddable_items(n integer default 20)
 returns table (item_id bigint, external_id text, title text, model text, reason text, recorded_at timestamptz)
 language sql
 stable parallel safe
@@ -347,10 +275,10 @@ as $$
     order by ne.reason, i.item_id
     limit not_embeddable_items.n
 $$;
-comment on function recs.not_embeddable_items(integer) is
-    'Items whose text is too poor to embed, per model, with the reason (pgrecs.not_embeddable).';
+comment on function pgrecs.not_embeddable_items(integer) is
+    'The body of recs.not_embeddable_items (the public function, documented there).';
 
-create or replace function recs.item_details(item text)
+create or replace function pgrecs.item_details(item text)
 returns table (item_id bigint, external_id text, title text, description text, brand text, category_path text[],
                attributes jsonb, price numeric, currency text, stock integer, margin numeric, image_url text,
                active boolean, created_at timestamptz, updated_at timestamptz, clean_title text,
@@ -373,10 +301,10 @@ as $$
     where i.tenant_id = pgrecs.current_tenant()
       and i.external_id = item_details.item
 $$;
-comment on function recs.item_details(text) is
-    'One item (external id) as stored and as cleaned: raw and cleaned title and description, the composed text embedded and why it would be refused, signals, quality and event count.';
+comment on function pgrecs.item_details(text) is
+    'The body of recs.item_details (the public function, documented there).';
 
-create or replace function recs.item_embedding_status(item text)
+create or replace function pgrecs.item_embedding_status(item text)
 returns table (model text, is_default boolean, status text, embedded_at timestamptz, truncated boolean,
                queued_at timestamptz, reason text)
 language sql
@@ -401,27 +329,10 @@ as $$
       and i.external_id = item_embedding_status.item
     order by m.is_default desc, m.name
 $$;
-comment on function recs.item_embedding_status(text) is
-    'Per embedding model, the state of one item''s embedding: current, stale (its text changed since), queued, missing or not embeddable (with the reason).';
+comment on function pgrecs.item_embedding_status(text) is
+    'The body of recs.item_embedding_status (the public function, documented there).';
 
-create or replace function recs.user_history(user_id text, placement text default 'home_for_you')
-returns table (recency_rank integer, item_id bigint, external_id text, title text, weight real, label text, purchased boolean)
-language sql
-stable parallel safe
-as $$
-    select h.recency_position, h.item_id, i.external_id, i.title, h.weight, h.label, h.purchased
-    from pgrecs.users u
-    cross join lateral pgrecs.user_history(u.user_id, user_history.placement)
-        with ordinality as h (item_id, weight, label, purchased, recency_position, ord)
-    join pgrecs.items i on i.item_id = h.item_id
-    where u.tenant_id = pgrecs.current_tenant()
-      and u.external_id = user_history.user_id
-    order by h.ord
-$$;
-comment on function recs.user_history(text, text) is
-    'A user''s history as the placement''s scorer reads it (pgrecs.user_history: event-type weights, recency decay, top items), most recent first, with titles.';
-
-create or replace function recs.experiments()
+create or replace function pgrecs.experiments()
 returns table (name text, description text, status text, started_at timestamptz, stopped_at timestamptz,
                variants jsonb)
 language sql
@@ -436,10 +347,10 @@ as $$
     where e.tenant_id = pgrecs.current_tenant()
     order by e.status = 'running' desc, e.started_at desc
 $$;
-comment on function recs.experiments() is
-    'The tenant''s experiments, running first, with their variants (placement, allocation, control).';
+comment on function pgrecs.experiments() is
+    'The body of recs.experiments (the public function, documented there).';
 
-create or replace function recs.placements()
+create or replace function pgrecs.placements()
 returns table (placement text, description text, weights jsonb, default_filters jsonb, fusion text,
                mmr_lambda real, max_per_brand integer, max_per_category integer, updated_at timestamptz)
 language sql
@@ -451,5 +362,5 @@ as $$
     where p.tenant_id = pgrecs.current_tenant()
     order by p.placement
 $$;
-comment on function recs.placements() is
-    'The tenant''s placements with their signal weights, default filters, fusion, diversity and caps.';
+comment on function pgrecs.placements() is
+    'The body of recs.placements (the public function, documented there).';

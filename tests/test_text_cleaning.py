@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html.entities
+import importlib.util
+from pathlib import Path
 
 import ftfy
 import pytest
@@ -72,6 +74,15 @@ def test_entity_table_is_pythons_html5_table(conn):
     table = one(conn, "select pgrecs.html_entities()")
     expected = {k[:-1]: v for k, v in html.entities.html5.items() if k.endswith(";")}
     assert table == expected
+
+
+def test_entity_file_is_the_generators_output():
+    """sql/009_html_entities.sql is scripts/gen_html_entities.py's output, not edited by hand."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gen_html_entities.py"
+    spec = importlib.util.spec_from_file_location("gen_html_entities", script)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert generator.TARGET.read_text() == generator.render()
 
 
 def test_every_entity_decodes_like_python(conn):
