@@ -8,7 +8,8 @@
 -- Idempotent (create or replace), re-applied on every `pgrecs migrate`. Tables and the default
 -- model's index live in migrations/versions/0002_semantic.py.
 --
--- Tenant: every function reads current_setting('pgrecs.tenant', true); null or '' means 'default'.
+-- Tenant: every function reads pgrecs.current_tenant() (sql/001_common.sql): the GUC pgrecs.tenant,
+-- 'default' when it is unset or empty.
 
 create or replace function pgrecs.item_text_sha256(composed text)
 returns bytea
@@ -252,7 +253,7 @@ as $$
 declare
     m pgrecs.embedding_models := pgrecs.resolve_model(model);
     f jsonb := pgrecs.check_similarity_filters(filters);
-    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+    tenant text := pgrecs.current_tenant();
 begin
     if pgrecs.filter_category(f) is not null
         and to_regclass(pgrecs.filter_index_name(m.model_id, pgrecs.filter_category(f))) is not null then
@@ -303,7 +304,7 @@ set plan_cache_mode = force_generic_plan
 as $fn$
 #variable_conflict use_column
 declare
-    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+    tenant text := pgrecs.current_tenant();
     m_dimensions integer;
     m_ef_search integer;
     m_exact_max integer;

@@ -146,7 +146,7 @@ volatile
 as $$
 declare
     queued integer;
-    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+    tenant text := pgrecs.current_tenant();
 begin
     -- active items of this tenant whose current composed text has neither an embedding nor a
     -- not-embeddable verdict with the same hash

@@ -43,7 +43,7 @@ volatile
 as $$
 declare
     target record;
-    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+    tenant text := pgrecs.current_tenant();
     touched bigint[];
     rescored bigint[];
     written integer;
@@ -166,7 +166,7 @@ volatile
 as $$
 declare
     target record;
-    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+    tenant text := pgrecs.current_tenant();
     affected bigint[];
     removed integer;
 begin
@@ -213,7 +213,7 @@ language plpgsql
 stable
 as $$
 declare
-    tenant text := coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default');
+    tenant text := pgrecs.current_tenant();
     m pgrecs.embedding_models;
     ids bigint[];
     externals text[];

@@ -80,7 +80,7 @@ def similar(external_id: str, query: dict):
     conn = get_conn()
     row = conn.execute(
         "select item_id from pgrecs.items "
-        "where tenant_id = coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default') and external_id = %s",
+        "where tenant_id = pgrecs.current_tenant() and external_id = %s",
         (external_id,)).fetchone()
     if row is None:
         abort(404, message=f"unknown item: {external_id}")

@@ -85,7 +85,7 @@ class EmbedStats:
 
 
 def _tenant(conn) -> str:
-    return conn.execute("select coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default')").fetchone()[0]
+    return conn.execute("select pgrecs.current_tenant()").fetchone()[0]
 
 
 def queue_depth(conn, model_id: int) -> int:

@@ -33,8 +33,7 @@ __all__ = [
 def _tenant_of(conn: psycopg.Connection, tenant: str | None) -> str:
     if tenant:
         return tenant
-    value = conn.execute("select current_setting('pgrecs.tenant', true)").fetchone()[0]
-    return value or "default"
+    return conn.execute("select pgrecs.current_tenant()").fetchone()[0]
 
 
 def ingest_records(conn: psycopg.Connection, kind: str, records: list[dict], *, source: str = "api",
