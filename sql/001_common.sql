@@ -1,4 +1,5 @@
--- Helpers every later file uses. Applied first (files run in name order).
+-- Helpers every later file uses (the session's tenant, the category key). Applied first (files run
+-- in name order).
 
 create or replace function pgrecs.current_tenant()
 returns text
@@ -9,3 +10,15 @@ as $$
 $$;
 comment on function pgrecs.current_tenant() is
     'The tenant of this session (GUC pgrecs.tenant), ''default'' when unset.';
+
+-- The generated column pgrecs.items.category_key (migration 0009) is computed by this function.
+create or replace function pgrecs.category_key(category_path text[])
+returns text
+language sql
+immutable parallel safe
+as $$
+    select pg_catalog.array_to_string(category_path, pg_catalog.chr(31))
+$$;
+comment on function pgrecs.category_key(text[]) is
+    'A category path as one text key (levels joined by chr(31)): items.category_key, compared '
+    'with text equality, which is leakproof and so usable by an index under row-level security.';

@@ -99,10 +99,8 @@ comment on view pgrecs.semantic_lists is
 -- Retrieval core
 -------------------------------------------------------------------------------------------------
 
--- Earlier versions estimated selectivity with EXPLAIN, which forced the helper to be volatile and
--- cost a planner run per call; the statistics are read directly now.
-drop function if exists pgrecs.similarity_filter_matches(text, boolean, text[], numeric, numeric, boolean, integer);
-
+-- Selectivity is read from the statistics directly (no EXPLAIN: no planner run per call, and the
+-- helpers stay stable).
 create or replace function pgrecs.similarity_filter_estimate(
     category text[],
     price_min numeric,

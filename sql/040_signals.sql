@@ -2,17 +2,6 @@
 -- dbt rebuilds its relations with drop ... cascade, so request-time SQL never reads them; `pgrecs
 -- refresh` calls pgrecs.publish_signals in one transaction after `dbt build` (and EASE).
 
--- the result gained sequence_rows: a changed result type needs the old function dropped first
-do $$
-begin
-    if exists (select 1 from pg_catalog.pg_proc
-               where oid = to_regprocedure('pgrecs.publish_signals(jsonb, boolean)')
-                 and not 'sequence_rows' = any(coalesce(proargnames, '{}'))) then
-        drop function pgrecs.publish_signals(jsonb, boolean);
-    end if;
-end
-$$;
-
 create or replace function pgrecs.publish_signals(last_event_ids jsonb, full_refresh boolean)
 returns table (tenant_id text, cooccurrence_items integer, cooccurrence_rows integer, ease_rows integer,
                sequence_rows integer, signal_rows integer)
@@ -142,3 +131,25 @@ end
 $$;
 comment on function pgrecs.publish_signals(jsonb, boolean) is
     'Copies the dbt marts (co-occurrence lists of the touched items, from pg_temp.cooccurrence_neighbors when present, popularity, trending, audit quality), pg_temp.sequence_neighbors (next-item lists, every tenant''s replaced) and pg_temp.ease_neighbors into pgrecs.item_neighbors / pgrecs.item_signals, and records the refresh state. Called by `pgrecs refresh` in one transaction.';
+
+-- Deleted items leave the neighbour lists: the statement trigger items_deleted_leave_neighbors on
+-- pgrecs.items (migration 0011) runs this in place of per-row ON DELETE CASCADE references. The
+-- signals are named so the first delete uses the (tenant_id, signal, item_id) index.
+create or replace function pgrecs.remove_deleted_items_from_neighbors()
+returns trigger
+language plpgsql
+as $$
+begin
+    delete from pgrecs.item_neighbors as n
+    using deleted_items as d
+    where n.tenant_id = d.tenant_id and n.item_id = d.item_id
+        and n.signal in ('semantic', 'cooccurrence', 'ease', 'sequence');
+    delete from pgrecs.item_neighbors as n
+    using deleted_items as d
+    where n.neighbor_item_id = d.item_id;
+    return null;
+end
+$$;
+comment on function pgrecs.remove_deleted_items_from_neighbors() is
+    'Statement trigger on pgrecs.items: deleted items leave pgrecs.item_neighbors (their own lists and '
+    'their places in other lists), in place of per-row ON DELETE CASCADE references.';

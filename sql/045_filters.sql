@@ -194,8 +194,6 @@ comment on function pgrecs.filter_category(jsonb) is
 -- price_min, price_max, in_stock. Only the clauses of filters present are written, so the planner
 -- sees plain indexable conditions (no "$n is null or ..." branches), and a one-shot plan folds the
 -- values in, so a partial HNSW index of a hot category (pgrecs.ensure_filter_index) can match.
-drop function if exists pgrecs.similarity_filter_sql();
-
 create or replace function pgrecs.similarity_filter_sql(
     active boolean,
     category text[],

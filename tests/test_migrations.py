@@ -65,6 +65,46 @@ def test_sql_files_are_idempotent(db_url):
         migrate.apply_sql_files(conn)
 
 
+def test_sql_files_drop_no_functions():
+    """Drops of replaced signatures are run-once work: they belong to migrations, not to sql/."""
+    dropping = [path.name for path in migrate.sql_files() if "drop function" in path.read_text().lower()]
+    assert dropping == []
+
+
+def test_upgrade_drops_replaced_signatures(empty_db_url):
+    """A database still holding the old signatures loses them on upgrade (migration 0034)."""
+    migrate.upgrade(empty_db_url, "0033_embedding_tie_keys")
+    old = ["pgrecs.similarity_filter_sql()",
+           "pgrecs.similarity_filter_matches(text, boolean, text[], numeric, numeric, boolean, integer)"]
+    with psycopg.connect(empty_db_url) as conn:
+        for signature in old:
+            conn.execute(f"create function {signature} returns text language sql as $$ select 'old' $$")
+        conn.execute("create function pgrecs.publish_signals(last_event_ids jsonb, full_refresh boolean)"
+                     " returns table (tenant_id text, signal_rows integer) language sql as $$ select 'x', 0 $$")
+    migrate.upgrade(empty_db_url)
+    with psycopg.connect(empty_db_url) as conn:
+        for signature in old:
+            assert conn.execute("select to_regprocedure(%s)", (signature,)).fetchone()[0] is None, signature
+        names = conn.execute("select proargnames from pg_proc"
+                             " where oid = 'pgrecs.publish_signals(jsonb, boolean)'::regprocedure").fetchone()[0]
+        assert "sequence_rows" in names
+
+
+def test_functions_created_by_migrations_are_defined_in_sql(db_url):
+    """A function a migration created is (re)defined in sql/, so the current definition is there."""
+    sql_text = "\n".join(path.read_text() for path in migrate.sql_files())
+    for name in ("pgrecs.category_key(", "pgrecs.remove_deleted_items_from_neighbors("):
+        assert f"create or replace function {name}" in sql_text, name
+    with psycopg.connect(db_url) as conn:
+        trigger = conn.execute(
+            "select t.tgfoid::regproc::text from pg_trigger t"
+            " where t.tgrelid = 'pgrecs.items'::regclass and t.tgname = 'items_deleted_leave_neighbors'").fetchone()
+        assert trigger == ("pgrecs.remove_deleted_items_from_neighbors",)
+        source = conn.execute(
+            "select prosrc from pg_proc where oid = 'pgrecs.remove_deleted_items_from_neighbors'::regproc").fetchone()[0]
+        assert "'sequence'" in source
+
+
 def test_public_functions_are_commented(db_url):
     with psycopg.connect(db_url) as conn:
         uncommented = conn.execute(
