@@ -40,6 +40,12 @@ def server_url(tmp_path_factory) -> str:
         return
     data_dir = tmp_path_factory.mktemp("pg") / "pgdata"
     url = embedded.start(data_dir)
+    # a throwaway server: no flush to disk, so CREATE/DROP DATABASE (a checkpoint each) and commits
+    # cost milliseconds, not seconds; only an operating-system crash could lose data, and it is discarded
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("alter system set fsync = off")
+        admin.execute("alter system set full_page_writes = off")
+        admin.execute("select pg_catalog.pg_reload_conf()")
     yield url
     embedded.stop(data_dir)
 
