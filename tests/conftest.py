@@ -91,17 +91,53 @@ def shared_db_url(server_url: str, template_url: str) -> str:
     drop_database(server_url, url)
 
 
+def rolled_back(url: str):
+    """A configured connection inside a transaction that is rolled back afterwards (a generator for
+    fixtures). It refuses to commit, so a test cannot leave anything behind for the next one."""
+    from pgrecs.db import configure
+
+    connection = psycopg.connect(url)
+    configure(connection, "default")
+
+    def refuse():
+        raise AssertionError("this connection is rolled back after the test: take `conn` (a database of "
+                             "its own) to commit")
+
+    connection.commit = refuse
+    try:
+        yield connection
+    finally:
+        connection.rollback()
+        connection.close()
+
+
 @pytest.fixture
 def sql(shared_db_url: str):
     """A connection to the shared database inside a transaction that is rolled back afterwards:
     no database to create per test, for pure and read-only SQL and for tests that never commit."""
-    from pgrecs.db import configure
+    yield from rolled_back(shared_db_url)
 
-    connection = psycopg.connect(shared_db_url)
-    configure(connection, "default")
-    yield connection
-    connection.rollback()
-    connection.close()
+
+@pytest.fixture(scope="session")
+def world_db(server_url: str, template_url: str):
+    """One database holding the scoring world (tests/scoring_world.py), built once per session:
+    `.url`, and `.ids` (external id -> item id). Tests read it through `world_sql`."""
+    from types import SimpleNamespace
+
+    import scoring_world
+    from pgrecs.db import connect
+
+    url = create_database(server_url, TEMPLATE)
+    with connect(url, tenant="default") as connection:
+        ids = scoring_world.build(connection)
+    yield SimpleNamespace(url=url, ids=ids)
+    drop_database(server_url, url)
+
+
+@pytest.fixture
+def world_sql(world_db):
+    """A connection to the shared scoring world inside a transaction that is rolled back afterwards."""
+    yield from rolled_back(world_db.url)
 
 
 @pytest.fixture
