@@ -169,6 +169,47 @@ def cli(db_url: str):
     return invoke
 
 
+# --- the API: `app` on this test's database, `client` its test client ---
+
+def new_app(url: str, **config):
+    """The API (testing mode) over url, with config on top; close it with close_app."""
+    from pgrecs.api import create_app
+
+    return create_app({"TESTING": True, "DATABASE_URL": url, **config})
+
+
+def close_app(app) -> None:
+    """Close the connection pools the app opened (the primary's and any replica's)."""
+    pool = app.extensions.get("pgrecs_pool")
+    if pool is not None:
+        pool.close()
+    found = app.extensions.get("pgrecs_replicas")
+    for replica in found.replicas if found else []:
+        if replica.pool is not None:
+            replica.pool.close()
+
+
+@pytest.fixture
+def app_config() -> dict:
+    """What a test module adds to the `app` fixture's config: override it (STATEMENT_TIMEOUT_MS, TENANT ...)."""
+    return {}
+
+
+@pytest.fixture
+def app(db_url: str, app_config: dict):
+    """The API over this test's database (db_url), with app_config on top."""
+    app = new_app(db_url, **app_config)
+    yield app
+    close_app(app)
+
+
+@pytest.fixture
+def client(app):
+    """app's test client; it sends an API key with every scope unless a request sets X-API-Key."""
+    with app.test_client() as c:
+        yield c
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.exists():

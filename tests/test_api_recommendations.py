@@ -8,20 +8,14 @@ import scoring_world as world
 
 
 @pytest.fixture
-def client(db_url, conn):
-    from pgrecs.api import create_app
-
+def client(client, conn):
+    """The API over the scoring world and user u1 (one view of F); client.ids maps external ids to item ids."""
     ids = world.build(conn)
     uid = world.add_user(conn, "u1")
     world.add_event(conn, uid, ids["F"], "view", "3 hours")
     conn.commit()
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url})
-    with app.test_client() as c:
-        c.ids = ids
-        yield c
-    pool = app.extensions.get("pgrecs_pool")
-    if pool is not None:
-        pool.close()
+    client.ids = ids
+    return client
 
 
 def test_item_recommendations_are_logged_with_a_request_id(client, conn):
