@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import scoring_world as world
+from conftest import TEMPLATE, close_app, create_database, drop_database, new_app
 
 
 @pytest.fixture
@@ -16,6 +17,26 @@ def client(client, conn):
     conn.commit()
     client.ids = ids
     return client
+
+
+@pytest.fixture(scope="module")
+def refusing_app(server_url, template_url):
+    """One API over one scoring world for the table of refused requests: a refused request writes nothing."""
+    from pgrecs.db import connect
+
+    url = create_database(server_url, TEMPLATE)
+    with connect(url, tenant="default") as conn:
+        world.build(conn)
+    app = new_app(url)
+    yield app
+    close_app(app)
+    drop_database(server_url, url)
+
+
+@pytest.fixture
+def refusing_client(refusing_app):
+    with refusing_app.test_client() as c:
+        yield c
 
 
 def test_item_recommendations_are_logged_with_a_request_id(client, conn):
@@ -112,7 +133,8 @@ def test_post_recommendations(client):
     ("post", "/events", {"nonsense": 1}, 400, "unknown field"),
     ("post", "/events", [], 400, "no events"),
 ])
-def test_json_errors(client, method, url, body, status, message):
+def test_json_errors(refusing_client, method, url, body, status, message):
+    client = refusing_client
     resp = getattr(client, method)(url, json=body) if body is not None else getattr(client, method)(url)
     assert resp.status_code == status, resp.json
     assert message in resp.json["message"]
