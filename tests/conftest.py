@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -32,13 +34,17 @@ def with_database(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory) -> str:
-    """The embedded server for the whole session (or $PGRECS_TEST_DATABASE_URL's server)."""
+def server_url() -> str:
+    """The embedded server for the whole session (or $PGRECS_TEST_DATABASE_URL's server).
+
+    Its home is a directory of its own, not under pytest's numbered temporary directories: another
+    pytest session on the same machine prunes old ones, and would delete a running server's data."""
     external = os.environ.get("PGRECS_TEST_DATABASE_URL")
     if external:
         yield external
         return
-    data_dir = tmp_path_factory.mktemp("pg") / "pgdata"
+    home = Path(tempfile.mkdtemp(prefix="pgrecs-test-"))
+    data_dir = home / "pgdata"
     url = embedded.start(data_dir)
     # a throwaway server: no flush to disk, so CREATE/DROP DATABASE (a checkpoint each) and commits
     # cost milliseconds, not seconds; only an operating-system crash could lose data, and it is discarded
@@ -46,8 +52,11 @@ def server_url(tmp_path_factory) -> str:
         admin.execute("alter system set fsync = off")
         admin.execute("alter system set full_page_writes = off")
         admin.execute("select pg_catalog.pg_reload_conf()")
-    yield url
-    embedded.stop(data_dir)
+    try:
+        yield url
+    finally:
+        embedded.stop(data_dir)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
