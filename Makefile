@@ -27,8 +27,10 @@ test: install lint
 test-fast: install
 	$(BIN)/pytest -q -m "not slow and not stress"
 
+# ruff for Python; sqlfluff (.sqlfluff) for sql/ and the dbt models
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/sqlfluff lint sql dbt_project/models
 
 bench: install
 	$(BIN)/python -m benchmarks.run all

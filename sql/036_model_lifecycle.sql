@@ -22,7 +22,7 @@ returns table (
 )
 language sql
 stable
-set pgrecs.tenant = ''
+set pgrecs.tenant = ''  -- noqa: PRS
 as $$
     with current_text as (
         select i.tenant_id, i.item_id,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -32,16 +34,29 @@ def with_database(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory) -> str:
-    """The embedded server for the whole session (or $PGRECS_TEST_DATABASE_URL's server)."""
+def server_url() -> str:
+    """The embedded server for the whole session (or $PGRECS_TEST_DATABASE_URL's server).
+
+    Its home is a directory of its own, not under pytest's numbered temporary directories: another
+    pytest session on the same machine prunes old ones, and would delete a running server's data."""
     external = os.environ.get("PGRECS_TEST_DATABASE_URL")
     if external:
         yield external
         return
-    data_dir = tmp_path_factory.mktemp("pg") / "pgdata"
+    home = Path(tempfile.mkdtemp(prefix="pgrecs-test-"))
+    data_dir = home / "pgdata"
     url = embedded.start(data_dir)
-    yield url
-    embedded.stop(data_dir)
+    # a throwaway server: no flush to disk, so CREATE/DROP DATABASE (a checkpoint each) and commits
+    # cost milliseconds, not seconds; only an operating-system crash could lose data, and it is discarded
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("alter system set fsync = off")
+        admin.execute("alter system set full_page_writes = off")
+        admin.execute("select pg_catalog.pg_reload_conf()")
+    try:
+        yield url
+    finally:
+        embedded.stop(data_dir)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -85,17 +100,53 @@ def shared_db_url(server_url: str, template_url: str) -> str:
     drop_database(server_url, url)
 
 
+def rolled_back(url: str):
+    """A configured connection inside a transaction that is rolled back afterwards (a generator for
+    fixtures). It refuses to commit, so a test cannot leave anything behind for the next one."""
+    from pgrecs.db import configure
+
+    connection = psycopg.connect(url)
+    configure(connection, "default")
+
+    def refuse():
+        raise AssertionError("this connection is rolled back after the test: take `conn` (a database of "
+                             "its own) to commit")
+
+    connection.commit = refuse
+    try:
+        yield connection
+    finally:
+        connection.rollback()
+        connection.close()
+
+
 @pytest.fixture
 def sql(shared_db_url: str):
     """A connection to the shared database inside a transaction that is rolled back afterwards:
     no database to create per test, for pure and read-only SQL and for tests that never commit."""
-    from pgrecs.db import configure
+    yield from rolled_back(shared_db_url)
 
-    connection = psycopg.connect(shared_db_url)
-    configure(connection, "default")
-    yield connection
-    connection.rollback()
-    connection.close()
+
+@pytest.fixture(scope="session")
+def world_db(server_url: str, template_url: str):
+    """One database holding the scoring world (tests/scoring_world.py), built once per session:
+    `.url`, and `.ids` (external id -> item id). Tests read it through `world_sql`."""
+    from types import SimpleNamespace
+
+    import scoring_world
+    from pgrecs.db import connect
+
+    url = create_database(server_url, TEMPLATE)
+    with connect(url, tenant="default") as connection:
+        ids = scoring_world.build(connection)
+    yield SimpleNamespace(url=url, ids=ids)
+    drop_database(server_url, url)
+
+
+@pytest.fixture
+def world_sql(world_db):
+    """A connection to the shared scoring world inside a transaction that is rolled back afterwards."""
+    yield from rolled_back(world_db.url)
 
 
 @pytest.fixture
@@ -125,6 +176,47 @@ def cli(db_url: str):
         return runner.invoke(main, ["--db-url", db_url, *args], input=input, catch_exceptions=False)
 
     return invoke
+
+
+# --- the API: `app` on this test's database, `client` its test client ---
+
+def new_app(url: str, **config):
+    """The API (testing mode) over url, with config on top; close it with close_app."""
+    from pgrecs.api import create_app
+
+    return create_app({"TESTING": True, "DATABASE_URL": url, **config})
+
+
+def close_app(app) -> None:
+    """Close the connection pools the app opened (the primary's and any replica's)."""
+    pool = app.extensions.get("pgrecs_pool")
+    if pool is not None:
+        pool.close()
+    found = app.extensions.get("pgrecs_replicas")
+    for replica in found.replicas if found else []:
+        if replica.pool is not None:
+            replica.pool.close()
+
+
+@pytest.fixture
+def app_config() -> dict:
+    """What a test module adds to the `app` fixture's config: override it (STATEMENT_TIMEOUT_MS, TENANT ...)."""
+    return {}
+
+
+@pytest.fixture
+def app(db_url: str, app_config: dict):
+    """The API over this test's database (db_url), with app_config on top."""
+    app = new_app(db_url, **app_config)
+    yield app
+    close_app(app)
+
+
+@pytest.fixture
+def client(app):
+    """app's test client; it sends an API key with every scope unless a request sets X-API-Key."""
+    with app.test_client() as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from conftest import KeyedClient, api_key_for
+from conftest import KeyedClient, api_key_for, new_app
 from pgrecs import replicas
 
 
@@ -66,10 +66,7 @@ def replica_app(db_url: str, replica: replicas.EmbeddedReplica, **config):
     """The API over db_url with the replica as its read replica; its test client waits for replay
     before each request, so a read finds on the replica what the test wrote on the primary; it records
     (method, path, status, X-PgRecs-Backend) of each request in app.extensions["pgrecs_test_backends"]."""
-    from pgrecs.api import create_app
-
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url, "REPLICA_URLS": [on_replica(db_url, replica)],
-                      **config})
+    app = new_app(db_url, REPLICA_URLS=[on_replica(db_url, replica)], **config)
     app.test_client_class = CaughtUpClient
     return app
 
@@ -86,13 +83,3 @@ class CaughtUpClient(KeyedClient):
             (response.request.method, response.request.path, response.status_code,
              response.headers.get("X-PgRecs-Backend")))
         return response
-
-
-def close_pools(app) -> None:
-    pool = app.extensions.get("pgrecs_pool")
-    if pool is not None:
-        pool.close()
-    found = app.extensions.get("pgrecs_replicas")
-    for replica in found.replicas if found else []:
-        if replica.pool is not None:
-            replica.pool.close()

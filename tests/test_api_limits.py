@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import time
 
+import psycopg
 import pytest
 from flask import g
 
+from conftest import TEMPLATE, close_app, create_database, drop_database, new_app
 
-@pytest.fixture
-def app(db_url):
-    from pgrecs.api import create_app
 
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url, "MAX_CONTENT_LENGTH": 64 * 1024,
-                      "STATEMENT_TIMEOUT_MS": 200})
+CONFIG = {"MAX_CONTENT_LENGTH": 64 * 1024, "STATEMENT_TIMEOUT_MS": 200}
 
+
+def _add_test_routes(app) -> None:
     def slow():
         from pgrecs.api.database import get_conn
 
@@ -29,17 +29,45 @@ def app(db_url):
 
     app.add_url_rule("/test/slow", view_func=slow)
     app.add_url_rule("/test/broken", view_func=broken)
-    yield app
-    pool = app.extensions.get("pgrecs_pool")
-    if pool is not None:
-        pool.close()
 
 
 @pytest.fixture
-def client(app, conn):
+def app_config():
+    return CONFIG
+
+
+@pytest.fixture
+def app(app):
+    """The API with a 64 KiB body limit, a 200 ms statement timeout, and a slow and a broken route."""
+    _add_test_routes(app)
+    return app
+
+
+@pytest.fixture
+def client(client, conn):
+    """The API over a catalog of one item, A."""
     conn.execute("insert into pgrecs.items (external_id, title) values ('A', 'An item')")
     conn.commit()
-    with app.test_client() as c:
+    return client
+
+
+@pytest.fixture(scope="module")
+def table_app(server_url, template_url):
+    """The same API over one database for the whole table of bad inputs: every case is refused, or
+    read-only, or leaves only a rejected event behind, so no case changes what another one reads."""
+    url = create_database(server_url, TEMPLATE)
+    with psycopg.connect(url) as conn:
+        conn.execute("insert into pgrecs.items (external_id, title) values ('A', 'An item')")
+    app = new_app(url, **CONFIG)
+    _add_test_routes(app)
+    yield app
+    close_app(app)
+    drop_database(server_url, url)
+
+
+@pytest.fixture
+def table_client(table_app):
+    with table_app.test_client() as c:
         yield c
 
 
@@ -138,9 +166,15 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("what, method, path, kwargs, status, words", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gets_a_problem(client, what, method, path, kwargs, status, words):
-    response = getattr(client, method)(path, **kwargs)
+def _case(case):
+    """A case that gets as far as a search encodes the query with the embedding model: slow."""
+    reaches_the_model = case[2].startswith("/search") and case[4] == 200
+    return pytest.param(*case, id=case[0], marks=[pytest.mark.slow] if reaches_the_model else [])
+
+
+@pytest.mark.parametrize("what, method, path, kwargs, status, words", [_case(c) for c in CASES])
+def test_bad_input_gets_a_problem(table_client, what, method, path, kwargs, status, words):
+    response = getattr(table_client, method)(path, **kwargs)
     assert response.status_code == status, (what, response.get_json())
     if status < 400:
         assert words in response.get_data(as_text=True), response.get_json()

@@ -5,23 +5,38 @@ from __future__ import annotations
 import pytest
 
 import scoring_world as world
+from conftest import TEMPLATE, close_app, create_database, drop_database, new_app
 
 
 @pytest.fixture
-def client(db_url, conn):
-    from pgrecs.api import create_app
-
+def client(client, conn):
+    """The API over the scoring world and user u1 (one view of F); client.ids maps external ids to item ids."""
     ids = world.build(conn)
     uid = world.add_user(conn, "u1")
     world.add_event(conn, uid, ids["F"], "view", "3 hours")
     conn.commit()
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url})
-    with app.test_client() as c:
-        c.ids = ids
+    client.ids = ids
+    return client
+
+
+@pytest.fixture(scope="module")
+def refusing_app(server_url, template_url):
+    """One API over one scoring world for the table of refused requests: a refused request writes nothing."""
+    from pgrecs.db import connect
+
+    url = create_database(server_url, TEMPLATE)
+    with connect(url, tenant="default") as conn:
+        world.build(conn)
+    app = new_app(url)
+    yield app
+    close_app(app)
+    drop_database(server_url, url)
+
+
+@pytest.fixture
+def refusing_client(refusing_app):
+    with refusing_app.test_client() as c:
         yield c
-    pool = app.extensions.get("pgrecs_pool")
-    if pool is not None:
-        pool.close()
 
 
 def test_item_recommendations_are_logged_with_a_request_id(client, conn):
@@ -118,7 +133,8 @@ def test_post_recommendations(client):
     ("post", "/events", {"nonsense": 1}, 400, "unknown field"),
     ("post", "/events", [], 400, "no events"),
 ])
-def test_json_errors(client, method, url, body, status, message):
+def test_json_errors(refusing_client, method, url, body, status, message):
+    client = refusing_client
     resp = getattr(client, method)(url, json=body) if body is not None else getattr(client, method)(url)
     assert resp.status_code == status, resp.json
     assert message in resp.json["message"]

@@ -9,18 +9,11 @@ import scoring_world as world
 
 
 @pytest.fixture
-def client(db_url, conn):
-    from pgrecs.api import create_app
-
-    ids = world.build(conn)
+def client(client, conn):
+    """The API over the scoring world; client.ids maps external ids to item ids."""
+    client.ids = world.build(conn)
     conn.commit()
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url})
-    with app.test_client() as c:
-        c.ids = ids
-        yield c
-    pool = app.extensions.get("pgrecs_pool")
-    if pool is not None:
-        pool.close()
+    return client
 
 
 def test_category_lookup_is_an_index_condition_for_the_api_role(conn):

@@ -19,15 +19,14 @@ CATALOG = {
 
 
 @pytest.fixture
-def client(db_url, minilm):
-    from pgrecs.api import create_app
+def app_config():
+    return {"TENANT": "default"}
 
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url, "TENANT": "default"})
-    with app.test_client() as c:
-        yield c
-    pool = app.extensions.get("pgrecs_pool")
-    if pool is not None:
-        pool.close()
+
+@pytest.fixture
+def client(client, minilm):
+    """conftest's client, once the embedding model is loaded."""
+    return client
 
 
 @pytest.fixture

@@ -17,9 +17,8 @@ OTHER = "other"
 
 
 @pytest.fixture
-def app(db_url, conn):
-    from pgrecs.api import create_app
-
+def app(app, conn):
+    """The API over the scoring world, and another tenant's item and rule the console must never show."""
     world.build(conn)
     conn.execute("insert into pgrecs.tenants (tenant_id, name) values (%s, %s)", (OTHER, OTHER))
     conn.execute("insert into pgrecs.items (tenant_id, external_id, title) values (%s, 'OTHER-1', 'Secret other item')",
@@ -27,17 +26,7 @@ def app(db_url, conn):
     conn.execute("insert into pgrecs.business_rules (tenant_id, name, kind, brand, factor)"
                  " values (%s, 'other shop campaign', 'boost', 'X', 2)", (OTHER,))
     conn.commit()
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url})
-    yield app
-    pool = app.extensions.get("pgrecs_pool")
-    if pool is not None:
-        pool.close()
-
-
-@pytest.fixture
-def client(app):
-    with app.test_client() as c:
-        yield c
+    return app
 
 
 def key(db_url, scopes=("merchant",), tenant="default", name="shop manager"):
@@ -215,29 +204,21 @@ def test_no_page_shows_another_tenants_data(client, db_url):
         assert admin.execute("select enabled from pgrecs.business_rules where rule_id = %s", (rule,)).fetchone()[0]
 
 
-def test_idle_expiry_follows_the_configured_minutes(db_url, conn):
-    from pgrecs.api import create_app
-
-    world.build(conn)
-    conn.commit()
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url, "CONSOLE_IDLE_MINUTES": 5})
-    try:
-        with app.test_client() as client:
-            _, api_key = key(db_url)
-            sign_in(client, api_key)
-            with psycopg.connect(db_url, autocommit=True) as admin:
-                admin.execute("update pgrecs.console_sessions set last_seen_at = now() - interval '4 minutes'")
-                # used within the idle time: still signed in, and seen again from now on
-                assert client.get("/console/").status_code == 200
-                assert admin.execute("select now() - last_seen_at < interval '1 minute'"
-                                     " from pgrecs.console_sessions").fetchone()[0]
-                admin.execute("update pgrecs.console_sessions set last_seen_at = now() - interval '6 minutes'")
-            response = client.get("/console/")
-            assert response.status_code == 302 and response.headers["Location"].startswith("/console/login")
-            # the stale cookie is cleared with the redirect
-            assert any(c.startswith("pgrecs_console=;") for c in response.headers.getlist("Set-Cookie"))
-    finally:
-        app.extensions["pgrecs_pool"].close()
+@pytest.mark.parametrize("app_config", [{"CONSOLE_IDLE_MINUTES": 5}], ids=["idle after 5 minutes"])
+def test_idle_expiry_follows_the_configured_minutes(client, db_url):
+    _, api_key = key(db_url)
+    sign_in(client, api_key)
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute("update pgrecs.console_sessions set last_seen_at = now() - interval '4 minutes'")
+        # used within the idle time: still signed in, and seen again from now on
+        assert client.get("/console/").status_code == 200
+        assert admin.execute("select now() - last_seen_at < interval '1 minute'"
+                             " from pgrecs.console_sessions").fetchone()[0]
+        admin.execute("update pgrecs.console_sessions set last_seen_at = now() - interval '6 minutes'")
+    response = client.get("/console/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/console/login")
+    # the stale cookie is cleared with the redirect
+    assert any(c.startswith("pgrecs_console=;") for c in response.headers.getlist("Set-Cookie"))
 
 
 def test_rule_preview_changes_nothing_until_applied_and_the_audit_names_the_key(client, db_url):

@@ -9,8 +9,14 @@ import scoring_world as world
 
 
 @pytest.fixture
-def ids(conn):
-    return world.build(conn)
+def conn(world_sql):
+    """The world is built once (conftest `world_db`); each test changes it inside a transaction that is rolled back."""
+    return world_sql
+
+
+@pytest.fixture
+def ids(world_db):
+    return world_db.ids
 
 
 def test_gini_by_hand(conn):
@@ -169,7 +175,11 @@ def test_preview_leaves_no_trace(conn, ids):
     assert conn.execute("select count(*) from pgrecs.business_rule_changes").fetchone()[0] == before
 
 
-def test_cli_rules_round_trip(cli, ids):
+def test_cli_rules_round_trip(cli, db_url):
+    from pgrecs.db import connect
+
+    with connect(db_url) as own:  # the CLI commits: a world of its own
+        world.build(own)
     assert cli("rules", "list").output.strip() == "no rules"
     out = cli("rules", "add", "--name", "Summer", "--kind", "boost", "--brand", "Acme", "--factor", "1.5",
               "--ends", "2030-09-01").output

@@ -64,7 +64,8 @@ def test_refresh_and_audit_cli(cli, db_url, tmp_path):
     assert html_out.read_text().startswith("<!doctype html>")
 
 
-def test_audit_report_for_a_merchant(cli, db_url, tmp_path):
+@pytest.mark.slow  # `pgrecs audit` builds its models with dbt first
+def test_audit_report_for_a_merchant(cli, db_url, client, tmp_path):
     """Styled, self-contained HTML: both charts inline, and the items with findings most traffic first."""
     complete = ("x5", "Walnut Serving Board", "A large walnut serving board, oiled by hand, for bread, cheese and more.",
                 "Oakhouse", ["Kitchen", "Boards"], 40, "http://img/x5.jpg")
@@ -102,17 +103,9 @@ def test_audit_report_for_a_merchant(cli, db_url, tmp_path):
         conn.execute("select set_config('pgrecs.tenant', 'default', false)")
         assert conn.execute("select external_id, events from recs.catalog_fix_first(n => 2)").fetchall() == [
             ("x3", 5), ("x2", 3)]
-    from pgrecs.api import create_app
     from test_console import key, sign_in
 
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url})
-    try:
-        with app.test_client() as client:
-            sign_in(client, key(db_url)[1])
-            page = client.get("/console/catalog").text
-        listed = page[page.index('id="worst"'):page.index('id="duplicates"')]
-        assert re.findall(r">(x\d)</a></td>", listed) == ["x3", "x2", "x1", "x4"]
-    finally:
-        pool = app.extensions.get("pgrecs_pool")
-        if pool is not None:
-            pool.close()
+    sign_in(client, key(db_url)[1])
+    page = client.get("/console/catalog").text
+    listed = page[page.index('id="worst"'):page.index('id="duplicates"')]
+    assert re.findall(r">(x\d)</a></td>", listed) == ["x3", "x2", "x1", "x4"]

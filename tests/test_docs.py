@@ -68,8 +68,7 @@ def demo(server_url, template_url):
     """The demo (`pgrecs demo --no-serve`: migrate, load the sample, embed, refresh) in its own database."""
     from click.testing import CliRunner
 
-    from conftest import create_database, drop_database
-    from pgrecs.api import create_app
+    from conftest import close_app, create_database, drop_database, new_app
     from pgrecs.api_keys import create_key
     from pgrecs.cli import main
 
@@ -78,9 +77,9 @@ def demo(server_url, template_url):
     assert result.exit_code == 0, result.output
     with psycopg.connect(url, autocommit=True) as admin:
         key = create_key(admin, "default", ["read", "write"], name="docs")[1]
-    app = create_app({"TESTING": True, "DATABASE_URL": url})
+    app = new_app(url)
     yield {"url": url, "key": key, "client": app.test_client()}
-    app.extensions["pgrecs_pool"].close() if "pgrecs_pool" in app.extensions else None
+    close_app(app)
     drop_database(server_url, url)
 
 

@@ -82,6 +82,7 @@ def _metrics(report):
     return {name: row["slices"] for name, row in report["strategies"].items()}
 
 
+@pytest.mark.slow  # embeds the catalogue with the model
 def test_shuffled_ties_change_no_test_set_and_no_metric(server_url, template_url, retail_slice):
     items, events = retail_slice
     published, shuffled = _database_pair(server_url, items, events)

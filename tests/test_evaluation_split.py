@@ -169,11 +169,11 @@ def test_baselines_break_score_ties_by_tie_key_not_item_code():
     assert perm[out].tolist() == [2, 4, 3]
 
 
-def test_tie_key_is_a_hash_of_the_external_id(conn):
+def test_tie_key_is_a_hash_of_the_external_id(sql):
     from pgrecs.ingest import ingest_records
 
-    ingest_records(conn, "items", [{"external_id": x, "title": x} for x in ("b", "a", "c")], source="test")
-    rows = dict(conn.execute("select external_id, tie_key from pgrecs.items").fetchall())
+    ingest_records(sql, "items", [{"external_id": x, "title": x} for x in ("b", "a", "c")], source="test")
+    rows = dict(sql.execute("select external_id, tie_key from pgrecs.items").fetchall())
     expected = {x: int.from_bytes(__import__("hashlib").md5(x.encode()).digest()[:8], "big", signed=True)
                 for x in ("a", "b", "c")}
     assert rows == expected

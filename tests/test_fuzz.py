@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, negativ
                                                response_schema_conformance, status_code_conformance)
 
 import scoring_world as world
-from conftest import api_key_for
+from conftest import api_key_for, close_app, new_app
 
 pytestmark = pytest.mark.slow  # fuzzing
 
@@ -43,23 +43,19 @@ def fuzz_settings(examples: int) -> settings:
 
 def build_fuzz_app(db_url, conn):
     """The scoring test world (items A..N, user u1 with one view) behind a keyed API app."""
-    from pgrecs.api import create_app
-
     world.build(conn)
     uid = world.add_user(conn, "u1")
     world.add_event(conn, uid, conn.execute("select item_id from pgrecs.items where external_id = 'F'").fetchone()[0],
                     "view")
     conn.commit()
-    return create_app({"TESTING": False, "DATABASE_URL": db_url})
+    return new_app(db_url, TESTING=False)
 
 
 @pytest.fixture
 def fuzz_app(db_url, conn, minilm):
     app = build_fuzz_app(db_url, conn)
     yield app
-    pool = app.extensions.get("pgrecs_pool")
-    if pool is not None:
-        pool.close()
+    close_app(app)
 
 
 def _no_5xx(response, what) -> None:

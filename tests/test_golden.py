@@ -14,8 +14,8 @@ import scoring_world as world
 VOLATILITY = {"i": "immutable", "s": "stable", "v": "volatile"}
 
 
-def test_public_sql_api(conn, file_regression):
-    rows = conn.execute(
+def test_public_sql_api(sql, file_regression):
+    rows = sql.execute(
         """
         select p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid),
                pg_catalog.pg_get_function_result(p.oid), p.provolatile, p.proparallel = 's', p.prosecdef

@@ -230,11 +230,11 @@ def test_price_currency_fills_an_absent_currency_and_the_column_wins(cli, conn, 
         "C1": "EUR", "C2": "USD", "C3": "USD"}
 
 
-def test_price_parser_is_immutable_commented_and_sane(conn):
-    assert conn.execute("select (pgrecs.ingest_price_parts('$1,299.00')).*").fetchone() == (1299, "USD")
-    assert conn.execute("select (pgrecs.ingest_price_parts('free')).*").fetchone() == (None, None)
-    assert conn.execute("select (pgrecs.ingest_price_parts('$-5')).*").fetchone() == (None, None)
-    assert conn.execute("select (pgrecs.ingest_price_parts('12 50')).*").fetchone() == (None, None)
+def test_price_parser_is_immutable_commented_and_sane(sql):
+    assert sql.execute("select (pgrecs.ingest_price_parts('$1,299.00')).*").fetchone() == (1299, "USD")
+    assert sql.execute("select (pgrecs.ingest_price_parts('free')).*").fetchone() == (None, None)
+    assert sql.execute("select (pgrecs.ingest_price_parts('$-5')).*").fetchone() == (None, None)
+    assert sql.execute("select (pgrecs.ingest_price_parts('12 50')).*").fetchone() == (None, None)
 
 
 def test_repeated_id_keeps_the_last_line_and_supersedes_the_earlier(cli, conn, tmp_path):
@@ -558,17 +558,17 @@ def test_ingest_records_inside_a_caller_transaction(db_url):
         assert c.execute("select count(*) from pgrecs.items").fetchone()[0] == 0
 
 
-def test_ingest_helpers_are_commented_with_honest_volatility(conn):
-    rows = dict(conn.execute(
+def test_ingest_helpers_are_commented_with_honest_volatility(sql):
+    rows = dict(sql.execute(
         "select p.proname, p.provolatile::text || coalesce(':' || left(obj_description(p.oid, 'pg_proc'), 5), '')"
         " from pg_proc p where p.pronamespace = 'pgrecs'::regnamespace and p.proname like 'ingest%'").fetchall())
     assert {k: v[0] for k, v in rows.items()} == {
         "ingest_time": "s", "ingest_category_path": "i", "ingest_category_path_ok": "i", "ingest_event_key": "s",
         "ingest_price_parts": "i", "ingest_image_url": "i"}
     assert all(":" in v for v in rows.values())  # every helper has a comment
-    assert conn.execute("select pgrecs.ingest_time('1704103200000') = pgrecs.ingest_time('2024-01-01T10:00:00Z')"
+    assert sql.execute("select pgrecs.ingest_time('1704103200000') = pgrecs.ingest_time('2024-01-01T10:00:00Z')"
                         ).fetchone()[0]
-    assert conn.execute("select pgrecs.ingest_category_path('A > B|C')").fetchone()[0] == ["A", "B", "C"]
+    assert sql.execute("select pgrecs.ingest_category_path('A > B|C')").fetchone()[0] == ["A", "B", "C"]
 
 
 def test_benchmark_runner_row():

@@ -36,14 +36,14 @@ def test_upgrade_downgrade_upgrade(empty_db_url):
     assert _tables(empty_db_url) == tables
 
 
-def test_extensions_created(db_url):
-    with psycopg.connect(db_url) as conn:
+def test_extensions_created(shared_db_url):
+    with psycopg.connect(shared_db_url) as conn:
         names = {r[0] for r in conn.execute("select extname from pg_extension")}
     assert {"vector", "pg_trgm", "unaccent"} <= names
 
 
-def test_every_table_carries_a_tenant(db_url):
-    with psycopg.connect(db_url) as conn:
+def test_every_table_carries_a_tenant(shared_db_url):
+    with psycopg.connect(shared_db_url) as conn:
         missing = conn.execute(
             """
             select t.table_name from information_schema.tables t
@@ -105,8 +105,8 @@ def test_functions_created_by_migrations_are_defined_in_sql(db_url):
         assert "'sequence'" in source
 
 
-def test_public_functions_are_commented(db_url):
-    with psycopg.connect(db_url) as conn:
+def test_public_functions_are_commented(shared_db_url):
+    with psycopg.connect(shared_db_url) as conn:
         uncommented = conn.execute(
             """
             select p.oid::regprocedure::text from pg_proc p

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import close_app, new_app
 from test_cli_errors import one_line_error
 
 
@@ -158,7 +159,6 @@ def test_shadow_embedding_then_promote_rollback_and_drop(shop, cli, conn):
 
 
 def test_requests_throughout_promote_and_rollback(shop, cli, conn, db_url):
-    from pgrecs.api import create_app
     from pgrecs.embeddings.models import get_encoder
 
     finetune_candidate(cli, "shop-v2")
@@ -188,7 +188,7 @@ def test_requests_throughout_promote_and_rollback(shop, cli, conn, db_url):
     assert float(np.median((a * b).sum(axis=1))) < 0.98
     users = [r[0] for r in conn.execute("select external_id from pgrecs.users order by user_id limit 20")]
 
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url, "TENANT": "default"})
+    app = new_app(db_url, TENANT="default")
     stop = threading.Event()
     errors, empty, mismatched, answered = [], [], [], collections.Counter()
 
@@ -240,9 +240,7 @@ def test_requests_throughout_promote_and_rollback(shop, cli, conn, db_url):
         stop.set()
         for thread in threads:
             thread.join()
-        pool = app.extensions.get("pgrecs_pool")
-        if pool is not None:
-            pool.close()
+        close_app(app)
     assert errors == [] and empty == [] and mismatched == []
     # both models answered searches, and every kind of request ran throughout
     assert min(answered[f"search:{m}"] for m in ("all-MiniLM-L6-v2", "shop-v2", "shop-v3")) > 0, answered

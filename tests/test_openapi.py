@@ -13,22 +13,11 @@ BODY_METHODS = {"post", "put", "patch"}
 
 
 @pytest.fixture
-def app(db_url, conn):
-    from pgrecs.api import create_app
-
+def app(app, conn):
+    """The API over a catalog of one item, A."""
     conn.execute("insert into pgrecs.items (external_id, title) values ('A', 'An item')")
     conn.commit()
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url})
-    yield app
-    pool = app.extensions.get("pgrecs_pool")
-    if pool is not None:
-        pool.close()
-
-
-@pytest.fixture
-def client(app):
-    with app.test_client() as c:
-        yield c
+    return app
 
 
 @pytest.fixture

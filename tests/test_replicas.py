@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 import scoring_world as world
-from conftest import KeyedClient, api_key_for
+from conftest import KeyedClient, api_key_for, close_app, new_app
 from pgrecs import replicas
-from replica_support import (close_pools, embedded_home, on_replica, replica_app, replica_server,  # noqa: F401
+from replica_support import (embedded_home, on_replica, replica_app, replica_server,  # noqa: F401
                              wait_for_replay)
 
 
@@ -107,13 +107,7 @@ def shop(db_url, conn):
 def app(db_url, replica_server, shop):
     app = replica_app(db_url, replica_server)
     yield app
-    close_pools(app)
-
-
-@pytest.fixture
-def client(app):
-    with app.test_client() as c:
-        yield c
+    close_app(app)
 
 
 def _backend(response) -> str:
@@ -281,12 +275,10 @@ def test_keys_hold_on_the_replica(client, app, db_url):
 # --- discovery ---------------------------------------------------------------------------------------
 
 def test_the_api_takes_up_and_drops_embedded_replicas_without_a_restart(server_url, db_url, shop, monkeypatch):
-    from pgrecs.api import create_app
-
     home = embedded_home(server_url)
     monkeypatch.setenv("PGRECS_HOME", str(home))
     monkeypatch.delenv("PGRECS_REPLICA_URLS", raising=False)
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url})
+    app = new_app(db_url)
     api_key_for(app)  # on the primary before the base backup: the new replica has it
     path = "/users/u1/recommendations?k=5"
 
@@ -322,4 +314,4 @@ def test_the_api_takes_up_and_drops_embedded_replicas_without_a_restart(server_u
         assert {status for status, _ in taken_up + dropped} == {200}
     finally:
         replicas.remove(server_url, home, "hot_added")
-        close_pools(app)
+        close_app(app)

@@ -11,8 +11,14 @@ import scoring_world as world
 
 
 @pytest.fixture
-def ids(conn):
-    return world.build(conn)
+def conn(world_sql):
+    """The world is built once (conftest `world_db`); each test changes it inside a transaction that is rolled back."""
+    return world_sql
+
+
+@pytest.fixture
+def ids(world_db):
+    return world_db.ids
 
 
 def ext_of(ids):

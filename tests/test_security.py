@@ -15,8 +15,8 @@ import scoring_world as world
 from pgrecs import api_keys
 from pgrecs import replicas
 from pgrecs.api import auth
-from conftest import api_key_for
-from replica_support import close_pools, replica_app, replica_server  # noqa: F401
+from conftest import api_key_for, close_app, new_app
+from replica_support import replica_app, replica_server  # noqa: F401
 
 OTHER = "other"
 
@@ -24,14 +24,12 @@ OTHER = "other"
 @pytest.fixture(params=["primary", "replica"])
 def app(request, db_url):
     """The API on the primary alone, and with a streaming replica serving its reads."""
-    from pgrecs.api import create_app
-
     if request.param == "primary":
-        app = create_app({"TESTING": True, "DATABASE_URL": db_url})
+        app = new_app(db_url)
     else:
         app = replica_app(db_url, request.getfixturevalue("replica_server"))
     yield app
-    close_pools(app)
+    close_app(app)
     if request.param == "replica":
         # every read that got an answer got it from the replica
         name = replicas.display_url(app.config["REPLICA_URLS"][0])
@@ -39,12 +37,6 @@ def app(request, db_url):
                  if status < 500 and backend and re.search(r"/(recommendations|similar|search)$", path)
                  and not (method == "POST" and status in (401, 403))]
         assert all(backend == name for _, backend in reads), reads
-
-
-@pytest.fixture
-def client(app):
-    with app.test_client() as c:
-        yield c
 
 
 def _copy_world_to(conn: psycopg.Connection, tenant: str) -> None:

@@ -12,12 +12,14 @@ import numpy as np
 import psycopg
 import pytest
 from pgvector import HalfVector
+from psycopg.conninfo import conninfo_to_dict
+
+from conftest import TEMPLATE, create_database, drop_database, rolled_back
 
 N = 600
 
 
-@pytest.fixture
-def catalog(conn):
+def _build_catalog(conn):
     rng = np.random.default_rng(7)
     centers = rng.normal(size=(8, 384))
     vectors = centers[rng.integers(0, 8, N)] + 0.6 * rng.normal(size=(N, 384))
@@ -32,9 +34,45 @@ def catalog(conn):
         cur.executemany("insert into pgrecs.item_embeddings (item_id, model_id, embedding, text_sha256) "
                         "values (%s, 1, %s, '\\x00')", [(i, HalfVector(v)) for i, v in zip(ids, vectors)])
     conn.execute("delete from pgrecs.embedding_queue")
+    # as in a database made for one test: no statistics until a test runs ANALYZE itself
+    for table in ("pgrecs.items", "pgrecs.item_embeddings"):
+        conn.execute(f"alter table {table} set (autovacuum_enabled = false)")
     conn.commit()
     meta = {"ids": np.array(ids), "vectors": vectors, "rows": rows}
     return meta
+
+
+@pytest.fixture(scope="module")
+def catalog_db(server_url, template_url):
+    """The synthetic catalog, built once for this module."""
+    from pgrecs.db import connect
+
+    url = create_database(server_url, TEMPLATE)
+    with connect(url, tenant="default") as conn:
+        meta = _build_catalog(conn)
+    yield url, meta
+    drop_database(server_url, url)
+
+
+@pytest.fixture
+def catalog(catalog_db):
+    return catalog_db[1]
+
+
+@pytest.fixture
+def conn(request, server_url, catalog_db):
+    """The catalog inside a transaction that is rolled back; a test marked `commits` gets a copy of its own."""
+    if request.node.get_closest_marker("commits") is None:
+        yield from rolled_back(catalog_db[0])
+        return
+    from pgrecs.db import connect
+
+    url = create_database(server_url, conninfo_to_dict(catalog_db[0])["dbname"])
+    try:
+        with connect(url) as connection:
+            yield connection
+    finally:
+        drop_database(server_url, url)
 
 
 def exact(catalog, query, k, keep, exclude=None):
@@ -158,6 +196,7 @@ def test_filter_estimate_is_an_upper_bound(conn, catalog, category, price_min, p
     assert estimate <= max(4 * actual, 0.15 * N)
 
 
+@pytest.mark.commits
 def test_broad_filter_goes_to_hnsw_without_counting_after_analyze(conn, catalog):
     conn.execute("update pgrecs.embedding_models set exact_scan_max_rows = 50")
     conn.commit()
@@ -192,6 +231,7 @@ def test_retrieval_helpers_are_not_volatile(conn):
                     "similarity_filter_count": "s", "similarity_strategy": "s"}
 
 
+@pytest.mark.commits
 def test_inactive_and_deleted_never_returned(conn, catalog):
     inactive = {int(catalog["ids"][j]) for j in range(N) if not active(catalog, j)}
     victim = int(catalog["ids"][1])
@@ -248,6 +288,7 @@ def test_tenant_isolation(conn, catalog):
 
 
 def test_hnsw_settings_do_not_leak(conn, catalog):
+    conn.execute("load 'vector'")  # a fresh connection knows hnsw.* once pgvector's library is loaded
     before = conn.execute("select current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')").fetchone()
     conn.execute("select * from recs.similar_items(%s, 50)", (int(catalog["ids"][0]),)).fetchall()
     after = conn.execute("select current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')").fetchone()

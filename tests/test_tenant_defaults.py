@@ -70,11 +70,9 @@ CATALOG = [
 
 
 @pytest.mark.slow
-def test_a_new_tenant_is_served_on_its_first_calls(cli, db_url, tmp_path):
+def test_a_new_tenant_is_served_on_its_first_calls(cli, db_url, client, tmp_path):
     """`pgrecs keys create --tenant shop-a`, its own catalog and events, then recommendations and
     similar items over HTTP with its key: no placement to copy by hand."""
-    from pgrecs.api import create_app
-
     key = cli("keys", "create", "--tenant", "shop-a", "--scopes", "read,write").stdout.strip()
     items = tmp_path / "items.jsonl"
     items.write_text("".join(json.dumps({"external_id": e, "title": t, "category_path": c, "stock": 5, "price": 10})
@@ -90,8 +88,6 @@ def test_a_new_tenant_is_served_on_its_first_calls(cli, db_url, tmp_path):
         result = _tenant_cli(db_url, "shop-a", *step)
         assert result.exit_code == 0, (step, result.output)
 
-    app = create_app({"TESTING": True, "DATABASE_URL": db_url})
-    client = app.test_client()
     headers = {"X-API-Key": key}
     similar = client.get("/items/mug-red/similar?k=3", headers=headers)
     assert similar.status_code == 200, similar.get_json()
@@ -104,9 +100,6 @@ def test_a_new_tenant_is_served_on_its_first_calls(cli, db_url, tmp_path):
     # the default tenant's catalog is empty and stays so: shop-a's data went to shop-a
     with psycopg.connect(db_url) as conn:
         assert conn.execute("select count(*) from pgrecs.items where tenant_id = 'default'").fetchone()[0] == 0
-    pool = app.extensions.get("pgrecs_pool")
-    if pool is not None:
-        pool.close()
 
 
 def _tenant_cli(db_url: str, tenant: str, *args: str):

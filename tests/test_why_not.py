@@ -11,8 +11,14 @@ import scoring_world as world
 
 
 @pytest.fixture
-def ids(conn):
-    return world.build(conn)
+def conn(world_sql):
+    """The world is built once (conftest `world_db`); each test changes it inside a transaction that is rolled back."""
+    return world_sql
+
+
+@pytest.fixture
+def ids(world_db):
+    return world_db.ids
 
 
 def placement(conn, **columns):
@@ -200,7 +206,11 @@ def test_why_not_is_stable_and_commented(conn):
     assert row[0] == "s" and "rank_items" in row[1]
 
 
-def test_cli_why_not(cli, conn, ids):
+def test_cli_why_not(cli, db_url):
+    from pgrecs.db import connect
+
+    with connect(db_url) as own:  # the CLI reads committed rows: a world of its own
+        world.build(own)
     result = cli("why-not", "N", "--placement", "t", "--context-item", "A", "-k", "2")
     assert result.exit_code == 0 and result.output.startswith("ranked: ranked 3 of 4")
     result = cli("why-not", "N", "--placement", "t")

@@ -29,7 +29,8 @@ changed_users as materialized (
 
 ),
 
-changed_sessions as materialized (
+-- read by the incremental branch below (the linter renders a full build, hence the noqa)
+changed_sessions as materialized (  -- noqa: ST03
 
     {{ rows_after_mark_sql(ref('int_session_items_aggregated'), 'changed.tenant_id, changed.basket_id') }}
 
@@ -52,7 +53,7 @@ capped as (
             on items.item_id = user_items.item_id
         where user_items.tenant_id = changed_users.tenant_id
             and user_items.user_id = changed_users.user_id
-        order by user_items.last_at desc, items.tie_key
+        order by user_items.last_at desc, items.tie_key asc
         limit {{ cap }}
     ) as user_items
 
@@ -74,7 +75,7 @@ capped as (
             on items.item_id = session_items.item_id
         where session_items.tenant_id = changed_sessions.tenant_id
             and session_items.basket_id = changed_sessions.basket_id
-        order by session_items.last_at desc, items.tie_key
+        order by session_items.last_at desc, items.tie_key asc
         limit {{ cap }}
     ) as session_items
     {%- endif %}
@@ -115,7 +116,7 @@ ranked as (
     select
         baskets.*,
         row_number() over (
-            partition by baskets.tenant_id, baskets.basket_id order by baskets.last_at desc, items.tie_key
+            partition by baskets.tenant_id, baskets.basket_id order by baskets.last_at desc, items.tie_key asc
         ) as recency_rank
     from baskets
     inner join {{ source('pgrecs', 'items') }} as items

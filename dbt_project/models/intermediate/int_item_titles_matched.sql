@@ -54,9 +54,9 @@ best_key as (
         candidate.key as nearest_key,
         similarity(ordered.title_key, candidate.key) as nearest_similarity
     from ordered
-    cross join lateral unnest(ordered.candidates) as candidate(key)
+    cross join lateral unnest(ordered.candidates) as candidate (key)
     where candidate.key is not null
-    order by ordered.tenant_id, ordered.title_key, similarity(ordered.title_key, candidate.key) desc, candidate.key
+    order by ordered.tenant_id asc, ordered.title_key asc, similarity(ordered.title_key, candidate.key) desc, candidate.key asc
 
 ),
 

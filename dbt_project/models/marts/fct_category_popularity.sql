@@ -50,7 +50,7 @@ final as (
         per_category.items,
         per_category.popularity,
         per_category.trending,
-        row_number() over (partition by per_category.tenant_id order by per_category.popularity desc, per_category.category_key) as popularity_rank
+        row_number() over (partition by per_category.tenant_id order by per_category.popularity desc, per_category.category_key asc) as popularity_rank
     from per_category
     inner join labels on labels.tenant_id = per_category.tenant_id and labels.category_key = per_category.category_key
 

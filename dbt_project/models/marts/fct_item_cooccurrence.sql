@@ -125,7 +125,7 @@ ranked as (
     select
         scored.*,
         row_number() over (
-            partition by scored.tenant_id, scored.item_id order by scored.score desc, items.tie_key
+            partition by scored.tenant_id, scored.item_id order by scored.score desc, items.tie_key asc
         ) as rank
     from scored
     inner join items

@@ -39,9 +39,9 @@ final as (
     select
         *,
         case when category_key is not null then
-            row_number() over (partition by tenant_id, category_key order by popularity desc, item_id)
+            row_number() over (partition by tenant_id, category_key order by popularity desc, item_id asc)
         end as category_popularity_rank,
-        row_number() over (partition by tenant_id order by popularity desc, item_id) as popularity_rank,
+        row_number() over (partition by tenant_id order by popularity desc, item_id asc) as popularity_rank,
         ((rank() over (partition by tenant_id order by popularity desc) - 1)::double precision
             / count(*) over (partition by tenant_id))::real as popularity_percentile
     from joined

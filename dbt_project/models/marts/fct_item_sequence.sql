@@ -93,7 +93,7 @@ scored as (
         counted.steps::double precision as steps,
         (counted.steps
             / (sum(counted.steps) over per_item + {{ var('sequence_shrinkage') | float }}))::double precision as score,
-        row_number() over (per_item order by counted.steps desc, items.tie_key) as rank
+        row_number() over (per_item order by counted.steps desc, items.tie_key asc) as rank
     from counted
     join items on items.item_id = counted.neighbor_item_id
     window per_item as (partition by counted.tenant_id, counted.item_id)

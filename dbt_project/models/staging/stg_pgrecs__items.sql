@@ -26,7 +26,7 @@ cleaned as (
         pgrecs.label_key(brand) as brand_key,
         array(
             select pgrecs.clean_label(c)
-            from unnest(category_path) with ordinality as p(c, n)
+            from unnest(category_path) with ordinality as p (c, n)
             where pgrecs.clean_label(c) is not null
             order by n
         ) as category_path,
