@@ -15,7 +15,16 @@ Postgres server (postmaster + all backends), of the client (this process) and of
 machine (/proc/stat, which includes anything else running). The default client is a lean
 keep-alive one on raw sockets (~0.1 ms CPU a request; BENCH_HTTP_CLIENT=stdlib for http.client,
 ~0.3 ms): on 2 cores the load generator's CPU is taken from the server's.
-BENCH_BASELINE_TREE=<dir> serves another checkout first (before/after on the same data and load).
+
+BENCH_BASELINE_REF=<git ref> measures that commit first, in the same run, on the same data, with
+the same queries and load: its files are exported (`git archive REF | tar -x`, no network) into a
+temporary directory, the populated database is copied (`create database ... template ...`) and
+the commit's own sql/ files are applied to the copy in file-name order (its functions over the
+current tables: the schema only grows), then the SQL timings run there and gunicorn serves the
+commit's own pgrecs package (the directory its pyproject.toml maps the package to) against the
+copy. The result gains baseline_ref, the baseline_* numbers and `ratios`: p99 current / baseline
+for item and user SQL, requests/s current / baseline for HTTP item and user. Within noise means
+every p99 ratio <= 1.10 and every requests/s ratio >= 0.90.
 """
 
 from __future__ import annotations
@@ -28,13 +37,15 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psycopg
 
-from benchmarks.run import _with_database, bench_server, fresh_database
+from benchmarks.run import (WORK, _with_database, bench_server, exported_tree, fresh_database, package_path,
+                            resolve_ref)
 
 ROOT = Path(__file__).resolve().parent.parent
 N_ITEMS = int(os.environ.get("BENCH_ITEMS", 100_000))
@@ -50,18 +61,19 @@ HTTP_WORKERS = int(os.environ.get("BENCH_HTTP_WORKERS", 2))
 HTTP_THREADS = int(os.environ.get("BENCH_HTTP_THREADS", 4))
 HTTP_CLIENT_THREADS = int(os.environ.get("BENCH_HTTP_CLIENT_THREADS", 8))
 HTTP_CLIENT = os.environ.get("BENCH_HTTP_CLIENT", "lean")  # lean (raw sockets) | stdlib (http.client)
-# BENCH_BASELINE_TREE: another checkout (e.g. `git archive HEAD | tar -x -C /tmp/pgrecs_base`) served
-# the same way first, for a before/after HTTP comparison on the same data, machine and load
-BASELINE_TREE = os.environ.get("BENCH_BASELINE_TREE")
+# BENCH_BASELINE_REF: a git ref measured first, the same way, on a copy of the same database
+BASELINE_REF = os.environ.get("BENCH_BASELINE_REF") or None
+# "within noise" of the baseline: p99 no more than 10% higher, requests/s no more than 10% lower
+NOISE_P99_RATIO_MAX = 1.10
+NOISE_RPS_RATIO_MIN = 0.90
 # BENCH_REUSE=1 (default) keeps the populated database on the bench server between runs (named by
 # its scale) and only re-applies sql/ on the next run; BENCH_REUSE=0 builds a fresh one.
 REUSE = os.environ.get("BENCH_REUSE", "1") != "0"
-BASELINE_SQL = os.environ.get("BENCH_BASELINE_SQL")  # optional: a scoring SQL file to compare against
 # every neighbour signal the seeded placements read (home_for_you: all four)
 NEIGHBOR_SIGNALS = ("semantic", "cooccurrence", "ease", "sequence")
 ITEM_SQL = "select * from recs.recommend_for_item(item => %s::bigint, k => 10, placement => 'pdp_similar')"
 USER_SQL = "select * from recs.recommend_for_user(user_id => %s::bigint, k => 10, placement => 'home_for_you')"
-LOG = Path(os.environ.get("PGRECS_BENCH_DIR", "/tmp/pgrecs_bench")) / "bench_recommend_gunicorn.log"
+LOG = WORK / "bench_recommend_gunicorn.log"
 
 
 def _populate(conn: psycopg.Connection) -> dict:
@@ -325,15 +337,32 @@ def _stdlib_worker(port: int, key: str, paths: list[str], stop: float, seed: int
         out["first_error"] = out["first_error"] or first
 
 
-def _http(url: str, key: str, paths: list[str], seconds: float, threads: int = HTTP_CLIENT_THREADS,
-          tree: Path = ROOT, client: str = HTTP_CLIENT, postmaster: int | None = None) -> dict:
-    """Requests/s of gunicorn serving `tree` (the working tree, or a baseline checkout), with the CPU
-    spent per request by gunicorn, by the Postgres server and by this client (and the whole machine)."""
+def _served_package(tree: Path, python_path: Path) -> tuple[dict, Path]:
+    """The environment gunicorn runs with to serve `tree`'s own pgrecs package, and that package's
+    directory as a process started with it imports it (checked: a one-line exit when it is another)."""
+    env = dict(os.environ, PYTHONPATH=str(python_path))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.run([sys.executable, "-c", "import pathlib, pgrecs; print(pathlib.Path(pgrecs.__file__)"
+                           ".resolve().parent)"], cwd=tree, env=env, capture_output=True, text=True)
+    imported = Path(proc.stdout.strip()) if proc.returncode == 0 else None
+    expected = (python_path / "pgrecs").resolve()
+    if imported != expected:
+        detail = proc.stderr.strip().splitlines()[-1] if proc.returncode else f"imports {imported}"
+        raise SystemExit(f"error: gunicorn would not serve {expected}: {detail}")
+    return env, imported
+
+
+def _http(url: str, key: str, paths: list[str], seconds: float, served: tuple[dict, Path],
+          threads: int = HTTP_CLIENT_THREADS, client: str = HTTP_CLIENT, postmaster: int | None = None) -> dict:
+    """Requests/s of gunicorn serving one version of the code (`served`, from _served_package: the
+    working tree or a baseline commit), with the CPU spent per request by gunicorn, by the Postgres
+    server and by this client (and the whole machine)."""
     import resource
 
     port = 18000 + os.getpid() % 1000
-    env = dict(os.environ, DATABASE_URL=url, PYTHONPATH=str(tree))
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env, package = served
+    env = dict(env, DATABASE_URL=url)
+    tree = package.parent
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(HTTP_WORKERS), "--threads", str(HTTP_THREADS),
          "--keep-alive", "5", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "--log-level", "warning",
@@ -343,7 +372,7 @@ def _http(url: str, key: str, paths: list[str], seconds: float, threads: int = H
     worker = _lean_worker if client == "lean" else _stdlib_worker
     try:
         deadline = time.time() + 30
-        while time.time() < deadline:
+        while True:
             try:
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 c.request("GET", "/healthz")
@@ -351,6 +380,8 @@ def _http(url: str, key: str, paths: list[str], seconds: float, threads: int = H
                     break
             except OSError:
                 time.sleep(0.3)
+            if time.time() > deadline or proc.poll() is not None:
+                raise SystemExit(f"error: gunicorn serving {package} did not answer /healthz (see {LOG})")
         # warm-up: every worker connects, opens its pool and plans its statements
         warm = {"ok": 0, "errors": 0, "first_error": None}
         lock = threading.Lock()
@@ -382,7 +413,7 @@ def _http(url: str, key: str, paths: list[str], seconds: float, threads: int = H
         n = max(counts["ok"] + counts["errors"], 1)
         return {"requests_per_s": round(counts["ok"] / elapsed, 1), "ok": counts["ok"], "errors": counts["errors"],
                 "seconds": round(elapsed, 1), "client": client, "client_threads": threads,
-                "gunicorn_workers": HTTP_WORKERS, "gunicorn_threads": HTTP_THREADS, "tree": str(tree),
+                "gunicorn_workers": HTTP_WORKERS, "gunicorn_threads": HTTP_THREADS, "package": str(package),
                 "cpu_ms_per_request": {
                     "gunicorn": round(gunicorn_ms / n, 2),
                     "postgres": round(pg_ms / n, 2) if pg_ms is not None else None,
@@ -428,13 +459,95 @@ def _database(server: str):
     yield url, ready
 
 
+@contextlib.contextmanager
+def _baseline_database(server: str, url: str, tree: Path, ref: str):
+    """A copy of the populated database at `url` with the baseline commit's sql/ files applied in
+    file-name order (over the current schema); dropped afterwards. A file that fails exits with one line."""
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
+
+    source = conninfo_to_dict(url)["dbname"]
+    name = f"{source[:54]}_baseline"
+    with psycopg.connect(server, autocommit=True) as conn:
+        copy = "create database {} template {}"
+        if conn.info.server_version >= 150000:
+            copy += " strategy file_copy"  # one file copy instead of WAL-logging every block
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL(copy).format(sql.Identifier(name), sql.Identifier(source)))
+    base_url = _with_database(server, name)
+    try:
+        with psycopg.connect(base_url, autocommit=True) as conn:
+            for path in sorted((tree / "sql").glob("*.sql")):
+                try:
+                    with conn.transaction():
+                        conn.execute(path.read_text())
+                except psycopg.Error as exc:
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise SystemExit(f"error: baseline {ref}: sql/{path.name} fails on the current schema: "
+                                     f"{first}") from None
+        yield base_url
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+def _connect(url: str) -> psycopg.Connection:
+    from pgvector.psycopg import register_vector
+
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("set pgrecs.tenant = 'default'")
+    register_vector(conn)
+    return conn
+
+
+def _measure(url: str, item_ids: list[int], users: list[int], http: dict | None,
+             served: tuple[dict, Path]) -> dict:
+    """The SQL latencies, then (with `http`: key and paths) the HTTP throughput of one version of the code."""
+    out: dict = {}
+    with _connect(url) as conn:
+        out["sql_recommend_for_item"] = _latencies(conn, ITEM_SQL, item_ids)
+        out["sql_recommend_for_user"] = _latencies(conn, USER_SQL, users)
+        out["sql_recommend_for_item_explain"] = _latencies(
+            conn, "select * from recs.recommend_for_item(item => %s::bigint, k => 10, explain => true)",
+            item_ids[:100])
+        postmaster = _ppid(conn.info.backend_pid)
+    print(json.dumps(out), file=sys.stderr, flush=True)  # SQL numbers survive an HTTP failure
+    if http:
+        for name, paths in (("http_item", http["item_paths"]), ("http_user", http["user_paths"])):
+            out[name] = _http(url, http["key"], paths, HTTP_SECONDS, served, postmaster=postmaster)
+    return out
+
+
+def _code(tree: Path) -> str:
+    return subprocess.run(["git", "-C", str(tree), "describe", "--always", "--dirty"], capture_output=True,
+                          text=True).stdout.strip()
+
+
+def _comparison(result: dict) -> dict:
+    """current / baseline: p99 of the SQL calls, requests/s of the HTTP endpoints (when measured)."""
+    ratios = {}
+    for name, key in (("sql_item_p99", "sql_recommend_for_item"), ("sql_user_p99", "sql_recommend_for_user")):
+        ratios[name] = round(result[key]["p99_ms"] / result[f"baseline_{key}"]["p99_ms"], 3)
+    for name, key in (("http_item_requests_per_s", "http_item"), ("http_user_requests_per_s", "http_user")):
+        if key in result and result[f"baseline_{key}"]["requests_per_s"]:
+            ratios[name] = round(result[key]["requests_per_s"] / result[f"baseline_{key}"]["requests_per_s"], 3)
+    return ratios
+
+
+def _within_noise(ratios: dict) -> dict[str, bool]:
+    """Each ratio within noise: a p99 ratio <= NOISE_P99_RATIO_MAX, a requests/s ratio >= NOISE_RPS_RATIO_MIN."""
+    return {k: v <= NOISE_P99_RATIO_MAX if k.endswith("_p99") else v >= NOISE_RPS_RATIO_MIN
+            for k, v in ratios.items()}
+
+
 def run() -> dict:
-    result: dict = {"items": N_ITEMS, "events": N_EVENTS, "neighbors_per_item_per_signal": N_NEIGHBORS}
-    with bench_server() as server, _database(server) as (url, warm):
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("set pgrecs.tenant = 'default'")
-            from pgvector.psycopg import register_vector
-            register_vector(conn)
+    result: dict = {"items": N_ITEMS, "events": N_EVENTS, "neighbors_per_item_per_signal": N_NEIGHBORS,
+                    "code": _code(ROOT)}
+    with contextlib.ExitStack() as stack:
+        baseline_tree = stack.enter_context(exported_tree(BASELINE_REF)) if BASELINE_REF else None
+        server = stack.enter_context(bench_server())
+        url, warm = stack.enter_context(_database(server))
+        with _connect(url) as conn:
             result["reused_warm_database"] = warm
             if not warm:
                 conn.autocommit = False
@@ -453,42 +566,28 @@ def run() -> dict:
                 "select round(avg(c), 1)::float from (select count(*) c from pgrecs.events where user_id = any(%s)"
                 " group by user_id) x", (users,)).fetchone()[0]
             rnd.shuffle(item_ids)
-            if BASELINE_SQL:
-                # the same queries against other scoring functions (e.g. `git show REV:sql/050_scoring.sql`),
-                # then the current sql/ again: before/after on the same data, machine and load
-                conn.execute(Path(BASELINE_SQL).read_text())
-                result["baseline_sql"] = BASELINE_SQL
-                result["baseline_recommend_for_item"] = _latencies(conn, ITEM_SQL, item_ids)
-                result["baseline_recommend_for_user"] = _latencies(conn, USER_SQL, users)
-                from pgrecs import migrate
-                with conn.cursor() as cur:
-                    for path in migrate.sql_files():
-                        cur.execute(path.read_text())
-            result["sql_recommend_for_item"] = _latencies(conn, ITEM_SQL, item_ids)
-            result["sql_recommend_for_user"] = _latencies(conn, USER_SQL, users)
-            result["sql_recommend_for_item_explain"] = _latencies(
-                conn, "select * from recs.recommend_for_item(item => %s::bigint, k => 10, explain => true)",
-                item_ids[:100])
-            print(json.dumps(result), file=sys.stderr, flush=True)  # SQL numbers survive an HTTP failure
+            http = None
             if HTTP:
+                from pgrecs.api_keys import create_key
+
                 ext_items = [r[0] for r in conn.execute(
                     "select external_id from pgrecs.items where item_id = any(%s)", (item_ids,))]
                 ext_users = [r[0] for r in conn.execute(
                     "select external_id from pgrecs.users where user_id = any(%s)", (users,))]
-                from pgrecs.api_keys import create_key
-
-                key = create_key(conn, "default", ["read"], "bench_recommend")[1]
-                postmaster = _ppid(conn.info.backend_pid)
-                item_paths = [f"/items/{e}/recommendations?k=10" for e in ext_items]
-                user_paths = [f"/users/{e}/recommendations?k=10" for e in ext_users]
-                if BASELINE_TREE:
-                    base = Path(BASELINE_TREE)
-                    result["baseline_http_item"] = _http(url, key, item_paths, HTTP_SECONDS, tree=base,
-                                                         postmaster=postmaster)
-                    result["baseline_http_user"] = _http(url, key, user_paths, HTTP_SECONDS, tree=base,
-                                                         postmaster=postmaster)
-                result["http_item"] = _http(url, key, item_paths, HTTP_SECONDS, postmaster=postmaster)
-                result["http_user"] = _http(url, key, user_paths, HTTP_SECONDS, postmaster=postmaster)
+                # created before the copy, so the baseline database holds the same key
+                http = {"key": create_key(conn, "default", ["read"], "bench_recommend")[1],
+                        "item_paths": [f"/items/{e}/recommendations?k=10" for e in ext_items],
+                        "user_paths": [f"/users/{e}/recommendations?k=10" for e in ext_users]}
+        if baseline_tree is not None:
+            # the baseline first: the same queries and load on a copy of the same data
+            result["baseline_ref"] = BASELINE_REF
+            result["baseline_commit"] = resolve_ref(BASELINE_REF)
+            served = _served_package(baseline_tree, package_path(baseline_tree, baseline_tree.parent / "pythonpath"))
+            with _baseline_database(server, url, baseline_tree, BASELINE_REF) as base_url:
+                measured = _measure(base_url, item_ids, users, http, served)
+            result.update({f"baseline_{k}": v for k, v in measured.items()})
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="pythonpath-current-", dir=WORK))
+        result.update(_measure(url, item_ids, users, http, _served_package(ROOT, package_path(ROOT, Path(scratch)))))
     item_p99 = result["sql_recommend_for_item"]["p99_ms"]
     user_p99 = result["sql_recommend_for_user"]["p99_ms"]
     result.update({
@@ -500,15 +599,30 @@ def run() -> dict:
         "note": f"item p50 {result['sql_recommend_for_item']['p50_ms']} / p99 {item_p99} ms; "
                 f"user p50 {result['sql_recommend_for_user']['p50_ms']} / p99 {user_p99} ms",
     })
-    if BASELINE_SQL:
-        base = max(result["baseline_recommend_for_item"]["p99_ms"], result["baseline_recommend_for_user"]["p99_ms"])
-        result.update({"baseline": base, "ratio": round(result["value"] / base, 3)})
-        result["note"] += (f"; baseline item p50 {result['baseline_recommend_for_item']['p50_ms']} / "
-                           f"user p50 {result['baseline_recommend_for_user']['p50_ms']} ms")
     if HTTP:
         result["note"] += (f"; HTTP item {result['http_item']['requests_per_s']} req/s "
                            f"({result['http_item']['errors']} errors), user {result['http_user']['requests_per_s']} "
                            f"req/s ({result['http_user']['errors']} errors)")
+    if BASELINE_REF:
+        ratios = result["ratios"] = _comparison(result)
+        result["ratios_within_noise"] = _within_noise(ratios)
+        within = result["within_noise"] = all(result["ratios_within_noise"].values())
+        base = max(result["baseline_sql_recommend_for_item"]["p99_ms"],
+                   result["baseline_sql_recommend_for_user"]["p99_ms"])
+        result.update({
+            "baseline": base,
+            "ratio": round(result["value"] / base, 3),
+            "target": f"<= 30 ms, and within noise of {BASELINE_REF}: p99 current / baseline <= "
+                      f"{NOISE_P99_RATIO_MAX:.2f} (item and user SQL), requests/s current / baseline >= "
+                      f"{NOISE_RPS_RATIO_MIN:.2f} (HTTP item and user)",
+            "met": result["met"] and within,
+        })
+        result["note"] += (f"; vs {BASELINE_REF} (same run, same data): p99 ratio item {ratios['sql_item_p99']}, "
+                           f"user {ratios['sql_user_p99']}")
+        if HTTP:
+            result["note"] += (f"; req/s ratio item {ratios.get('http_item_requests_per_s')}, "
+                               f"user {ratios.get('http_user_requests_per_s')}")
+        result["note"] += " (within noise)" if within else " (NOT within noise)"
     return result
 
 

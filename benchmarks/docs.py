@@ -30,7 +30,11 @@ average well above 2 means other work competed for the cores and inflated latenc
 SECTIONS = {
     "recommend": """`recs.recommend_for_item` and `recs.recommend_for_user` at 100,000 items and 1,000,000
 events with 50 neighbours per item and signal, timed from Python (SQL), then over HTTP through
-`pgrecs serve` (gunicorn gthread workers, keep-alive, loopback clients).""",
+`pgrecs serve` (gunicorn gthread workers, keep-alive, loopback clients). With
+`BENCH_BASELINE_REF=<git ref>` the same queries and load run first against that commit, in the
+same run and on the same data: its files exported with `git archive`, the populated database
+copied as a template, the commit's own `sql/` applied to the copy and its own package served.
+Within noise means p99 current / baseline <= 1.10 and requests/s current / baseline >= 0.90.""",
     "similar": """`recs.similar_items` over synthetic 384-d vectors drawn from a kernel density estimate of
 real MiniLM item embeddings (bandwidth calibrated to the real median nearest-neighbour cosine),
 recall@10 against exact search, compared with hnswlib in process at equal recall. The last table
@@ -87,22 +91,38 @@ def _summary(results: dict[str, dict]) -> str:
     return "## Summary\n\n" + table + "\n\nNotes, as each run wrote them:\n\n" + "\n".join(notes)
 
 
-def _latency_rows(r: dict, prefix: str) -> list[list]:
-    return [[key.removeprefix(prefix), v.get("p50_ms"), v.get("p99_ms"), v.get("max_ms"),
-             v.get("server_cpu_ms_per_call"), v.get("queries")]
-            for key, v in r.items() if key.startswith(prefix) and isinstance(v, dict)]
+def _versions(r: dict, prefix: str) -> list[tuple[str, str, dict]]:
+    """(name, code, measurement) for each `prefix` entry: the baseline's first (measured first), then the current."""
+    base = r.get("baseline_ref")
+    current = [(key.removeprefix(prefix), r.get("code") or "current", v)
+               for key, v in r.items() if key.startswith(prefix) and isinstance(v, dict)]
+    baseline = [(name, base, r[f"baseline_{prefix}{name}"]) for name, _, _ in current
+                if base and isinstance(r.get(f"baseline_{prefix}{name}"), dict)]
+    return sorted(baseline + current, key=lambda row: [name for name, _, _ in current].index(row[0]))
 
 
 def _recommend(r: dict) -> str:
-    parts = [_table(["SQL call", "p50 ms", "p99 ms", "max ms", "server CPU ms per call", "calls"],
-                    _latency_rows(r, "sql_"))]
-    http = [[key.removeprefix("http_"), v.get("requests_per_s"), v.get("ok"), v.get("errors"),
+    parts = [_table(["SQL call", "code", "p50 ms", "p99 ms", "max ms", "server CPU ms per call", "calls"],
+                    [[name, code, v.get("p50_ms"), v.get("p99_ms"), v.get("max_ms"), v.get("server_cpu_ms_per_call"),
+                      v.get("queries")] for name, code, v in _versions(r, "sql_")])]
+    http = [[name, code, v.get("requests_per_s"), v.get("ok"), v.get("errors"),
              f"{v.get('gunicorn_workers')} x {v.get('gunicorn_threads')}", v.get("client_threads"),
              (v.get("cpu_ms_per_request") or {}).get("total")]
-            for key, v in r.items() if key.startswith("http_")]
+            for name, code, v in _versions(r, "http_")]
     if http:
-        parts.append(_table(["HTTP endpoint", "requests/s", "ok", "errors", "workers x threads",
+        parts.append(_table(["HTTP endpoint", "code", "requests/s", "ok", "errors", "workers x threads",
                              "client threads", "CPU ms per request"], http))
+    ratios = r.get("ratios")
+    if ratios:
+        compared = [("sql_item_p99", "recommend_for_item p99 ms", "sql_recommend_for_item", "p99_ms"),
+                    ("sql_user_p99", "recommend_for_user p99 ms", "sql_recommend_for_user", "p99_ms"),
+                    ("http_item_requests_per_s", "HTTP item requests/s", "http_item", "requests_per_s"),
+                    ("http_user_requests_per_s", "HTTP user requests/s", "http_user", "requests_per_s")]
+        parts.append(_table([f"compared with {r.get('baseline_ref')}", "current", "baseline",
+                             "ratio current / baseline", "within noise"],
+                            [[label, r[key][field], r[f"baseline_{key}"][field], ratios[name],
+                              (r.get("ratios_within_noise") or {}).get(name)]
+                             for name, label, key, field in compared if name in ratios]))
     return "\n\n".join(parts)
 
 

@@ -14,8 +14,10 @@ holds whatever the benchmark measured; these keys, when present, make the summar
 
 The runner adds machine information and the time, writes benchmarks/results/<name>.json and
 prints a Markdown table row (header first). Helpers for benchmarks live here too:
-`median`, `machine_info`, `bench_server` (an embedded PostgreSQL under /tmp for benchmarks)
-and `fresh_database` (a newly migrated database on it).
+`median`, `machine_info`, `bench_server` (an embedded PostgreSQL under /tmp for benchmarks),
+`fresh_database` (a newly migrated database on it), `exported_tree` (the code at a git ref,
+exported into a temporary directory) and `package_path` (a PYTHONPATH entry that imports a
+tree's own pgrecs package).
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 RESULTS = HERE / "results"
 WORK = Path(os.environ.get("PGRECS_BENCH_DIR", "/tmp/pgrecs_bench"))
 HEADER = ("| benchmark | metric | value | baseline | ratio | target | note |\n"
@@ -117,6 +122,51 @@ def fresh_database(server_url: str, name: str = "bench") -> Iterator[str]:
     finally:
         with psycopg.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname)))
+
+
+def resolve_ref(ref: str) -> str:
+    """The commit `ref` names in this repository (full sha); a one-line SystemExit when it names none."""
+    proc = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", "--quiet", "--end-of-options",
+                           f"{ref}^{{commit}}"], capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise SystemExit(f"error: {ref!r} is not a commit in {REPO}")
+    return proc.stdout.strip()
+
+
+@contextlib.contextmanager
+def exported_tree(ref: str) -> Iterator[Path]:
+    """The files of commit `ref`, exported with `git archive REF | tar -x` into a temporary directory
+    under $PGRECS_BENCH_DIR (removed afterwards). Local objects only: no network."""
+    sha = resolve_ref(ref)
+    WORK.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"tree-{sha[:9]}-", dir=WORK) as tmp:
+        tree = Path(tmp) / "tree"
+        tree.mkdir()
+        archive = subprocess.Popen(["git", "-C", str(REPO), "archive", sha], stdout=subprocess.PIPE)
+        untar = subprocess.run(["tar", "-x", "-C", str(tree)], stdin=archive.stdout, capture_output=True, text=True)
+        archive.stdout.close()
+        if archive.wait() != 0 or untar.returncode != 0:
+            raise SystemExit(f"error: could not export {ref} ({sha[:9]}): {untar.stderr.strip() or 'git archive failed'}")
+        yield tree
+
+
+def package_path(tree: Path, directory: Path) -> Path:
+    """A PYTHONPATH entry under `directory` from which `import pgrecs` imports `tree`'s own package: the
+    directory pyproject.toml maps the package to ([tool.setuptools.package-dir], e.g. pgrecs = "app"),
+    linked as directory/pgrecs. It comes before any installed pgrecs on sys.path."""
+    import tomllib
+
+    config = tomllib.loads((tree / "pyproject.toml").read_text()).get("tool", {}).get("setuptools", {})
+    package_dir = config.get("package-dir", {})
+    source = package_dir.get("pgrecs") or str(Path(package_dir.get("", ".")) / "pgrecs")
+    if not (tree / source / "__init__.py").is_file():
+        raise SystemExit(f"error: {tree} has no pgrecs package at {source}/ (from its pyproject.toml)")
+    directory.mkdir(parents=True, exist_ok=True)
+    link = directory / "pgrecs"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to((tree / source).resolve(), target_is_directory=True)
+    return directory
 
 
 def available() -> list[str]:
