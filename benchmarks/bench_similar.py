@@ -14,6 +14,21 @@ Vectors (384-d, normalised, halfvec precision), PGRECS_BENCH_SIMILAR_DATA:
   10 nearest neighbours sit at almost the same distance among ~N/200 others, a worst case no real
   embedding set resembles (hnswlib needs ef 100 for recall 0.70 at 1,000,000 items).
 
+In the same run, the maintained-list path (unfiltered, k=10, read from the item's semantic
+neighbour list, pgrecs.item_neighbors signal 'semantic'):
+
+* `lists`: every list built as the embed worker builds them (pgrecs.refresh_semantic_neighbors over
+  batches of 512 with propagation; the build time is recorded, and the lists are kept aside in
+  public.bench_lists for the next run), then recall@10 against exact search, p50/p99, q/s with 1
+  and N clients, the ratio to hnswlib's per-query call at equal recall, and the HNSW index scans
+  seen meanwhile (none: the index is not touched). `through_plpgsql_similar_to_item`: the same
+  lists read through the plpgsql body alone.
+* `freshness`: items' embeddings moved next to other items one at a time, as the worker writes
+  them; seconds from the embedding's commit to the commit of the worker's list refill (its own
+  list and the lists it enters), and how right the lists are afterwards against exact search.
+* `search_by_vector_vs_bare_scan`: recs.search_by_vector against pgvector's bare HNSW scan of the
+  same query vectors, both prepared and timed from the client, at the same ef_search.
+
 `python -m benchmarks.run similar`. Knobs:
 
     PGRECS_BENCH_SIMILAR_N        items (100000)
@@ -21,6 +36,8 @@ Vectors (384-d, normalised, halfvec precision), PGRECS_BENCH_SIMILAR_DATA:
     PGRECS_BENCH_SIMILAR_EF       ef_search values swept on both sides (24,32,40,64,100,200,400)
     PGRECS_BENCH_SIMILAR_Q        queries per measurement (200)
     PGRECS_BENCH_SIMILAR_CLIENTS  concurrent clients / hnswlib threads (2)
+    PGRECS_BENCH_SIMILAR_FRESH    embedding updates timed for freshness (50)
+    PGRECS_BENCH_SIMILAR_LIST_WORKERS  list writers building the lists side by side (1)
     PGRECS_BENCH_SIMILAR_PREPARE  1: only build the dataset + HNSW index and exit (for 1,000,000
                                   items, run this once in the background; the measuring run reuses it)
     PGRECS_BENCH_SHARED_BUFFERS   shared_buffers for the benchmark server (ALTER SYSTEM + restart;
@@ -691,7 +708,7 @@ def run() -> dict:
         batch_sql = ("select s.item_id from unnest(%s::bigint[]) as q(item_id) "
                      "cross join lateral recs.similar_items(q.item_id, 10, %s::jsonb) as s")
 
-        def measure(filters, mask, ef):
+        def measure(filters, mask, ef, sql_text=sql_text, batch_sql=batch_sql):
             with connect(url) as conn:
                 conn.execute("update pgrecs.embedding_models set hnsw_ef_search = %s", (ef,))
                 conn.commit()
@@ -777,6 +794,12 @@ def run() -> dict:
         before = hnsw_scans(url)
         lists.update(measure("{}", None, op_ef))
         lists["hnsw_index_scans_during"] = hnsw_scans(url) - before
+        # the same lists through the plpgsql body alone (what recs.similar_items ran before its
+        # inlined SQL fast path): the cost of the function layers
+        lists["through_plpgsql_similar_to_item"] = measure(
+            "{}", None, op_ef, "select item_id from pgrecs.similar_to_item(%s, 10, %s::jsonb, null)",
+            "select s.item_id from unnest(%s::bigint[]) as q(item_id) "
+            "cross join lateral pgrecs.similar_to_item(q.item_id, 10, %s::jsonb, null) as s")
         result["lists"] = lists
         if "reused" not in lists["build"]:
             keep_lists(url)
