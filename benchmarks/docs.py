@@ -145,6 +145,34 @@ def _similar(r: dict) -> str:
                              "2 clients", "batched", "ceiling: bare pgvector scan / hnswlib"],
                             [[equal.get("ef"), equal.get("recall_at_10"), equal.get("qps_1_thread"), ratios.get("1"),
                               ratios.get("2"), ratios.get("batched"), r.get("qps_ratio_ceiling_bare_scan")]]))
+    lists = r.get("lists")
+    if lists:
+        build = lists.get("build") or {}
+        slow = lists.get("through_plpgsql_similar_to_item") or {}
+        parts.append(_table(["maintained lists (unfiltered, k=10)", "recall@10", "p50 ms", "p99 ms", "q/s 1 client",
+                             "q/s 2 clients", "/ hnswlib per call", "lists built in s"],
+                            [["recs.similar_items", lists.get("recall_at_10"), lists.get("p50_ms"), lists.get("p99_ms"),
+                              lists.get("qps_1_client"), lists.get("qps_2_clients"),
+                              (lists.get("qps_ratio_vs_hnswlib") or {}).get("1"), build.get("build_s")],
+                             ["through pgrecs.similar_to_item", slow.get("recall_at_10"), slow.get("p50_ms"),
+                              slow.get("p99_ms"), slow.get("qps_1_client"), slow.get("qps_2_clients"), None, None]]))
+    fresh = r.get("freshness")
+    if fresh:
+        parts.append(_table(["freshness: embedding updates", "p50 s", "p95 s", "max s", "own list recall@10",
+                             "lists that should hold it that do", "target"],
+                            [[fresh.get("updates"), fresh.get("seconds_p50"), fresh.get("seconds_p95"),
+                              fresh.get("seconds_max"), fresh.get("own_list_recall_at_10"),
+                              fresh.get("of_those_holding_it"),
+                              f"{fresh.get('target')} ({'met' if fresh.get('met') else 'NOT met'})"]]))
+    sbv = r.get("search_by_vector_vs_bare_scan")
+    if sbv:
+        rows = [[name, sbv["ef_search"], v.get("recall_at_10"), v.get("p50_ms"), v.get("p99_ms"), v.get("qps_1_client"),
+                 v.get("qps_2_clients")] for name, v in (("recs.search_by_vector", sbv["search_by_vector"]),
+                                                         ("bare HNSW scan", sbv["bare_scan"]))]
+        parts.append(_table(["query vector", "ef_search", "recall@10", "p50 ms", "p99 ms", "q/s 1 client",
+                             "q/s 2 clients"], rows)
+                     + f"\n\nOverhead {sbv.get('overhead_p50')}x (p50), {sbv.get('overhead_qps_1_client')}x (q/s); "
+                       f"target {sbv.get('target')} ({'met' if sbv.get('met') else 'NOT met'}).")
     return "\n\n".join(parts)
 
 

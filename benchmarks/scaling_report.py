@@ -97,7 +97,53 @@ def sizing_table() -> str:
     return "\n".join(lines)
 
 
-SECTIONS = {"replication": replication_table, "replica_sizing": sizing_table}
+def similar_lists_table() -> str:
+    """The maintained-list path of recs.similar_items beside the HNSW path and hnswlib, at each size measured."""
+    measured = [(name, r) for name in ("similar", "similar_1m") if (r := _load(name)) and "lists" in r]
+    if not measured:
+        return "_not measured yet: `flock /tmp/pgrecs-heavy.lock python -m benchmarks.run similar`_"
+    lines = ["| items | path | recall@10 | p50 ms | p99 ms | q/s 1 client | q/s 2 clients | q/s / hnswlib per call |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    notes = []
+    for name, r in measured:
+        lists, hn = r["lists"], r["hnswlib_at_equal_recall"]
+        ann = r["unfiltered_by_ef_search"][str(r["operating_ef_search"])]
+        slow = lists.get("through_plpgsql_similar_to_item") or {}
+        rows = [("maintained list (recs.similar_items)", lists, lists["qps_ratio_vs_hnswlib"]["1"]),
+                ("same lists through the plpgsql body", slow,
+                 slow["qps_1_client"] / hn["qps_1_thread"] if slow else None),
+                (f"HNSW index, ef_search {r['operating_ef_search']}", ann, r["qps_ratio_vs_hnswlib"]["1"])]
+        for label, v, ratio in rows:
+            if v:
+                lines.append(f"| {_num(r['items'], 0)} | {label} | {_num(v['recall_at_10'], 4)} | {_num(v['p50_ms'], 3)} "
+                             f"| {_num(v['p99_ms'], 3)} | {_num(v['qps_1_client'])} | {_num(v.get('qps_2_clients'))} "
+                             f"| {_num(ratio, 3)} |")
+        lines.append(f"| {_num(r['items'], 0)} | hnswlib knn_query, one vector per call, ef {hn['ef']} "
+                     f"| {_num(hn['recall_at_10'], 4)} | | | {_num(hn['qps_1_thread'])} (1 thread) "
+                     f"| {_num(hn.get('qps_2_threads'))} (2 threads) | 1 |")
+        build, fresh, sbv = lists["build"], r["freshness"], r["search_by_vector_vs_bare_scan"]
+        notes.append(
+            f"- {_num(r['items'], 0)} items ({name}.json, {r['started_at']}, load average "
+            f"{r['load_average_1m'][0]} / {r['load_average_1m'][1]}): lists of {build['list_length']} built by "
+            f"{build['workers']} list writer{'s' if build['workers'] != 1 else ''} in {_num(build['build_s'])} s "
+            f"({_num(build['items_per_s'])} items/s, ef_search {build['ef_search']}"
+            + (f"; {build['reused']}" if build.get("reused") else "") + "); "
+            f"HNSW index scans while the lists served: {lists['hnsw_index_scans_during']}. "
+            f"Freshness over {fresh['updates']} embedding updates: p50 {_num(fresh['seconds_p50'], 3)} s, "
+            f"p95 {_num(fresh['seconds_p95'], 3)} s, max {_num(fresh['seconds_max'], 3)} s (target {fresh['target']}: "
+            f"{'met' if fresh['met'] else 'NOT met'}); after them the moved items' own lists have recall@10 "
+            f"{_num(fresh['own_list_recall_at_10'], 4)}, {_num(fresh['of_those_holding_it'], 4)} of the "
+            f"{fresh['lists_that_should_hold_it']} lists whose exact top 10 now holds a moved item list it, and "
+            f"{_num(fresh['of_those_still_holding_it'], 4)} of the {fresh['old_neighbour_lists_it_left']} old "
+            "neighbours' lists it left still show it in their top 10. "
+            f"recs.search_by_vector vs pgvector's bare scan (ef_search {sbv['ef_search']}): p50 "
+            f"{_num(sbv['search_by_vector']['p50_ms'], 3)} vs {_num(sbv['bare_scan']['p50_ms'], 3)} ms, "
+            f"overhead {_num(sbv['overhead_p50'], 2)}x (p50) / {_num(sbv['overhead_qps_1_client'], 2)}x (q/s, 1 client) "
+            f"(target {sbv['target']}: {'met' if sbv['met'] else 'NOT met'}).")
+    return "\n".join(lines + [""] + notes)
+
+
+SECTIONS = {"replication": replication_table, "replica_sizing": sizing_table, "similar_lists": similar_lists_table}
 
 
 def render(text: str) -> str:

@@ -70,6 +70,12 @@ begin
         target.relation, target.key_column, target.key_value)
     using tenant, item_ids, n, target.list_model_id;
     get diagnostics written = row_count;
+    -- a bulk rewrite leaves the statistics describing the old lists (or none, on a first build):
+    -- with them the planner picks scans of every list per candidate in the steps below, and later
+    -- single-item updates (the watcher's) take seconds. Analyzed before the steps that read them
+    if cardinality(item_ids) >= 100 then
+        execute format('analyze %s', target.relation);
+    end if;
 
     if not propagate then
         return written;
@@ -139,11 +145,6 @@ begin
             '     and x.item_id = r.item_id and x.neighbor_item_id = r.neighbor_item_id and x.rank <> r.rn',
             target.relation, target.key_column, target.key_value)
         using tenant, touched, n;
-    end if;
-    -- a bulk rewrite leaves the statistics describing the old lists; with them the planner picks
-    -- scans that made the next single-item updates (the watcher's) take seconds
-    if cardinality(item_ids) >= 100 then
-        execute format('analyze %s', target.relation);
     end if;
     return written;
 end

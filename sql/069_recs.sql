@@ -205,6 +205,11 @@ comment on function recs.search_by_vector(halfvec, integer, jsonb, text) is
     'Returns item_id, external_id, score (cosine similarity) and rank (1 = nearest). '
     'Example: select * from recs.search_by_vector(query_embedding => $1, k => 10, filters => ''{"price_max": 20}'').';
 
+-- The hot path (unfiltered, the default model, k within the maintained list) is plain SQL that the
+-- planner inlines into the caller's statement: an index-only read of the item's list
+-- (item_neighbors_ranked), joined to its active neighbours, the top k by score (ties by tie_key, as
+-- the lists are ranked). Anything else (filters, a named model, a list shorter than k, an unknown
+-- item) goes to pgrecs.similar_to_item, which decides.
 create or replace function recs.similar_items(
     item_id bigint,
     k integer default 10,
@@ -215,8 +220,36 @@ returns table (item_id bigint, external_id text, score real, rank integer)
 language sql
 stable
 as $$
-    select * from pgrecs.similar_to_item(similar_items.item_id, similar_items.k, similar_items.filters,
-                                         similar_items.model)
+    with listed as (
+        select nb.neighbor_item_id, i.external_id, nb.score, i.tie_key
+        from pgrecs.item_neighbors as nb
+        -- one primary-key probe per entry (at most the list length), whatever the estimates
+        cross join lateral (
+            select i.external_id, i.tie_key, i.tenant_id, i.active
+            from pgrecs.items as i
+            where i.item_id = nb.neighbor_item_id
+            limit 1
+        ) as i
+        where i.tenant_id = nb.tenant_id and i.active
+            and (similar_items.filters is null or similar_items.filters = '{}'::jsonb)
+            and similar_items.model is null
+            and nb.tenant_id = pgrecs.current_tenant()
+            and nb.signal = 'semantic'
+            and nb.item_id = similar_items.item_id
+        order by nb.score desc, i.tie_key
+        limit greatest(similar_items.k, 0)
+    ), served as (
+        select (similar_items.k >= 1 and (select count(*) from listed) >= similar_items.k) is true as from_list
+    )
+    select l.neighbor_item_id, l.external_id, l.score, (row_number() over (order by l.score desc, l.tie_key))::integer
+    from listed as l
+    where (select s.from_list from served as s)
+    union all
+    select s.item_id, s.external_id, s.score, s.rank
+    from pgrecs.similar_to_item(similar_items.item_id, similar_items.k, similar_items.filters,
+                                similar_items.model) as s
+    where not (select s.from_list from served as s)
+    order by 4
 $$;
 comment on function recs.similar_items(bigint, integer, jsonb, text) is
     'The k items most similar to an item by embedding (cosine), excluding the item itself: unfiltered with k up to '
