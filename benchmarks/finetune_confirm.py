@@ -3,6 +3,7 @@
     python -m benchmarks.finetune_confirm --dataset NAME --prepare      # print the prepared database's URL
     python -m benchmarks.finetune_confirm --dataset NAME --recipe-from DATASET [--label L] [--max-users N]
     python -m benchmarks.finetune_confirm --dataset NAME [--label L] [--max-users N] [finetune options...]
+    ... --train-only     prepare, fine-tune and embed only (the gate on the next call, reusing the model)
 
 Each shared dataset gets a database `finetune_<dataset>` on the embedded server under
 $PGRECS_HOME (default /tmp/pgrecs_finetune): exported, migrated, loaded and embedded with the
@@ -133,6 +134,8 @@ def main() -> int:
     parser.add_argument("--label", default="default", help="names the model: finetuned-<dataset>-<label>")
     parser.add_argument("--recipe-from", choices=datasets.DATASETS, default=None,
                         help="use the recipe validation chose on this dataset (benchmarks/results/finetune_recipes.json)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="prepare, fine-tune and embed the model, then exit (the gate runs on the next call)")
     parser.add_argument("--max-users", type=int, default=None)
     parser.add_argument("--data-root", type=Path, default=None, help=f"the shared datasets (default {datasets.SHARED_DATA})")
     args, finetune_options = parser.parse_known_args()
@@ -181,6 +184,9 @@ def main() -> int:
     if lineage is None:
         invoke(url, "models", "finetune", "--name", name, "--before", before, "--quiet", *finetune_options)
     invoke(url, "embed", "--model", name)
+    if args.train_only:
+        print(f"{name}: trained and embedded; run again without --train-only for the gate")
+        return 0
     evaluate = ["models", "evaluate", name, "--placement", PLACEMENT, "--json"]
     if args.max_users:
         evaluate += ["--max-users", str(args.max_users)]
