@@ -77,3 +77,19 @@ def test_validation_chooses_the_best_ratio_that_keeps_cold_start():
     assert chosen_recipe(only_worse, "retail")["recipe"]["mix"] == 1.0
     assert chosen_recipe(only_worse, "retail")["keeps_cold_start"] is False
     assert chosen_recipe(results, "beauty") is None
+
+
+def test_the_target_line_counts_only_datasets_that_meet_every_part():
+    good = _gate_record()
+    from pgrecs.embeddings import gate
+
+    good["evaluation"]["cold_start"]["hit_rate@10"] = _cmp(0.05, 0.05, -0.01, 0.01)
+    good["evaluation"]["gate"] = gate.verdict(good["evaluation"])
+    met, missing = finetune_report.meets_target(good)
+    assert met and missing == []
+    met, missing = finetune_report.meets_target(_gate_record())
+    assert not met and missing == ["cold-start HR@10 lower"]
+    line = finetune_report.target_line({"retail": good, "beauty": _gate_record("beauty")})
+    assert line.startswith("**Target**") and ": not met, on 1 of 3:" in line
+    assert "retail met, gate passed" in line and "magazine not run" in line
+    assert "beauty not met (cold-start HR@10 lower), gate refused" in line
