@@ -172,6 +172,30 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def chosen_recipe(results: dict, dataset: str) -> dict | None:
+    """The recipe validation chose on `dataset`: the run and weight mix with the best NDCG@10 ratio
+    over the base model among those whose cold-start HR@10 is not lower than the base model's; when
+    none keeps cold-start HR@10, the best ratio overall, marked `keeps_cold_start: False`. The
+    recipe is the run's, with the chosen mix. None when no run of the dataset is recorded."""
+    candidates = []
+    for run in results.get("runs", []):
+        if run["dataset"] != dataset:
+            continue
+        base_cold = run["base"]["cold_hit_rate@10"]
+        for mix, m in run["mixes"].items():
+            if m["ndcg_ratio_vs_base"] is None:
+                continue
+            keeps = base_cold is None or m["cold_hit_rate@10"] is None or m["cold_hit_rate@10"] >= base_cold
+            candidates.append((keeps, m["ndcg_ratio_vs_base"], run, mix, m))
+    if not candidates:
+        return None
+    keeps, ratio, run, mix, m = max(candidates, key=lambda c: (c[0], c[1]))
+    return {"dataset": dataset, "label": run["label"], "validation_cutoff": run["validation_cutoff"],
+            "recipe": {**run["recipe"], "mix": float(mix)}, "ndcg_ratio_vs_base": ratio,
+            "ndcg_ci_vs_base": m["ndcg_ci_vs_base"], "cold_hit_rate@10": m["cold_hit_rate@10"],
+            "base_cold_hit_rate@10": run["base"]["cold_hit_rate@10"], "keeps_cold_start": keeps}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--table", action="store_true", help="print the Markdown table of every recipe tried and exit")
