@@ -31,7 +31,9 @@ create or replace function pgrecs.signal_reason(
 )
 returns text
 language sql
-immutable parallel safe
+-- stable as format() and array_to_string() are: so the planner inlines it into the query that
+-- builds the reasons (an immutable body calling stable functions would be called row by row)
+stable parallel safe
 as $$
     -- anchor_kind: 'page' (the item of the page, named "this item"), 'history' (the user's) or
     -- 'example' (items the caller passed); null reason: the signal says nothing worth showing

@@ -9,6 +9,99 @@
 -- pins (pgrecs.rank_pins). So the two agree on every tie; tests/test_why_not.py checks each
 -- reason and that recs.why_not says "shown at position p" exactly for the items rank_items returns.
 
+create or replace function pgrecs.why_not_candidate(
+    tenant text,
+    item_id bigint,
+    anchor_ids bigint[],
+    signals text[],
+    pools integer[],
+    kinds text[],
+    anchor_categories text[],
+    candidates bigint[],
+    filters jsonb,
+    model smallint
+)
+returns table (reason text, detail text, facts jsonb)
+language plpgsql
+stable parallel safe
+as $$
+#variable_conflict use_column
+declare
+    it pgrecs.items;
+    notes text[] := '{}';
+    sig text;
+    nb_rank integer;
+    nb_title text;
+begin
+    select * into it from pgrecs.items i where i.item_id = why_not_candidate.item_id;
+    -- signal by signal, how close it came
+    for j in 1 .. coalesce(cardinality(signals), 0) loop
+        sig := signals[j];
+        if kinds[j] = 'neighbors' then
+            nb_rank := null;
+            select x.rank, ai.title into nb_rank, nb_title
+            from pgrecs.item_neighbors x
+            join pgrecs.items ai on ai.item_id = x.item_id
+            where x.tenant_id = tenant and x.signal = sig and x.item_id = any(anchor_ids)
+              and x.neighbor_item_id = it.item_id
+            order by x.rank
+            limit 1;
+            if nb_rank is null then
+                notes := notes || format('%s: not a neighbour of %s', sig,
+                    case when cardinality(anchor_ids) = 0 then 'any history item (the user has no history)'
+                         when cardinality(anchor_ids) = 1 then format('"%s"', (select ai.title from pgrecs.items ai where ai.item_id = anchor_ids[1]))
+                         else format('any of the %s history items', cardinality(anchor_ids)) end);
+            else
+                notes := notes || format('%s: rank %s in the list of "%s", beyond the %s taken',
+                                         sig, nb_rank, nb_title, pools[j]);
+            end if;
+        elsif sig in ('popularity', 'trending') then
+            notes := notes || format('%s: %s', sig, coalesce((
+                select case when sg.popularity is null then 'no popularity yet'
+                            when sig = 'trending' and coalesce(sg.trending, 0) <= 0 then 'not trending'
+                            else format('rank %s among eligible items, beyond the %s taken',
+                                        (select count(*) + 1 from pgrecs.item_signals s2
+                                         join pgrecs.items i2 on i2.item_id = s2.item_id
+                                         where s2.tenant_id = tenant
+                                           and case when sig = 'popularity' then s2.popularity > sg.popularity
+                                                    else s2.trending > sg.trending end
+                                           and pgrecs.item_matches_filters(i2, filters)),
+                                        pools[j]) end
+                from pgrecs.item_signals sg where sg.item_id = it.item_id), 'no popularity yet'));
+        elsif sig = 'category_popularity' then
+            notes := notes || format('category_popularity: %s',
+                case when not (array_to_string(it.category_path, chr(31)) = any(anchor_categories[1:5]))
+                     then 'its category is not one of the context''s'
+                     else format('not among the %s most popular of its category', pools[j]) end);
+        end if;
+    end loop;
+    if it.item_id = any(candidates) then
+        return query select 'no_score', 'a candidate, but no weighted signal scores it above 0',
+                            jsonb_build_object('signals', to_jsonb(notes));
+    elsif 'semantic' = any(signals) and model is not null
+          and not exists (select 1 from pgrecs.item_embeddings e where e.item_id = it.item_id and e.model_id = model) then
+        return query
+        select 'no_embedding',
+               format('no embedding for model %s (%s), so it is no semantic neighbour; %s', m.name,
+                      coalesce('not embeddable: ' || ne.reason,
+                               'waiting in the embedding queue since ' || to_char(q.enqueued_at, 'YYYY-MM-DD HH24:MI'),
+                               'not embedded yet: run pgrecs embed'),
+                      array_to_string(notes, '; ')),
+               jsonb_build_object('model', m.name, 'not_embeddable', ne.reason, 'queued_at', q.enqueued_at,
+                                  'signals', to_jsonb(notes))
+        from pgrecs.embedding_models m
+        left join pgrecs.not_embeddable ne on ne.item_id = it.item_id and ne.model_id = m.model_id
+        left join pgrecs.embedding_queue q on q.item_id = it.item_id and q.model_id = m.model_id
+        where m.model_id = model;
+    else
+        return query select 'not_candidate', 'not a candidate of any signal: ' || array_to_string(notes, '; '),
+                            jsonb_build_object('signals', to_jsonb(notes));
+    end if;
+end
+$$;
+comment on function pgrecs.why_not_candidate(text, bigint, bigint[], text[], integer[], text[], text[], bigint[], jsonb, smallint) is
+    'Stage 4 of recs.why_not, for an item that rank_items did not score: no_score (a candidate no weighted signal scores above 0), no_embedding (and why) or not_candidate, with a note per signal on how close it came (its rank in the anchors'' lists, among eligible items, or in its category).';
+
 create or replace function pgrecs.why_not(
     item text,
     placement text default 'pdp_similar',
@@ -29,7 +122,6 @@ declare
     p pgrecs.placements;
     it pgrecs.items;
     ctx_id bigint;
-    ctx_title text;
     f jsonb;
     f_in_stock boolean;
     f_price_min numeric;
@@ -57,19 +149,11 @@ declare
     pool record;      -- pgrecs.rank_pool
     mmr record;       -- pgrecs.rank_diversify
     pin record;       -- pgrecs.rank_pins
-    ids bigint[];
-    scores double precision[];
-    brands text[];
-    cats text[];
     target_breakdown jsonb;
     n integer;
     tpos integer;
     found_any boolean := false;
     r record;
-    notes text[] := '{}';
-    sig text;
-    nb_rank integer;
-    nb_title text;
 begin
     if k is null or k < 1 or k > 100 then
         raise exception 'k must be between 1 and 100' using errcode = '22023';
@@ -85,7 +169,7 @@ begin
 
     -- the context's anchors and exclusions, as recs.recommend_for_item and recs.recommend_for_user build them
     if why_not.context_item is not null then
-        select i.item_id, i.title into ctx_id, ctx_title
+        select i.item_id into ctx_id
         from pgrecs.items i where i.tenant_id = t and i.external_id = why_not.context_item;
         if ctx_id is null then
             raise exception 'unknown item: %', why_not.context_item using errcode = 'P0002';
@@ -208,129 +292,59 @@ begin
     from pgrecs.rank_pool(t, p, sigs.signals, sigs.signal_weights, cand.neighbor_items, cand.neighbor_signals,
                           cand.neighbor_scores, cand.neighbor_anchors, cand.candidates, cand.anchor_categories,
                           exclude_ids, f, null);
-    ids := pool.ids;
-    scores := pool.scores;
-    brands := pool.brands;
-    cats := pool.categories;
-    n := coalesce(cardinality(ids), 0);
-    tpos := array_position(ids, it.item_id);
+    n := coalesce(cardinality(pool.ids), 0);
+    tpos := array_position(pool.ids, it.item_id);
     select jsonb_object_agg(d.signal, jsonb_build_object('raw', d.raw, 'signal_rank', d.rnk, 'contribution', d.contrib))
     into target_breakdown
     from unnest(pool.d_pos, pool.d_signal, pool.d_raw, pool.d_rank, pool.d_contrib) as d (pos, signal, raw, rnk, contrib)
     where d.pos = tpos;
 
     if tpos is null then
-        -- not a candidate: say, signal by signal, how close it came
-        for j in 1 .. coalesce(cardinality(sigs.signals), 0) loop
-            sig := sigs.signals[j];
-            if sigs.kinds[j] = 'neighbors' then
-                nb_rank := null;
-                select x.rank, ai.title into nb_rank, nb_title
-                from pgrecs.item_neighbors x
-                join pgrecs.items ai on ai.item_id = x.item_id
-                where x.tenant_id = t and x.signal = sig and x.item_id = any(anchor_ids)
-                  and x.neighbor_item_id = it.item_id
-                order by x.rank
-                limit 1;
-                if nb_rank is null then
-                    notes := notes || format('%s: not a neighbour of %s', sig,
-                        case when cardinality(anchor_ids) = 0 then 'any history item (the user has no history)'
-                             when cardinality(anchor_ids) = 1 then format('"%s"', (select ai.title from pgrecs.items ai where ai.item_id = anchor_ids[1]))
-                             else format('any of the %s history items', cardinality(anchor_ids)) end);
-                else
-                    notes := notes || format('%s: rank %s in the list of "%s", beyond the %s taken',
-                                             sig, nb_rank, nb_title, sigs.pools[j]);
-                end if;
-            elsif sig in ('popularity', 'trending') then
-                notes := notes || format('%s: %s', sig, coalesce((
-                    select case when sg.popularity is null then 'no popularity yet'
-                                when sig = 'trending' and coalesce(sg.trending, 0) <= 0 then 'not trending'
-                                else format('rank %s among eligible items, beyond the %s taken',
-                                            (select count(*) + 1 from pgrecs.item_signals s2
-                                             join pgrecs.items i2 on i2.item_id = s2.item_id
-                                             where s2.tenant_id = t
-                                               and case when sig = 'popularity' then s2.popularity > sg.popularity
-                                                        else s2.trending > sg.trending end
-                                               and pgrecs.item_matches_filters(i2, f)),
-                                            sigs.pools[j]) end
-                    from pgrecs.item_signals sg where sg.item_id = it.item_id), 'no popularity yet'));
-            elsif sig = 'category_popularity' then
-                notes := notes || format('category_popularity: %s',
-                    case when not (array_to_string(it.category_path, chr(31)) = any(cand.anchor_categories[1:5]))
-                         then 'its category is not one of the context''s'
-                         else format('not among the %s most popular of its category', sigs.pools[j]) end);
-            end if;
-        end loop;
-        if it.item_id = any(cand.candidates) then
-            return query select 'no_score', 'a candidate, but no weighted signal scores it above 0', 4,
-                                null::integer, null::double precision, kth, null::bigint,
-                                jsonb_build_object('signals', to_jsonb(notes));
-        elsif coalesce((p.weights ->> 'semantic')::double precision, 0) <> 0 and v_model is not null
-              and not exists (select 1 from pgrecs.item_embeddings e where e.item_id = it.item_id and e.model_id = v_model) then
-            return query
-            select 'no_embedding',
-                   format('no embedding for model %s (%s), so it is no semantic neighbour; %s', m.name,
-                          coalesce('not embeddable: ' || ne.reason,
-                                   'waiting in the embedding queue since ' || to_char(q.enqueued_at, 'YYYY-MM-DD HH24:MI'),
-                                   'not embedded yet: run pgrecs embed'),
-                          array_to_string(notes, '; ')),
-                   4, null::integer, null::double precision, kth, null::bigint,
-                   jsonb_build_object('model', m.name, 'not_embeddable', ne.reason, 'queued_at', q.enqueued_at,
-                                      'signals', to_jsonb(notes))
-            from pgrecs.embedding_models m
-            left join pgrecs.not_embeddable ne on ne.item_id = it.item_id and ne.model_id = m.model_id
-            left join pgrecs.embedding_queue q on q.item_id = it.item_id and q.model_id = m.model_id
-            where m.model_id = v_model;
-        else
-            return query select 'not_candidate', 'not a candidate of any signal: ' || array_to_string(notes, '; '), 4,
-                                null::integer, null::double precision, kth, null::bigint,
-                                jsonb_build_object('signals', to_jsonb(notes));
-        end if;
+        return query
+        select x.reason, x.detail, 4, null::integer, null::double precision, kth, null::bigint, x.facts
+        from pgrecs.why_not_candidate(t, it.item_id, anchor_ids, sigs.signals, sigs.pools, sigs.kinds,
+                                      cand.anchor_categories, cand.candidates, f, v_model) x;
         return;
     end if;
 
     if tpos > v_pool then
         return query select 'ranked', format('ranked %s of %s by score (%s), below the %s kept for the list; the %s-th shown scores %s',
-                                             tpos, n, round(scores[tpos]::numeric, 4), v_pool, cardinality(shown_ids),
+                                             tpos, n, round(pool.scores[tpos]::numeric, 4), v_pool, cardinality(shown_ids),
                                              round(kth::numeric, 4)),
-                            5, tpos, scores[tpos], kth, null::bigint, jsonb_build_object('contributions', target_breakdown);
+                            5, tpos, pool.scores[tpos], kth, null::bigint, jsonb_build_object('contributions', target_breakdown);
         return;
     end if;
 
     -- 6. MMR with caps over the pool: rank_items stage 3, watching the item
     n := least(v_pool, n);
-    ids := ids[1:n];
-    scores := scores[1:n];
-    brands := brands[1:n];
-    cats := cats[1:n];
     select * into mmr
-    from pgrecs.rank_diversify(ids, scores, brands, cats, v_model, lam, p.max_per_brand, p.max_per_category,
-                               why_not.k, tpos);
+    from pgrecs.rank_diversify(pool.ids[1:n], pool.scores[1:n], pool.brands[1:n], pool.categories[1:n], v_model, lam,
+                               p.max_per_brand, p.max_per_category, why_not.k, tpos);
 
     if not (tpos = any(mmr.picks)) then
         if mmr.watch_cap = 'brand' then
             return query select 'capped', format('removed by the brand cap: at most %s items of brand %s, and %s more relevant ones were chosen',
-                                                 p.max_per_brand, brands[tpos], p.max_per_brand),
-                                6, tpos, scores[tpos], kth, null::bigint,
-                                jsonb_build_object('cap', 'brand', 'max', p.max_per_brand, 'brand', brands[tpos], 'pick', mmr.watch_cap_pick);
+                                                 p.max_per_brand, pool.brands[tpos], p.max_per_brand),
+                                6, tpos, pool.scores[tpos], kth, null::bigint,
+                                jsonb_build_object('cap', 'brand', 'max', p.max_per_brand, 'brand', pool.brands[tpos], 'pick', mmr.watch_cap_pick);
         elsif mmr.watch_cap = 'category' then
             return query select 'capped', format('removed by the category cap: at most %s items of category %s, and %s more relevant ones were chosen',
-                                                 p.max_per_category, cats[tpos], p.max_per_category),
-                                6, tpos, scores[tpos], kth, null::bigint,
-                                jsonb_build_object('cap', 'category', 'max', p.max_per_category, 'category', cats[tpos], 'pick', mmr.watch_cap_pick);
+                                                 p.max_per_category, pool.categories[tpos], p.max_per_category),
+                                6, tpos, pool.scores[tpos], kth, null::bigint,
+                                jsonb_build_object('cap', 'category', 'max', p.max_per_category, 'category', pool.categories[tpos], 'pick', mmr.watch_cap_pick);
         elsif mmr.watch_lost_to is not null then
             return query
             select 'mmr', format('removed by diversity (MMR, lambda %s): too similar to "%s" (similarity %s), so the less relevant "%s" took pick %s',
                                  lam, sim.title, round(sim.similarity::numeric, 3), ov.title, mmr.watch_lost_pick),
-                   6, tpos, scores[tpos], kth, null::bigint,
+                   6, tpos, pool.scores[tpos], kth, null::bigint,
                    jsonb_build_object('lambda', lam, 'most_similar', sim.external_id, 'similarity', sim.similarity,
                                       'chosen_instead', ov.external_id, 'pick', mmr.watch_lost_pick)
-            from (select i2.title, i2.external_id from pgrecs.items i2 where i2.item_id = ids[mmr.watch_lost_to]) ov
+            from (select i2.title, i2.external_id from pgrecs.items i2 where i2.item_id = pool.ids[mmr.watch_lost_to]) ov
             left join lateral (
                 -- the most similar of the picks
                 select i3.title, i3.external_id, 1 - (e.embedding <=> te.embedding) as similarity
                 from unnest(mmr.picks) as s (i)
-                join pgrecs.items i3 on i3.item_id = ids[s.i]
+                join pgrecs.items i3 on i3.item_id = pool.ids[s.i]
                 join pgrecs.item_embeddings e on e.item_id = i3.item_id and e.model_id = v_model
                 join pgrecs.item_embeddings te on te.item_id = it.item_id and te.model_id = v_model
                 order by e.embedding <=> te.embedding, s.i
@@ -338,9 +352,9 @@ begin
             ) sim on true;
         else
             return query select 'ranked', format('ranked %s of %s by score (%s), below the top %s; the %s-th shown scores %s',
-                                                 tpos, cardinality(scores), round(scores[tpos]::numeric, 4), why_not.k,
+                                                 tpos, n, round(pool.scores[tpos]::numeric, 4), why_not.k,
                                                  cardinality(shown_ids), round(kth::numeric, 4)),
-                                5, tpos, scores[tpos], kth, null::bigint, jsonb_build_object('contributions', target_breakdown);
+                                5, tpos, pool.scores[tpos], kth, null::bigint, jsonb_build_object('contributions', target_breakdown);
         end if;
         return;
     end if;
@@ -349,7 +363,7 @@ begin
     select * into pin from pgrecs.rank_pins(t, p.placement, f, exclude_ids, why_not.k);
     return query select 'pinned_out', format('chosen at pick %s, then pushed past position %s by %s pinned items',
                                              array_position(mmr.picks, tpos), why_not.k, cardinality(pin.items)),
-                        7, array_position(mmr.picks, tpos), scores[tpos], kth, null::bigint,
+                        7, array_position(mmr.picks, tpos), pool.scores[tpos], kth, null::bigint,
                         jsonb_build_object('pins', (select jsonb_agg(pi.external_id) from unnest(pin.items) pn (id)
                                                     join pgrecs.items pi on pi.item_id = pn.id));
 end
