@@ -143,6 +143,14 @@ stable parallel safe
 as $$
 #variable_conflict use_column
 declare
+    f_in_stock boolean := coalesce((filters ->> 'in_stock')::boolean, false);
+    f_price_min numeric := (filters ->> 'price_min')::numeric;
+    f_price_max numeric := (filters ->> 'price_max')::numeric;
+    f_category text := filters ->> 'category';
+    f_brand text := filters ->> 'brand';
+    f_brands jsonb := filters -> 'brands';
+    f_exclude_brands jsonb := filters -> 'exclude_brands';
+    f_exclude jsonb := filters -> 'exclude';
     r record;
     slot integer;
 begin
@@ -157,7 +165,8 @@ begin
         join pgrecs.items i on i.item_id = br.item_id
         where br.kind = 'pin'
           and i.tenant_id = tenant
-          and pgrecs.item_matches_filters(i, filters)
+          and pgrecs.item_passes(i, f_in_stock, f_price_min, f_price_max, f_category, f_brand,
+                                 f_brands, f_exclude_brands, f_exclude)
           and not (i.item_id = any(exclude_ids))
           and not exists (
               select 1 from pgrecs.live_rules(tenant, placement_name) bb
