@@ -48,6 +48,25 @@ $$;
 comment on function pgrecs.rule_status(pgrecs.business_rules, timestamptz) is
     'A rule''s state at a time: disabled, scheduled (before its window), ended (after it) or live (what rank_items applies).';
 
+create or replace function pgrecs.live_rules(tenant text, placement_name text)
+returns table (rule_id bigint, name text, kind text, factor real, item_id bigint, brand text, category text,
+               min_margin numeric, "position" integer)
+language sql
+stable parallel safe
+as $$
+    -- inlined into the statements that read it (language sql, stable, no set clause), so their
+    -- plans stay those of the plain table scan
+    select br.rule_id, br.name, br.kind, br.factor, br.item_id, br.brand, br.category, br.min_margin, br.position
+    from pgrecs.business_rules br
+    where br.tenant_id = tenant
+      and br.enabled
+      and (br.placement is null or br.placement = placement_name)
+      and (br.starts_at is null or br.starts_at <= now())
+      and (br.ends_at is null or now() < br.ends_at)
+$$;
+comment on function pgrecs.live_rules(text, text) is
+    'The rules a placement applies now (enabled, within their time window, for this placement or every one): boosts, blocks and pins with their match columns. Every ranking read of business rules goes through it.';
+
 create or replace function pgrecs.business_rules()
 returns table (rule_id bigint, name text, kind text, placement text, item_id bigint, item_external_id text,
                item_title text, brand text, category text, min_margin numeric, factor real, "position" integer,
