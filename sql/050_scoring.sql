@@ -85,6 +85,8 @@ declare
     sig_names text[];
     sig_weights double precision[];
     sig_pools integer[];
+    sig_kinds text[];
+    sig_reasons text[];
     h_item bigint[];
     h_signal text[];
     h_s double precision[];
@@ -135,13 +137,10 @@ begin
     -- 1. candidates, in small statements whose plans stay good when plpgsql caches them
     --    generically: the anchors' neighbour lists (index-only scans on item_neighbors_ranked)
     --    as arrays, then the ids of popular, trending and popular-in-category items.
-    select coalesce(array_agg(s.signal), '{}'),
-           coalesce(array_agg(coalesce((w ->> s.signal)::double precision, 0)), '{}'),
-           coalesce(array_agg(coalesce((p.pool_sizes ->> s.signal)::integer, 50)), '{}')
-    into sig_names, sig_weights, sig_pools
-    from unnest(array['semantic', 'cooccurrence', 'sequence', 'ease', 'popularity', 'trending',
-                      'category_popularity', 'margin']) as s (signal)
-    where coalesce((w ->> s.signal)::double precision, 0) <> 0;
+    --    The signals are the registered ones the placement weights (pgrecs.signals).
+    select s.signals, s.kinds, s.weights, s.pools, s.reason_formats
+    into sig_names, sig_kinds, sig_weights, sig_pools, sig_reasons
+    from pgrecs.placement_signals(p) as s;
 
     -- the next-item signal ('sequence') asks what follows the latest steps, so it weighs anchors
     -- by their recency position (the most recent 1; each later one half the one before; items of
@@ -154,7 +153,7 @@ begin
            coalesce(array_agg(a.item_id), '{}')
     into h_item, h_signal, h_s, h_anchor
     from unnest(anchor_ids, anchor_weights, anchor_positions) with ordinality as a (item_id, weight, pos, ord)
-    cross join unnest(sig_names, sig_pools) as s (signal, pool)
+    cross join unnest(sig_names, sig_pools, sig_kinds) as s (signal, pool, kind)
     cross join lateral (
         select nn.neighbor_item_id, nn.score
         from pgrecs.item_neighbors nn
@@ -163,7 +162,7 @@ begin
           and nn.item_id = a.item_id
           and nn.rank <= s.pool
     ) nb
-    where s.signal in ('semantic', 'cooccurrence', 'sequence', 'ease')
+    where s.kind = 'neighbors'
       and not (nb.neighbor_item_id = any(exclude_ids));
 
     v_pop := coalesce(sig_pools[array_position(sig_names, 'popularity')], 0);
@@ -614,29 +613,25 @@ begin
                    where ch.pin_no is not null
                    union all
                    select 2, d.contrib, octet_length(d.signal), d.signal,
-                          case d.signal
-                              when 'semantic' then
-                                  case when an.kind <> 'page' then format('similar to %s', an.name)
-                                       when an.brand = it.brand then format('similar description, same brand (%s)', it.brand)
+                          -- the registry's wording (pgrecs.signals.reason_format, %s: the anchor's
+                          -- name), but for the page's own item and the user's history, which
+                          -- semantic and ease word their own way, and the popularity thresholds
+                          case
+                              when d.signal = 'semantic' and an.kind = 'page' then
+                                  case when an.brand = it.brand then format('similar description, same brand (%s)', it.brand)
                                        when an.category_path = it.category_path and cardinality(it.category_path) > 0
                                            then format('similar description, same category (%s)',
                                                        array_to_string(it.category_path, ' > '))
                                        else 'similar description'
                                   end
-                              when 'cooccurrence' then format('often bought together with %s', an.name)
-                              when 'sequence' then format('often chosen next after %s', an.name)
-                              when 'ease' then
-                                  case an.kind
-                                      when 'history' then 'customers like you also chose this'
-                                      when 'page' then 'customers who chose this item also chose this one'
-                                      else format('customers who chose %s also chose this', an.name)
-                                  end
-                              when 'popularity' then
-                                  case when sg.popularity_percentile < 0.05 then 'popular right now' end
-                              when 'trending' then 'trending'
-                              when 'category_popularity' then
+                              when d.signal = 'ease' and an.kind = 'history' then 'customers like you also chose this'
+                              when d.signal = 'ease' and an.kind = 'page' then 'customers who chose this item also chose this one'
+                              when d.signal = 'popularity' and not coalesce(sg.popularity_percentile < 0.05, false) then null
+                              when d.signal = 'category_popularity' then
                                   case when sg.category_popularity_rank <= 10
-                                       then format('popular in %s', array_to_string(it.category_path, ' > ')) end
+                                       then format(sig_reasons[array_position(sig_names, d.signal)],
+                                                   array_to_string(it.category_path, ' > ')) end
+                              else format(sig_reasons[array_position(sig_names, d.signal)], an.name)
                           end
                    from det d
                    left join anchors an on an.item_id = d.anchor

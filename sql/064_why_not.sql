@@ -55,6 +55,7 @@ declare
     sig_names text[];
     sig_weights double precision[];
     sig_pools integer[];
+    sig_kinds text[];
     h_item bigint[];
     h_signal text[];
     h_s double precision[];
@@ -76,6 +77,7 @@ declare
     r record;
     notes text[] := '{}';
     sig text;
+    sig_kind text;
     nb_rank integer;
     nb_title text;
     -- MMR
@@ -239,13 +241,9 @@ begin
                    then why_not.k * p.mmr_pool_factor else why_not.k end;
     v_model := coalesce(p.model_id, (select m.model_id from pgrecs.embedding_models m where m.is_default));
 
-    select coalesce(array_agg(s.signal), '{}'),
-           coalesce(array_agg(coalesce((w ->> s.signal)::double precision, 0)), '{}'),
-           coalesce(array_agg(coalesce((p.pool_sizes ->> s.signal)::integer, 50)), '{}')
-    into sig_names, sig_weights, sig_pools
-    from unnest(array['semantic', 'cooccurrence', 'sequence', 'ease', 'popularity', 'trending',
-                      'category_popularity', 'margin']) as s (signal)
-    where coalesce((w ->> s.signal)::double precision, 0) <> 0;
+    select s.signals, s.kinds, s.weights, s.pools
+    into sig_names, sig_kinds, sig_weights, sig_pools
+    from pgrecs.placement_signals(p) as s;
 
     select coalesce(array_agg(nb.neighbor_item_id), '{}'), coalesce(array_agg(s.signal), '{}'),
            coalesce(array_agg(case when s.signal = 'sequence'
@@ -254,7 +252,7 @@ begin
            coalesce(array_agg(a.item_id), '{}')
     into h_item, h_signal, h_s, h_anchor
     from unnest(anchor_ids, anchor_weights, anchor_positions) with ordinality as a (item_id, weight, pos, ord)
-    cross join unnest(sig_names, sig_pools) as s (signal, pool)
+    cross join unnest(sig_names, sig_pools, sig_kinds) as s (signal, pool, kind)
     cross join lateral (
         select nn.neighbor_item_id, nn.score
         from pgrecs.item_neighbors nn
@@ -263,7 +261,7 @@ begin
           and nn.item_id = a.item_id
           and nn.rank <= s.pool
     ) nb
-    where s.signal in ('semantic', 'cooccurrence', 'sequence', 'ease')
+    where s.kind = 'neighbors'
       and not (nb.neighbor_item_id = any(exclude_ids));
 
     v_pop := coalesce(sig_pools[array_position(sig_names, 'popularity')], 0);
@@ -480,9 +478,9 @@ begin
     tpos := array_position(ids, it.item_id);
 
     if tpos is null then
-        -- not a candidate: say, signal by signal, how close it came
-        for sig in select unnest(sig_names) loop
-            if sig in ('semantic', 'cooccurrence', 'sequence', 'ease') then
+        -- not a candidate: say, signal by signal (registry order), how close it came
+        for sig, sig_kind in select * from unnest(sig_names, sig_kinds) loop
+            if sig_kind = 'neighbors' then
                 nb_rank := null;
                 select x.rank, ai.title into nb_rank, nb_title
                 from pgrecs.item_neighbors x

@@ -48,7 +48,7 @@ def test_every_table_carries_a_tenant(db_url):
             """
             select t.table_name from information_schema.tables t
             where t.table_schema = 'pgrecs' and t.table_type = 'BASE TABLE'
-              and t.table_name not in ('tenants', 'event_types', 'embedding_models', 'placement_defaults')
+              and t.table_name not in ('tenants', 'event_types', 'embedding_models', 'placement_defaults', 'signals')
               and not exists (select 1 from information_schema.columns c
                               where c.table_schema = t.table_schema and c.table_name = t.table_name
                                 and c.column_name = 'tenant_id')
