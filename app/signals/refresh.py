@@ -179,6 +179,16 @@ def _project_var(name: str, variables: dict):
 
 _NEIGHBOR_COLUMNS = "(tenant_id, item_id, neighbor_item_id, score, rank)"
 
+# The neighbour signals a refresh builds from the events, each with the relation its lists are
+# published from (pgrecs.publish_signals). A new signal from a dbt mart is one line here and one
+# row of pgrecs.signals; the evaluation rebuilds these from its training events (and copies
+# every other signal's lists, which events do not feed).
+REFRESHED_SIGNALS = {
+    "cooccurrence": "recs_marts.fct_item_cooccurrence",
+    "sequence": "recs_marts.fct_item_sequence",  # published when this run rebuilt the mart
+    "ease": "pg_temp.ease_neighbors",  # published when this run fitted EASE
+}
+
 
 def _copy_neighbors(conn, table: str, per_tenant: dict) -> None:
     """Rows of per-tenant neighbour lists into a temporary table, through one binary COPY built
@@ -213,15 +223,15 @@ def publish(url: str, last_event_ids: dict[str, int], full: bool,
     lineage of the EASE fits.
     sequence: the dbt mart fct_item_sequence was rebuilt by this run, so its lists replace the
     published ones."""
-    # what this run publishes, one line per neighbour signal (pgrecs.publish_signals)
-    lists = {
-        # co-occurrence: only the lists of the items this run recomputed (all of them when full)
-        "cooccurrence": {"source": "recs_marts.fct_item_cooccurrence" if cooccurrence is None
-                         else "pg_temp.cooccurrence_neighbors", "items": "recs_intermediate.int_items_cooccurrence_touched"},
-        "sequence": "recs_marts.fct_item_sequence" if sequence else None,
-        "ease": "pg_temp.ease_neighbors" if ease is not None else None,
-    }
-    lists = {signal: source for signal, source in lists.items() if source}
+    lists: dict = dict(REFRESHED_SIGNALS)
+    if cooccurrence is not None:  # computed in Python (the default) rather than by the dbt mart
+        lists["cooccurrence"] = "pg_temp.cooccurrence_neighbors"
+    # co-occurrence replaces only the lists of the items this run recomputed (all when full)
+    lists["cooccurrence"] = {"source": lists["cooccurrence"], "items": "recs_intermediate.int_items_cooccurrence_touched"}
+    if not sequence:
+        del lists["sequence"]
+    if ease is None:
+        del lists["ease"]
     with connect(url) as conn:
         if cooccurrence is not None:
             _copy_neighbors(conn, "cooccurrence_neighbors", cooccurrence)
