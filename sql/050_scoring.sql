@@ -79,7 +79,7 @@ begin
     exclude_ids := coalesce(exclude_ids, '{}');
 
     -- 1. signals and candidates
-    select * into sig from pgrecs.rank_signals(p.weights, p.pool_sizes);
+    select * into sig from pgrecs.rank_signals(p.placement, p.weights, p.pool_sizes);
     select * into cand
     from pgrecs.rank_candidates(t, anchor_ids, anchor_weights, anchor_positions, exclude_ids,
                                 sig.signals, sig.pools, sig.kinds, f);
