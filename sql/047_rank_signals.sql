@@ -6,7 +6,8 @@
 -- (neighbour lists or an item column), and pgrecs.signal_reason words a signal's reason.
 
 create or replace function pgrecs.rank_signals(placement_name text, weights jsonb, pool_sizes jsonb)
-returns table (signals text[], signal_weights double precision[], pools integer[], kinds text[])
+returns table (signals text[], signal_weights double precision[], pools integer[], kinds text[],
+               reason_formats text[])
 language plpgsql
 stable parallel safe
 as $$
@@ -28,16 +29,17 @@ begin
     select coalesce(array_agg(s.signal order by s.signal), '{}'),
            coalesce(array_agg((weights ->> s.signal)::double precision order by s.signal), '{}'),
            coalesce(array_agg(coalesce((pool_sizes ->> s.signal)::integer, 50) order by s.signal), '{}'),
-           coalesce(array_agg(s.kind order by s.signal), '{}')
+           coalesce(array_agg(s.kind order by s.signal), '{}'),
+           coalesce(array_agg(s.reason_format order by s.signal), '{}')
     from pgrecs.signals as s
     where coalesce((weights ->> s.signal)::double precision, 0) <> 0;
 end
 $$;
 comment on function pgrecs.rank_signals(text, jsonb, jsonb) is
-    'The registered signals (pgrecs.signals) a placement scores (weight <> 0) as parallel arrays: name, weight, candidate pool (pool_sizes, default 50) and kind (neighbors: lists per anchor; item: a column of the item); refuses (22023) weights for unregistered signals.';
+    'The registered signals (pgrecs.signals) a placement scores (weight <> 0) as parallel arrays: name, weight, candidate pool (pool_sizes, default 50) kind (neighbors: lists per anchor; item: a column of the item) and reason format; refuses (22023) weights for unregistered signals.';
 
 create or replace function pgrecs.signal_reason(
-    signal text, anchor_kind text, anchor_name text, anchor_brand text, anchor_category_path text[],
+    signal text, reason_format text, anchor_kind text, anchor_name text, anchor_brand text, anchor_category_path text[],
     brand text, category_path text[], popularity_percentile real, category_popularity_rank integer
 )
 returns text
@@ -60,18 +62,17 @@ as $$
             case anchor_kind
                 when 'history' then 'customers like you also chose this'
                 when 'page' then 'customers who chose this item also chose this one'
-                else format((select r.reason_format from pgrecs.signals as r where r.signal = 'ease'), anchor_name)
+                else format(reason_format, anchor_name)
             end
         when 'popularity' then
             case when popularity_percentile < 0.05
-                 then (select r.reason_format from pgrecs.signals as r where r.signal = 'popularity') end
+                 then reason_format end
         when 'category_popularity' then
             case when category_popularity_rank <= 10
-                 then format((select r.reason_format from pgrecs.signals as r where r.signal = 'category_popularity'),
-                             array_to_string(category_path, ' > ')) end
+                 then format(reason_format, array_to_string(category_path, ' > ')) end
         -- every other signal in the registry's wording (%s: the anchor's name)
-        else format((select r.reason_format from pgrecs.signals as r where r.signal = signal_reason.signal), anchor_name)
+        else format(reason_format, anchor_name)
     end
 $$;
-comment on function pgrecs.signal_reason(text, text, text, text, text[], text, text[], real, integer) is
-    'The reason a signal gives for an item, or null: worded from the anchor (its kind page/history/example, name, brand, category path) and the item (brand, category path, popularity percentile, rank in its category).';
+comment on function pgrecs.signal_reason(text, text, text, text, text, text[], text, text[], real, integer) is
+    'The reason a signal gives for an item, or null: the registry''s reason_format (pgrecs.signals) worded from the anchor (its kind page/history/example, name, brand, category path) and the item (brand, category path, popularity percentile, rank in its category).';

@@ -183,7 +183,7 @@ begin
                    where ch.pin_no is not null
                    union all
                    select 2, d.contrib, octet_length(d.signal), d.signal,
-                          pgrecs.signal_reason(d.signal, an.kind, an.name, an.brand, an.category_path, it.brand,
+                          pgrecs.signal_reason(d.signal, sig.reason_formats[array_position(sig.signals, d.signal)], an.kind, an.name, an.brand, an.category_path, it.brand,
                                                it.category_path, sg.popularity_percentile, sg.category_popularity_rank)
                    from det d
                    left join anchors an on an.item_id = d.anchor
