@@ -71,4 +71,3 @@ create or replace trigger signals_keep_referenced_on_update
     after update on pgrecs.signals
     referencing old table as removed
     for each statement execute function pgrecs.check_signal_references();
-
