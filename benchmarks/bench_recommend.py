@@ -69,8 +69,13 @@ NOISE_RPS_RATIO_MIN = 0.90
 # BENCH_REUSE=1 (default) keeps the populated database on the bench server between runs (named by
 # its scale) and only re-applies sql/ on the next run; BENCH_REUSE=0 builds a fresh one.
 REUSE = os.environ.get("BENCH_REUSE", "1") != "0"
-# every neighbour signal the seeded placements read (home_for_you: all four)
-NEIGHBOR_SIGNALS = ("semantic", "cooccurrence", "ease", "sequence")
+# the neighbour lists written: every neighbour signal of the registry that a seeded placement
+# weights (home_for_you: all of them)
+NEIGHBOR_SIGNALS_SQL = """
+    select s.signal from pgrecs.signals s
+    where s.kind = 'neighbors' and exists (select 1 from pgrecs.placements p where p.weights ? s.signal)
+    order by s.signal
+"""
 ITEM_SQL = "select * from recs.recommend_for_item(item => %s::bigint, k => 10, placement => 'pdp_similar')"
 USER_SQL = "select * from recs.recommend_for_user(user_id => %s::bigint, k => 10, placement => 'home_for_you')"
 LOG = WORK / "bench_recommend_gunicorn.log"
@@ -127,7 +132,8 @@ def _populate(conn: psycopg.Connection) -> dict:
     # neighbour lists: same cluster, decreasing scores; indexes rebuilt after the bulk insert
     conn.execute("drop index pgrecs.item_neighbors_ranked; drop index pgrecs.item_neighbors_reverse;"
                  " alter table pgrecs.item_neighbors drop constraint item_neighbors_pkey")
-    for shift, signal in enumerate(NEIGHBOR_SIGNALS):
+    signals = [r[0] for r in conn.execute(NEIGHBOR_SIGNALS_SQL).fetchall()]
+    for shift, signal in enumerate(signals):
         conn.execute(
             """
             insert into pgrecs.item_neighbors (signal, item_id, neighbor_item_id, score, rank)
@@ -443,7 +449,7 @@ def _database(server: str):
 
     from pgrecs import migrate
 
-    name = f"bench_recommend_warm_{N_ITEMS}_{N_EVENTS}_{N_NEIGHBORS}_{len(NEIGHBOR_SIGNALS)}signals"
+    name = f"bench_recommend_warm_{N_ITEMS}_{N_EVENTS}_{N_NEIGHBORS}"
     url = _with_database(server, name)
     with psycopg.connect(server, autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()

@@ -137,7 +137,7 @@ def run() -> dict:
                 "cooccurrence_compute_s": round(report.cooccurrence_compute_seconds, 2),
                 "ease_s": round(report.ease_seconds, 2),
                 "publish_s": round(report.publish_seconds, 2), "models": report.models, "tests": report.tests,
-                "cooccurrence_items_recomputed": sum(t["cooccurrence_items"] for t in report.tenants),
+                "cooccurrence_items_recomputed": sum(t["cooccurrence_lists"] for t in report.tenants),
                 "slowest_nodes": {n.name: round(n.seconds, 2) for n in report.slowest(5)},
                 "notes": report.notes}
 

@@ -2,31 +2,44 @@
 --
 -- Every signal-specific line of pgrecs.rank_items and recs.why_not is in this file, except the
 -- item columns that the scoring stage reads (popularity, trending, margin: sql/049_rank_pool.sql):
--- pgrecs.rank_signals lists the signals of a placement with their weight, pool and kind
+-- pgrecs.rank_signals lists the registered signals (pgrecs.signals) of a placement with their weight, pool and kind
 -- (neighbour lists or an item column), and pgrecs.signal_reason words a signal's reason.
 
-create or replace function pgrecs.rank_signals(weights jsonb, pool_sizes jsonb)
-returns table (signals text[], signal_weights double precision[], pools integer[], kinds text[])
-language sql
-immutable parallel safe
+create or replace function pgrecs.rank_signals(placement_name text, weights jsonb, pool_sizes jsonb)
+returns table (signals text[], signal_weights double precision[], pools integer[], kinds text[],
+               reason_formats text[])
+language plpgsql
+stable parallel safe
 as $$
-    -- the signals of weight <> 0 (a signal of weight 0 produces no rows), each one's candidate
-    -- pool (pool_sizes, 50 by default) and kind: 'neighbors' (lists per anchor in
-    -- pgrecs.item_neighbors) or 'item' (a column of pgrecs.item_signals or pgrecs.items)
-    select coalesce(array_agg(s.signal), '{}'),
-           coalesce(array_agg(coalesce((weights ->> s.signal)::double precision, 0)), '{}'),
-           coalesce(array_agg(coalesce((pool_sizes ->> s.signal)::integer, 50)), '{}'),
-           coalesce(array_agg(s.kind), '{}')
-    from (values ('semantic', 'neighbors'), ('cooccurrence', 'neighbors'), ('sequence', 'neighbors'),
-                 ('ease', 'neighbors'), ('popularity', 'item'), ('trending', 'item'),
-                 ('category_popularity', 'item'), ('margin', 'item')) as s (signal, kind)
-    where coalesce((weights ->> s.signal)::double precision, 0) <> 0
+-- the registered signals (pgrecs.signals) of weight <> 0, by name, each one's candidate pool
+-- (pool_sizes, 50 by default) and kind: 'neighbors' (lists per anchor in pgrecs.item_neighbors)
+-- or 'item' (a column of pgrecs.item_signals or pgrecs.items). A weight for a signal the registry
+-- does not hold is refused: a misspelt name would otherwise weigh nothing.
+declare
+    unknown text;
+begin
+    select string_agg(x.key, ', ' order by x.key) into unknown
+    from jsonb_object_keys(coalesce(weights, '{}')) as x (key)
+    where not exists (select 1 from pgrecs.signals as s where s.signal = x.key);
+    if unknown is not null then
+        raise exception 'placement %: weights name unregistered signals: % (pgrecs.signals lists the signals)',
+            placement_name, unknown using errcode = '22023';
+    end if;
+    return query
+    select coalesce(array_agg(s.signal order by s.signal), '{}'),
+           coalesce(array_agg((weights ->> s.signal)::double precision order by s.signal), '{}'),
+           coalesce(array_agg(coalesce((pool_sizes ->> s.signal)::integer, 50) order by s.signal), '{}'),
+           coalesce(array_agg(s.kind order by s.signal), '{}'),
+           coalesce(array_agg(s.reason_format order by s.signal), '{}')
+    from pgrecs.signals as s
+    where coalesce((weights ->> s.signal)::double precision, 0) <> 0;
+end
 $$;
-comment on function pgrecs.rank_signals(jsonb, jsonb) is
-    'The signals a placement scores (weight <> 0) as parallel arrays: name, weight, candidate pool (pool_sizes, default 50) and kind (neighbors: lists per anchor; item: a column of the item).';
+comment on function pgrecs.rank_signals(text, jsonb, jsonb) is
+    'The registered signals (pgrecs.signals) a placement scores (weight <> 0) as parallel arrays: name, weight, candidate pool (pool_sizes, default 50) kind (neighbors: lists per anchor; item: a column of the item) and reason format; refuses (22023) weights for unregistered signals.';
 
 create or replace function pgrecs.signal_reason(
-    signal text, anchor_kind text, anchor_name text, anchor_brand text, anchor_category_path text[],
+    signal text, reason_format text, anchor_kind text, anchor_name text, anchor_brand text, anchor_category_path text[],
     brand text, category_path text[], popularity_percentile real, category_popularity_rank integer
 )
 returns text
@@ -45,21 +58,21 @@ as $$
                      then format('similar description, same category (%s)', array_to_string(category_path, ' > '))
                  else 'similar description'
             end
-        when 'cooccurrence' then format('often bought together with %s', anchor_name)
-        when 'sequence' then format('often chosen next after %s', anchor_name)
         when 'ease' then
             case anchor_kind
                 when 'history' then 'customers like you also chose this'
                 when 'page' then 'customers who chose this item also chose this one'
-                else format('customers who chose %s also chose this', anchor_name)
+                else format(reason_format, anchor_name)
             end
         when 'popularity' then
-            case when popularity_percentile < 0.05 then 'popular right now' end
-        when 'trending' then 'trending'
+            case when popularity_percentile < 0.05
+                 then reason_format end
         when 'category_popularity' then
             case when category_popularity_rank <= 10
-                 then format('popular in %s', array_to_string(category_path, ' > ')) end
+                 then format(reason_format, array_to_string(category_path, ' > ')) end
+        -- every other signal in the registry's wording (%s: the anchor's name)
+        else format(reason_format, anchor_name)
     end
 $$;
-comment on function pgrecs.signal_reason(text, text, text, text, text[], text, text[], real, integer) is
-    'The reason a signal gives for an item, or null: worded from the anchor (its kind page/history/example, name, brand, category path) and the item (brand, category path, popularity percentile, rank in its category).';
+comment on function pgrecs.signal_reason(text, text, text, text, text, text[], text, text[], real, integer) is
+    'The reason a signal gives for an item, or null: the registry''s reason_format (pgrecs.signals) worded from the anchor (its kind page/history/example, name, brand, category path) and the item (brand, category path, popularity percentile, rank in its category).';

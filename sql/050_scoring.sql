@@ -79,7 +79,7 @@ begin
     exclude_ids := coalesce(exclude_ids, '{}');
 
     -- 1. signals and candidates
-    select * into sig from pgrecs.rank_signals(p.weights, p.pool_sizes);
+    select * into sig from pgrecs.rank_signals(p.placement, p.weights, p.pool_sizes);
     select * into cand
     from pgrecs.rank_candidates(t, anchor_ids, anchor_weights, anchor_positions, exclude_ids,
                                 sig.signals, sig.pools, sig.kinds, f);
@@ -183,7 +183,7 @@ begin
                    where ch.pin_no is not null
                    union all
                    select 2, d.contrib, octet_length(d.signal), d.signal,
-                          pgrecs.signal_reason(d.signal, an.kind, an.name, an.brand, an.category_path, it.brand,
+                          pgrecs.signal_reason(d.signal, sig.reason_formats[array_position(sig.signals, d.signal)], an.kind, an.name, an.brand, an.category_path, it.brand,
                                                it.category_path, sg.popularity_percentile, sg.category_popularity_rank)
                    from det d
                    left join anchors an on an.item_id = d.anchor

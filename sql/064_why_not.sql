@@ -282,7 +282,7 @@ begin
     v_pool := case when lam < 1 or p.max_per_brand is not null or p.max_per_category is not null
                    then why_not.k * p.mmr_pool_factor else why_not.k end;
     v_model := coalesce(p.model_id, (select m.model_id from pgrecs.embedding_models m where m.is_default));
-    select * into sigs from pgrecs.rank_signals(p.weights, p.pool_sizes);
+    select * into sigs from pgrecs.rank_signals(p.placement, p.weights, p.pool_sizes);
     select * into cand
     from pgrecs.rank_candidates(t, anchor_ids, anchor_weights, anchor_positions, exclude_ids,
                                 sigs.signals, sigs.pools, sigs.kinds, f);

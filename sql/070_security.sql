@@ -56,7 +56,7 @@ declare
 begin
     -- reference data: read-only for the API
     foreach t in array array['pgrecs.tenants', 'pgrecs.event_types', 'pgrecs.embedding_models',
-                             'pgrecs.placement_defaults'] loop
+                             'pgrecs.placement_defaults', 'pgrecs.signals'] loop
         if to_regclass(t) is not null then
             execute format('revoke insert, update, delete, truncate on %s from pgrecs_api', t);
         end if;

@@ -267,7 +267,7 @@ def test_incremental_refresh_equals_full_refresh(dirty_url, built):
     report = refresh(dirty_url, run_tests=True)
     assert report.mode == "incremental"
     # u3's and u4's baskets (a1, a2, a6, a7) and a3, whose list holds a1 and a2; not a4 / a5
-    assert report.tenants[0]["cooccurrence_items"] == 5
+    assert report.tenants[0]["cooccurrence_lists"] == 5
     # the next-item lists are a global model: kept by incremental refreshes unless asked for
     assert report.tenants[0]["sequence_rows"] == 0 and _sequence_lists(dirty_url) == sequence_before
     assert any("next-item lists kept" in n for n in report.notes)
@@ -345,7 +345,7 @@ def test_no_change_refresh_skips_item_models_and_ease(dirty_url, built):
     assert report.mode == "incremental"
     assert not _node_names(report) & {"stg_pgrecs__items", "dim_items_enriched", "fct_item_audit"}
     assert any("EASE kept where the user x item matrix is unchanged" in n for n in report.notes)
-    assert report.tenants[0]["ease_rows"] == 0 and report.tenants[0]["cooccurrence_items"] == 0
+    assert report.tenants[0]["ease_rows"] == 0 and report.tenants[0]["cooccurrence_lists"] == 0
     assert query(dirty_url, "select item_id, neighbor_item_id, score from pgrecs.item_neighbors"
                             " where signal = 'ease' order by 1, 2") == before
     # an item changes: the item models run again and the audit sees the change

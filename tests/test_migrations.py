@@ -48,7 +48,7 @@ def test_every_table_carries_a_tenant(shared_db_url):
             """
             select t.table_name from information_schema.tables t
             where t.table_schema = 'pgrecs' and t.table_type = 'BASE TABLE'
-              and t.table_name not in ('tenants', 'event_types', 'embedding_models', 'placement_defaults')
+              and t.table_name not in ('tenants', 'event_types', 'embedding_models', 'placement_defaults', 'signals')
               and not exists (select 1 from information_schema.columns c
                               where c.table_schema = t.table_schema and c.table_name = t.table_name
                                 and c.column_name = 'tenant_id')
@@ -85,9 +85,9 @@ def test_upgrade_drops_replaced_signatures(empty_db_url):
     with psycopg.connect(empty_db_url) as conn:
         for signature in old:
             assert conn.execute("select to_regprocedure(%s)", (signature,)).fetchone()[0] is None, signature
-        names = conn.execute("select proargnames from pg_proc"
-                             " where oid = 'pgrecs.publish_signals(jsonb, boolean)'::regprocedure").fetchone()[0]
-        assert "sequence_rows" in names
+        # the two-argument publish_signals gave way to the one taking an explicit map of lists
+        assert conn.execute("select to_regprocedure('pgrecs.publish_signals(jsonb, boolean)')").fetchone()[0] is None
+        assert conn.execute("select to_regprocedure('pgrecs.publish_signals(jsonb, boolean, jsonb)')").fetchone()[0]
 
 
 def test_functions_created_by_migrations_are_defined_in_sql(db_url):

@@ -242,7 +242,7 @@ def test_api_role_cannot_bypass_rls(db_url):
         # the callable SECURITY DEFINER functions: the key lookup, the console's sessions (the API
         # role reads neither keys nor sessions) and the audit marts (dbt tables carry no RLS; these
         # read them for the tenant in pgrecs.tenant only). The others are trigger functions (the
-        # event log's statement-level integrity checks, the rule audit trail), which SQL cannot call.
+        # statement-level integrity checks of the event log and the neighbour lists, the rule audit trail), which SQL cannot call.
         definers = c.execute(
             "select p.oid::regprocedure::text, p.prorettype = 'trigger'::regtype, p.proconfig"
             " from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
@@ -253,7 +253,7 @@ def test_api_role_cannot_bypass_rls(db_url):
             "recs.catalog_audit_items(integer,text)", "recs.catalog_audit_summary()"]
         assert {name for name, is_trigger, _ in definers if is_trigger} == {
             "pgrecs.audit_business_rule_change()", "pgrecs.check_event_references()",
-            "pgrecs.delete_events_of_deleted_rows()"}
+            "pgrecs.check_signal_references()", "pgrecs.delete_events_of_deleted_rows()"}
         for name, is_trigger, config in definers:
             if not is_trigger or name == "pgrecs.audit_business_rule_change()":
                 assert "search_path=pg_catalog, pg_temp" in (config or []), name

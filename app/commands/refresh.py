@@ -139,7 +139,7 @@ def refresh(ctx, full, ease, sequence, ease_lambda, ease_semantic_weight, ease_m
         click.echo(f"note: {note}", err=True)
     for t in report.tenants:
         click.echo(
-            f"{report.mode} refresh, tenant {t['tenant_id']}: {t['cooccurrence_items']} co-occurrence lists "
+            f"{report.mode} refresh, tenant {t['tenant_id']}: {t['cooccurrence_lists']} co-occurrence lists "
             f"recomputed ({t['cooccurrence_rows']} rows), {t['sequence_rows']} next-item rows, {t['ease_rows']} EASE rows, "
             f"{t['signal_rows']} item signals")
     click.echo(f"done in {report.seconds:.1f}s (dbt {report.dbt_seconds:.1f}s: {report.models} models, "

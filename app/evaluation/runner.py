@@ -16,16 +16,8 @@ from pgrecs.evaluation import baselines, metrics, scratch, splits
 from pgrecs.evaluation.data import Catalog, Interactions, load_catalog, load_interactions
 from pgrecs.signals import ease_blocks
 
-SIGNALS = ("semantic", "cooccurrence", "sequence", "ease", "popularity")
 # strategies that score the placement of `ease` over EASE lists computed another way
 EASE_VARIANTS = ("ease:plain", "ease:blocks")
-SINGLE_SIGNAL_STRATEGIES = {
-    "popularity": {"popularity": 1.0},
-    "cooccurrence": {"cooccurrence": 1.0},
-    "sequence": {"sequence": 1.0},
-    "ease": {"ease": 1.0},
-    "semantic": {"semantic": 1.0},
-}
 PYTHON_STRATEGIES = ("random", "baseline:popularity", "baseline:item_knn", "baseline:ease", "baseline:als")
 EXTERNAL_BASELINES = ("baseline:ease", "baseline:item_knn", "baseline:als")
 # the accuracy metric every comparison (and its bootstrap interval) is made on
@@ -54,6 +46,14 @@ class Options:
     ease_halo_size: int = ease_blocks.DEFAULT_HALO_SIZE
     progress: object = None  # callable(str)
     extra: dict = field(default_factory=dict)
+
+
+def single_signals(conn) -> tuple[str, ...]:
+    """The signals scored on their own (a strategy each, and the starting points of tuning): every
+    neighbour signal of the registry (pgrecs.signals), then popularity, the non-personal reference."""
+    return tuple(r[0] for r in conn.execute(
+        "select signal from pgrecs.signals where kind = 'neighbors' or signal = 'popularity'"
+        " order by kind = 'item', signal").fetchall())
 
 
 def _log(opts: Options, msg: str) -> None:
@@ -134,15 +134,17 @@ def metric_table(recs_by_strategy: dict, split: splits.Split, inter: Interaction
     return out
 
 
-def comparisons(recs_by_strategy: dict, split: splits.Split, users, seed: int = 0) -> dict:
+def comparisons(recs_by_strategy: dict, split: splits.Split, users, seed: int = 0,
+                signals: tuple[str, ...] = ()) -> dict:
     """Paired bootstrap intervals over the test users (NDCG@10) of the differences that matter:
     the tuned configuration (or, without one, the configured hybrids) against the best single
     signal and against the best external baseline of the same run (each "best" by its mean on
-    these users). The interval is over users, not over the choice of the best."""
+    these users). The interval is over users, not over the choice of the best. signals: the
+    single-signal strategies (single_signals)."""
     metric, k = COMPARISON_METRIC
     users = sorted(u for u in users if u in split.test)
     per = {name: metrics.per_user(recs, split.test, users, metric, k) for name, (recs, _) in recs_by_strategy.items()}
-    singles = [n for n in SINGLE_SIGNAL_STRATEGIES if n in per]
+    singles = [n for n in signals if n in per]
     externals = [n for n in EXTERNAL_BASELINES if n in per]
     subjects = ["tuned"] if "tuned" in per else [n for n in per if n.startswith("hybrid:")]
     out = {}
@@ -200,16 +202,16 @@ def _sample_users(users, n: int | None, seed: int) -> list[int]:
 
 
 def _sql_strategies(url: str, tenant: str, catalog, inter, split, opts: Options, placements: list[str],
-                    tuned: dict | None) -> dict:
+                    tuned: dict | None, signals: tuple[str, ...]) -> dict:
     from pgrecs.db import connect
 
     train_items = split.train_items_by_user(inter)
     out = {}
     with connect(url, tenant=tenant) as conn:
         base = opts.tune_placement if opts.tune_placement in placements else placements[0]
-        for name, weights in SINGLE_SIGNAL_STRATEGIES.items():
+        for name in signals:
             if _wanted(opts, name) or (name == "ease" and any(_wanted(opts, v) for v in EASE_VARIANTS)):
-                scratch.add_placement(conn, tenant, f"eval_{name}", base, scratch.signal_overrides(weights))
+                scratch.add_placement(conn, tenant, f"eval_{name}", base, scratch.signal_overrides({name: 1.0}))
                 out[name] = f"eval_{name}"
         for p in placements:
             if _wanted(opts, f"hybrid:{p}"):
@@ -257,7 +259,8 @@ def _config_key(cfg: dict) -> str:
     return json.dumps(cfg, sort_keys=True)
 
 
-def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, base_row: dict) -> tuple[dict, list]:
+def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, base_row: dict,
+          signals: tuple[str, ...]) -> tuple[dict, list]:
     """Search the placement configuration on validation splits inside the training period only
     (`tune_folds` nested folds, NDCG@10 averaged over their users).
 
@@ -360,13 +363,13 @@ def _tune(source_url: str, tenant: str, catalog, inter, split, opts: Options, ba
             tune_signal("ease", "ease_semantic_weight", TUNE_EASE_SEMANTIC_WEIGHTS, ease)
             tune_signal("cooccurrence", "cooc_shrinkage", TUNE_COOC_SHRINKAGE,
                         lambda url: scratch.cooccurrence_neighbors(url, tenant, params["cooc_shrinkage"]))
-        weights = {s: float(base_row["weights"].get(s, 0.0)) for s in SIGNALS}
+        weights = {s: float(base_row["weights"].get(s, 0.0)) for s in signals}
         for s, v in base_row["weights"].items():
             weights.setdefault(s, float(v))
         as_configured = {"weights": weights, "mmr_lambda": float(base_row["mmr_lambda"]),
                          "fusion": base_row.get("fusion") or "weighted"}
         clean = {**scratch.signal_overrides(weights, _pools(weights)), "mmr_lambda": 1.0, "fusion": "weighted"}
-        singles = [{**scratch.signal_overrides({s: 1.0}), "mmr_lambda": 1.0, "fusion": "weighted"} for s in SIGNALS]
+        singles = [{**scratch.signal_overrides({s: 1.0}), "mmr_lambda": 1.0, "fusion": "weighted"} for s in signals]
         scored = [(run(c), i, c) for i, c in enumerate(singles)]
         _, _, cfg = max(scored, key=lambda t: (t[0], -t[1]))
         best_vec = per_user(cfg)
@@ -466,6 +469,7 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
         placements = [r[0] for r in conn.execute(
             "select placement from pgrecs.placements where tenant_id = %s and placement not like 'eval\\_%%' "
             "order by placement", (tenant,)).fetchall()]
+        signals = single_signals(conn)
         has_scoring = conn.execute("select to_regprocedure('recs.recommend_for_user(bigint,integer,text,jsonb,boolean)') is not null").fetchone()[0]
     if len(inter) == 0:
         raise PgrecsError("no events loaded: load events first (pgrecs load events FILE)")
@@ -500,7 +504,7 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
             if base_row is None:
                 raise PgrecsError(f"unknown placement to tune: {opts.tune_placement}")
             tuned, trace = _tune(source_url, tenant, catalog, inter, split, opts,
-                                 {"weights": base_row[0], "mmr_lambda": base_row[1], "fusion": base_row[2]})
+                                 {"weights": base_row[0], "mmr_lambda": base_row[1], "fusion": base_row[2]}, signals)
         with scratch.scratch_database(source_url, "eval") as url:
             counts = scratch.populate(source_url, url, tenant, inter.event_id[split.train_mask],
                                       _known_item_ids(catalog, split))
@@ -508,7 +512,7 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
             signal_params = (tuned or {}).get("signal_params")
             scratch.refresh(url, tenant, signal_params)
             sql_strats = _sql_strategies(url, tenant, catalog, inter, split, opts, placements,
-                                         _placement_overrides(tuned) if tuned else None)
+                                         _placement_overrides(tuned) if tuned else None, signals)
             recs.update(score({n: s for n, s in sql_strats.items() if n != "ease" or _wanted(opts, n)}, users, kmax, opts))
             if "cooccurrence" in sql_strats and _wanted(opts, "cooccurrence:raw_counts"):
                 # the same placement over un-normalised co-occurrence (basket counts), for the
@@ -557,7 +561,7 @@ def evaluate(source_url: str, tenant: str, opts: Options) -> dict:
         _log(opts, "SQL strategies skipped: recs.recommend_for_user or `pgrecs refresh` not available")
 
     table = metric_table(recs, split, inter, catalog, opts.ks, users)
-    compared = comparisons(recs, split, users, opts.seed)
+    compared = comparisons(recs, split, users, opts.seed, signals)
     report = {
         "dataset": opts.dataset,
         "protocol": opts.protocol,

@@ -1,8 +1,9 @@
 """Evaluation through the serving SQL, without leakage.
 
 A scratch database is created on the same server, migrated, and given the catalogue (items,
-users, embedding models, item embeddings, semantic neighbour lists: all derived from item text,
-never from events), the placements, and only the training events of a split. The same refresh
+users, embedding models, item embeddings, the signal registry and the neighbour lists of every
+signal the refresh does not build from events, such as the semantic lists derived from item
+text), the placements, and only the training events of a split. The same refresh
 pipeline as production (`pgrecs refresh`) then rebuilds co-occurrence, EASE and popularity from
 those events, and every SQL strategy calls recs.recommend_for_user exactly as the API does.
 
@@ -24,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgrecs.errors import PgrecsError
 from pgrecs.evaluation.data import Catalog, Interactions
+from pgrecs.signals.refresh import REFRESHED_SIGNALS
 
 # tables copied as they are (the catalogue side; nothing here is derived from events)
 _CATALOG_COPIES = (
@@ -31,7 +33,8 @@ _CATALOG_COPIES = (
     ("pgrecs.items", "tenant_id = %(t)s"),
     ("pgrecs.users", "tenant_id = %(t)s"),
     ("pgrecs.item_embeddings", "tenant_id = %(t)s"),
-    ("pgrecs.item_neighbors", "tenant_id = %(t)s and signal = 'semantic'"),
+    # the lists no event feeds (semantic, hand-made ones); the refreshed signals are rebuilt
+    ("pgrecs.item_neighbors", "tenant_id = %(t)s and signal <> all(%(refreshed)s::text[])"),
 )
 
 
@@ -76,8 +79,9 @@ def _copy_table(src: psycopg.Connection, dst: psycopg.Connection, table: str, wh
         select = sql.SQL("{} where {}").format(select, sql.SQL(where))
     query = sql.SQL("copy ({}) to stdout").format(select)
     n = 0
+    params = {"t": tenant, "refreshed": list(REFRESHED_SIGNALS)}
     with src.cursor() as rc, dst.cursor() as wc:
-        with rc.copy(query, {"t": tenant}) as cin, \
+        with rc.copy(query, params) as cin, \
                 wc.copy(sql.SQL("copy {} ({}) from stdin").format(ident, col_sql)) as cout:
             for row in cin:
                 if keep_row is None or keep_row(bytes(row)):
@@ -98,6 +102,11 @@ def populate(source_url: str, scratch_url: str, tenant: str, train_event_ids: np
                     (tenant, tenant))
         dst.execute("delete from pgrecs.embedding_models")
         dst.execute("delete from pgrecs.placements where tenant_id = %s", (tenant,))
+        # signals registered in the source beyond the seeded ones
+        dst.cursor().executemany(
+            "insert into pgrecs.signals (signal, kind, reason_format, description) values (%s, %s, %s, %s)"
+            " on conflict (signal) do nothing",
+            src.execute("select signal, kind, reason_format, description from pgrecs.signals").fetchall())
         for table, where in _CATALOG_COPIES:
             counts[table] = _copy_table(src, dst, table, where, tenant)
         counts["pgrecs.placements"] = _copy_table(src, dst, "pgrecs.placements", "tenant_id = %(t)s", tenant)
@@ -152,7 +161,7 @@ def refresh(scratch_url: str, tenant: str, signal_params: dict | None = None) ->
 
 
 MAX_K = 100  # recs.recommend_for_user accepts k in [1, 100]
-SINGLE_SIGNAL_POOLS = {"semantic": 50, "cooccurrence": 50, "sequence": 50, "ease": 50, "popularity": 300}
+SINGLE_SIGNAL_POOLS = {"popularity": 300}  # candidates per signal on its own; 50 for the others
 
 
 def add_placement(conn: psycopg.Connection, tenant: str, name: str, base: str, overrides: dict) -> None:

@@ -179,6 +179,16 @@ def _project_var(name: str, variables: dict):
 
 _NEIGHBOR_COLUMNS = "(tenant_id, item_id, neighbor_item_id, score, rank)"
 
+# The neighbour signals a refresh builds from the events, each with the relation its lists are
+# published from (pgrecs.publish_signals). A new signal from a dbt mart is one line here and one
+# row of pgrecs.signals; the evaluation rebuilds these from its training events (and copies
+# every other signal's lists, which events do not feed).
+REFRESHED_SIGNALS = {
+    "cooccurrence": "recs_marts.fct_item_cooccurrence",
+    "sequence": "recs_marts.fct_item_sequence",  # published when this run rebuilt the mart
+    "ease": "pg_temp.ease_neighbors",  # published when this run fitted EASE
+}
+
 
 def _copy_neighbors(conn, table: str, per_tenant: dict) -> None:
     """Rows of per-tenant neighbour lists into a temporary table, through one binary COPY built
@@ -213,28 +223,44 @@ def publish(url: str, last_event_ids: dict[str, int], full: bool,
     lineage of the EASE fits.
     sequence: the dbt mart fct_item_sequence was rebuilt by this run, so its lists replace the
     published ones."""
+    lists: dict = dict(REFRESHED_SIGNALS)
+    if cooccurrence is not None:  # computed in Python (the default) rather than by the dbt mart
+        lists["cooccurrence"] = "pg_temp.cooccurrence_neighbors"
+    # co-occurrence replaces only the lists of the items this run recomputed (all when full)
+    lists["cooccurrence"] = {"source": lists["cooccurrence"], "items": "recs_intermediate.int_items_cooccurrence_touched"}
+    if not sequence:
+        del lists["sequence"]
+    if ease is None:
+        del lists["ease"]
     with connect(url) as conn:
-        if sequence:
-            # a view, not a copy: the lists are already in the mart; the name tells publish_signals
-            # to replace them (the view goes with this connection)
-            conn.execute("create temporary view sequence_neighbors as"
-                         " select tenant_id, item_id, neighbor_item_id, score, rank from recs_marts.fct_item_sequence")
         if cooccurrence is not None:
             _copy_neighbors(conn, "cooccurrence_neighbors", cooccurrence)
         if ease is not None:
             _copy_neighbors(conn, "ease_neighbors", ease)
         cur = conn.execute(
-            "select tenant_id, cooccurrence_items, cooccurrence_rows, ease_rows, sequence_rows, signal_rows"
-            " from pgrecs.publish_signals(last_event_ids => %s::jsonb, full_refresh => %s)",
-            (json.dumps({k: int(v) for k, v in last_event_ids.items()}), full))
-        names = [c.name for c in cur.description]
-        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+            "select tenant_id, lists, signal_rows"
+            " from pgrecs.publish_signals(last_event_ids => %s::jsonb, full_refresh => %s, publish => %s::jsonb)",
+            (json.dumps({k: int(v) for k, v in last_event_ids.items()}), full, json.dumps(lists)))
+        published = cur.fetchall()
+        signals = [s for (s,) in conn.execute("select signal from pgrecs.signals where kind = 'neighbors' order by 1")]
+        rows = [_published_row(tenant, counts, signal_rows, signals) for tenant, counts, signal_rows in published]
         if ease is not None:
             _record_ease(conn, ease, (inputs or {}).get("ease") or {}, fits or [])
         if inputs is not None:
             conn.execute("update pgrecs.refresh_state set inputs = inputs || jsonb_build_object('shared', %s::jsonb)"
                          " where tenant_id = any(%s)", (json.dumps(inputs["shared"]), list(last_event_ids)))
     return rows
+
+
+def _published_row(tenant: str, counts: dict, signal_rows: int, signals: list[str]) -> dict:
+    """One tenant's publication: `<signal>_lists` and `<signal>_rows` of every neighbour signal
+    (0 for those this run kept), and `signal_rows`, the item signals written."""
+    row: dict = {"tenant_id": tenant}
+    for signal in signals:
+        row[f"{signal}_lists"] = counts.get(signal, {}).get("lists", 0)
+        row[f"{signal}_rows"] = counts.get(signal, {}).get("rows", 0)
+    row["signal_rows"] = signal_rows
+    return row
 
 
 def _record_ease(conn, ease: dict[str, ease_module.EaseNeighbors], fingerprints: dict[str, str],
