@@ -9,7 +9,7 @@ as $$
     select coalesce(nullif(current_setting('pgrecs.tenant', true), ''), 'default')
 $$;
 comment on function pgrecs.current_tenant() is
-    'The tenant of this session (GUC pgrecs.tenant), ''default'' when unset.';
+    'The current tenant (setting pgrecs.tenant), ''default'' when unset.';
 
 -- The generated column pgrecs.items.category_key (migration 0009) is computed by this function.
 create or replace function pgrecs.category_key(category_path text[])

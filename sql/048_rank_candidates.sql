@@ -59,18 +59,6 @@ begin
             ) y
             where y.ok
             limit pool);
-        if cardinality(ids) < pool then
-            execute $q$
-                select array(
-                    select s.item_id
-                    from pgrecs.item_signals s
-                    join pgrecs.items i on i.item_id = s.item_id
-                    where s.tenant_id = $1
-                      and pgrecs.item_matches_filters(i, $2)
-                    order by s.popularity desc, i.tie_key
-                    limit $3)
-            $q$ into ids using tenant, filters, pool;
-        end if;
     elsif signal = 'trending' then
         ids := array(
             select y.item_id
@@ -94,19 +82,6 @@ begin
             ) y
             where y.ok
             limit pool);
-        if cardinality(ids) < pool then
-            execute $q$
-                select array(
-                    select s.item_id
-                    from pgrecs.item_signals s
-                    join pgrecs.items i on i.item_id = s.item_id
-                    where s.tenant_id = $1
-                      and s.trending > 0
-                      and pgrecs.item_matches_filters(i, $2)
-                    order by s.trending desc, i.tie_key
-                    limit $3)
-            $q$ into ids using tenant, filters, pool;
-        end if;
     elsif signal = 'category_popularity' then
         -- the most popular of each of the first 5 categories (category paths joined by chr(31)):
         -- its items (items_tenant_category_key: text equality is leakproof, so the index serves
@@ -134,6 +109,21 @@ begin
             ) y);
     else
         raise exception 'no top list for signal %', signal using errcode = '22023';
+    end if;
+    if signal in ('popularity', 'trending') and cardinality(ids) < pool then
+        -- the window held too few matching items: the exact query, planned for this call with its
+        -- values (the column name comes from the two branches above, never from the caller)
+        execute format($q$
+            select array(
+                select s.item_id
+                from pgrecs.item_signals s
+                join pgrecs.items i on i.item_id = s.item_id
+                where s.tenant_id = $1
+                  and (s.%1$I > 0 or $4 = 'popularity')
+                  and pgrecs.item_matches_filters(i, $2)
+                order by s.%1$I desc, i.tie_key
+                limit $3)
+        $q$, signal) into ids using tenant, filters, pool, signal;
     end if;
     return ids;
 end
