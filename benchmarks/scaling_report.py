@@ -143,7 +143,25 @@ def similar_lists_table() -> str:
     return "\n".join(lines + [""] + notes)
 
 
-SECTIONS = {"replication": replication_table, "replica_sizing": sizing_table, "similar_lists": similar_lists_table}
+def call_floor_table() -> str:
+    """Per-call queries/s of a bare round trip, a bare list read and recs.similar_items against hnswlib, one run."""
+    r = _load("call_floor")
+    if not r:
+        return "_not measured yet: `python -m benchmarks.run call_floor`_"
+    labels = {"select_1": "`select 1` (the round trip alone)",
+              "list_read": "bare 10-row read of item_neighbors (index-only)",
+              "similar_items": "recs.similar_items, maintained list, k 10",
+              "hnswlib": f"hnswlib knn_query, one vector, ef {r['baseline_note'].split('ef ')[1].split(' ')[0]}"}
+    lines = ["| per call, 1 client | q/s (median of rounds) | / hnswlib |", "| --- | --- | --- |"]
+    for name, label in labels.items():
+        lines.append(f"| {label} | {_num(r['qps_per_call'][name])} | {_num(r['ratios_vs_hnswlib'][name], 3)} |")
+    return "\n".join(lines + ["", f"- {_num(r['items'], 0)} items (call_floor.json, {r['started_at']}, load average "
+                               f"{r['load_average_1m'][0]} / {r['load_average_1m'][1]}): {r['baseline_note']}; "
+                               f"{r['rounds']} interleaved rounds of {_num(r['calls_per_round'], 0)} calls."])
+
+
+SECTIONS = {"replication": replication_table, "replica_sizing": sizing_table, "similar_lists": similar_lists_table,
+            "call_floor": call_floor_table}
 
 
 def render(text: str) -> str:
