@@ -24,12 +24,18 @@ begin
     if not found then
         raise exception 'unknown embedding model id: %', semantic_list_target.model_id using errcode = 'P0002';
     end if;
+    -- one list writer at a time per tenant and model: a writer rewrites and re-ranks other items'
+    -- lists too (an item enters its neighbours' lists), so two at once deadlock on those rows or
+    -- cut each other's lists short. The expensive part, encoding, stays parallel in the workers
+    perform pg_advisory_xact_lock(hashtext('pgrecs.semantic_lists'),
+                                  hashtext(pgrecs.current_tenant() || '/' || coalesce(semantic_list_target.model_id,
+                                           (pgrecs.resolve_model(null)).model_id)));
 end
 $$;
 comment on function pgrecs.semantic_list_target(smallint) is
     'Where a model''s semantic neighbour lists are written (the default model: pgrecs.item_neighbors, signal '
-    'semantic; any other: pgrecs.semantic_neighbors), taking the cut-over lock shared for the transaction; '
-    'internal to refresh/remove_semantic_neighbors.';
+    'semantic; any other: pgrecs.semantic_neighbors), taking the cut-over lock shared and the lists'' writer lock '
+    '(one writer per tenant and model) for the transaction; internal to refresh/remove_semantic_neighbors.';
 
 create or replace function pgrecs.refresh_semantic_neighbors(
     item_ids bigint[],

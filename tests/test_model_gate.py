@@ -110,3 +110,15 @@ def test_comparisons_use_the_evaluation_bootstrap():
     # a slice nobody is in (no cold-start users, no held-out queries) compares as empty, not as an error
     assert gate._compare([], [], seed=0) == {"active": 0.0, "candidate": 0.0, "difference": 0.0,
                                              "ci95": [0.0, 0.0], "ratio": None, "n": 0}
+
+
+def test_search_queries_are_cleaned_title_halves_of_held_out_items(sql):
+    rows = [("q1", '<span class="title">Quilted lambskin shoulder bag</span>', "A soft bag"),
+            ("q2", "Retinol night serum", "For the face"),
+            ("q3", '<span class="a-size-medium a-color-secondary">', "Markup for a title"),
+            ("q4", "Jumbo bag red retrospot", "Not held out")]
+    ids = [sql.execute("insert into pgrecs.items (external_id, title, description) values (%s, %s, %s)"
+                       " returning item_id", row).fetchone()[0] for row in rows]
+    queries = dict(gate._search_queries(sql, "default", ids[:3], seed=0))
+    # markup never becomes a query: a title of nothing but a tag has no words left
+    assert queries == {"Quilted lambskin": {ids[0]}, "Retinol night": {ids[1]}}

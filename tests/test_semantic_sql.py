@@ -345,3 +345,41 @@ def test_equal_distances_are_cut_by_tie_key(conn, catalog, filters, max_rows):
     got = [r[0] for r in conn.execute("select external_id from recs.search_by_vector(%s, 2, %s::jsonb)",
                                       (HalfVector(query), json.dumps(filters)))]
     assert got == by_tie_key[:2]
+
+
+@pytest.mark.commits
+def test_two_list_writers_at_once_leave_every_list_whole(conn, catalog):
+    """Two embed workers write lists at the same time (each its own batches, propagating into the
+    other's lists): afterwards every active item's list holds n entries, ranked 1..n."""
+    import threading
+
+    from pgrecs.db import connect
+
+    url = conn.info.dsn
+    ids = [int(i) for i in catalog["ids"]]
+    batches = [ids[start:start + 40] for start in range(0, len(ids), 40)]
+    errors = []
+
+    def writer(mine):
+        try:
+            with connect(url, tenant="default") as c:
+                for batch in mine:
+                    c.execute("select pgrecs.refresh_semantic_neighbors(%s, 20, true)", (batch,))
+                    c.commit()
+        except Exception as exc:  # surfaced below: a failed writer must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(batches[w::2],)) for w in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    lists = conn.execute(
+        "select nb.item_id, count(*), array_agg(nb.rank order by nb.rank)"
+        " from pgrecs.item_neighbors as nb join pgrecs.items as i on i.item_id = nb.item_id and i.active"
+        " where nb.signal = 'semantic' group by nb.item_id").fetchall()
+    actives = conn.execute("select count(*) from pgrecs.items where active").fetchone()[0]
+    assert len(lists) == actives
+    broken = [(item, size) for item, size, ranks in lists if size != 20 or ranks != list(range(1, 21))]
+    assert broken == []

@@ -72,9 +72,11 @@ def _window(lineage: dict | None, name: str) -> datetime:
 
 
 def _search_queries(conn, tenant: str, cold_item_ids: list[int], seed: int) -> list[tuple[str, set[int]]]:
+    """The first half (at least two words) of each held-out item's cleaned title, as a shopper would
+    type it (never markup the catalog carries), with every item of the same embedded text relevant."""
     rows = conn.execute(
         """
-        select i.item_id, i.title, t.txt
+        select i.item_id, pgrecs.clean_text(i.title), t.txt
         from pgrecs.items as i
         cross join lateral (
             select pgrecs.compose_item_text(i.title, i.description, i.brand, i.category_path, i.attributes) as txt
