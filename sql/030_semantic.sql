@@ -2,7 +2,7 @@
 -- choose) and the generated pgrecs.semantic_search.
 -- The embedding queue is in 031_embedding_queue.sql, hot-filter indexes in 032_filter_indexes.sql,
 -- the maintained semantic neighbour lists and the body of recs.similar_items in
--- 033_semantic_neighbors.sql, the similarity filter vocabulary in 045_filters.sql and the public
+-- 033_semantic_neighbors.sql, the filter vocabulary (pgrecs.parse_filters) in 045_filters.sql and the public
 -- functions in 069_recs.sql.
 --
 -- Idempotent (create or replace), re-applied on every `pgrecs migrate`. Tables and the default
@@ -250,17 +250,15 @@ stable
 as $$
 declare
     m pgrecs.embedding_models := pgrecs.resolve_model(model);
-    f jsonb := pgrecs.check_similarity_filters(filters);
+    f pgrecs.item_filter := pgrecs.parse_filters(filters);
     tenant text := pgrecs.current_tenant();
 begin
-    if pgrecs.filter_category(f) is not null
-        and to_regclass(pgrecs.filter_index_name(m.model_id, pgrecs.filter_category(f))) is not null then
+    if f.category is not null
+        and to_regclass(pgrecs.filter_index_name(m.model_id, f.category)) is not null then
         return 'hnsw';  -- a hot filter's partial index
     end if;
     return pgrecs.similarity_choose(
-        tenant, coalesce((f ->> 'active')::boolean, true), pgrecs.filter_category(f),
-        (f ->> 'price_min')::numeric, (f ->> 'price_max')::numeric, (f ->> 'in_stock')::boolean,
-        m.exact_scan_max_rows);
+        tenant, true, f.category, f.price_min, f.price_max, f.in_stock, m.exact_scan_max_rows);
 end
 $$;
 comment on function pgrecs.similarity_strategy(jsonb, text) is
@@ -306,7 +304,7 @@ declare
     m_dimensions integer;
     m_ef_search integer;
     m_exact_max integer;
-    f jsonb;
+    f pgrecs.item_filter;
     v_active boolean;
     v_category text[];
     v_price_min numeric;
@@ -344,16 +342,17 @@ begin
         filters := '{}'::jsonb;
     end if;
 
-    f := pgrecs.check_similarity_filters(filters);
-    v_active := coalesce((f ->> 'active')::boolean, true);
-    v_category := pgrecs.filter_category(f);
-    v_price_min := (f ->> 'price_min')::numeric;
-    v_price_max := (f ->> 'price_max')::numeric;
-    v_in_stock := (f ->> 'in_stock')::boolean;
+    f := pgrecs.parse_filters(filters);
+    v_active := true;
+    v_category := f.category;
+    v_price_min := f.price_min;
+    v_price_max := f.price_max;
+    v_in_stock := f.in_stock;
     -- the dimensions and model id are integers from the models table, written as literals so the
     -- planner matches the partial expression index of this model
     distance := format('(e.embedding::halfvec(%s) <=> $1::halfvec(%s))', m_dimensions, m_dimensions);
-    predicate := pgrecs.similarity_filter_sql(v_active, v_category, v_price_min, v_price_max, v_in_stock);
+    predicate := pgrecs.similarity_filter_sql(v_active, v_category, v_price_min, v_price_max, v_in_stock,
+                                              f.brand, f.brands, f.exclude_brands, f.exclude);
 
     -- a hot filter (a partial HNSW index over this category: pgrecs.ensure_filter_index) searches
     -- its own small index, whatever the selectivity; otherwise the strategy follows selectivity
@@ -384,7 +383,8 @@ begin
              ) t',
             distance, semantic_search.model_id, predicate)
         into ids, scores
-        using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k;
+        using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k,
+            f.brand, f.brands, f.exclude_brands, f.exclude;
         perform set_config('enable_bitmapscan', 'on', true);
         if coalesce(cardinality(ids), 0) >= k then
             return query
@@ -413,7 +413,8 @@ begin
          join pgrecs.items i on i.item_id = s.item_id
          order by s.dist, i.tie_key',
         distance, semantic_search.model_id, predicate)
-    using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k;
+    using query, tenant, v_active, v_category, v_price_min, v_price_max, v_in_stock, exclude_item_id, k,
+        f.brand, f.brands, f.exclude_brands, f.exclude;
 end
 $fn$;
 $body$

@@ -1,99 +1,149 @@
--- Filters: the recommendation filters (pgrecs.check_filters, item_passes, item_matches_filters),
--- business-rule matching and the placement row, used by pgrecs.rank_items and recs.why_not; and
--- the similarity filters (pgrecs.check_similarity_filters, filter_category, similarity_filter_sql)
--- used by pgrecs.semantic_search.
+-- Filters: the one filter vocabulary (pgrecs.parse_filters into a pgrecs.item_filter), tested per
+-- item by pgrecs.item_passes / item_matches_filters (pgrecs.rank_items, its stages, recs.why_not)
+-- and written as a predicate by pgrecs.similarity_filter_sql (pgrecs.semantic_search);
+-- business-rule matching and the placement row.
 
 -------------------------------------------------------------------------------------------------
--- Recommendation filters, rules and placements
+-- Filters, rules and placements
 -------------------------------------------------------------------------------------------------
 
-create or replace function pgrecs.check_filters(filters jsonb)
-returns jsonb
+-- One vocabulary for every endpoint and function that filters items (the table in
+-- docs/scoring.md): pgrecs.parse_filters turns a filters object into one pgrecs.item_filter
+-- (the type is migration 0036's). `category` is a path prefix everywhere: "Books > Fiction",
+-- ["Books", "Fiction"], or a bare "Books" (a one-level prefix), which is what the partial HNSW
+-- indexes of hot categories (sql/032_filter_indexes.sql) are built over.
+create or replace function pgrecs.parse_filters(filters jsonb)
+returns pgrecs.item_filter
 language plpgsql
 immutable parallel safe
 as $$
 declare
     key text;
+    f pgrecs.item_filter;
+    v jsonb;
 begin
-    if filters is null then
-        return '{}'::jsonb;
+    if filters is null or filters = 'null'::jsonb then
+        return f;
     end if;
     if jsonb_typeof(filters) <> 'object' then
         raise exception 'filters must be a JSON object' using errcode = '22023';
     end if;
     for key in select jsonb_object_keys(filters) loop
-        if key not in ('category', 'brand', 'brands', 'exclude_brands', 'price_min', 'price_max',
-                       'in_stock', 'exclude') then
-            raise exception 'unknown filter: %', key
-                using errcode = '22023',
-                      hint = 'filters: category, brand, brands, exclude_brands, price_min, price_max, in_stock, exclude';
+        if key not in ('brand', 'brands', 'category', 'exclude', 'exclude_brands', 'in_stock', 'price_max',
+                       'price_min') then
+            raise exception 'unknown filter: % (known: brand, brands, category, exclude, exclude_brands, in_stock, price_max, price_min)', key
+                using errcode = '22023';
         end if;
     end loop;
-    if filters ? 'price_min' and jsonb_typeof(filters -> 'price_min') not in ('number', 'null')
-       or filters ? 'price_max' and jsonb_typeof(filters -> 'price_max') not in ('number', 'null') then
-        raise exception 'price_min and price_max must be numbers' using errcode = '22023';
+
+    v := filters -> 'category';
+    if jsonb_typeof(v) = 'string' then
+        f.category := array(select btrim(part)
+                            from unnest(string_to_array(v #>> '{}', '>')) with ordinality as p(part, ord)
+                            order by ord);
+    elsif jsonb_typeof(v) = 'array'
+          and not exists (select 1 from jsonb_array_elements(v) as e where jsonb_typeof(e) <> 'string') then
+        f.category := array(select btrim(e) from jsonb_array_elements_text(v) with ordinality as p(e, ord) order by ord);
+    elsif v is not null and jsonb_typeof(v) <> 'null' then
+        f.category := '{}';
     end if;
-    if filters ? 'in_stock' and jsonb_typeof(filters -> 'in_stock') not in ('boolean', 'null') then
-        raise exception 'in_stock must be true or false' using errcode = '22023';
+    if f.category is not null and (cardinality(f.category) = 0 or '' = any(f.category)) then
+        raise exception 'filter category must be a category path: "A > B" or an array of names'
+            using errcode = '22023';
     end if;
-    if filters ? 'category' and jsonb_typeof(filters -> 'category') not in ('string', 'null')
-       or filters ? 'brand' and jsonb_typeof(filters -> 'brand') not in ('string', 'null') then
-        raise exception 'category and brand must be strings' using errcode = '22023';
+
+    v := filters -> 'brand';
+    if jsonb_typeof(v) = 'string' then
+        f.brand := v #>> '{}';
+    elsif v is not null and jsonb_typeof(v) <> 'null' then
+        raise exception 'filter brand must be a string' using errcode = '22023';
     end if;
-    if filters ? 'brands' and jsonb_typeof(filters -> 'brands') <> 'array'
-       or filters ? 'exclude_brands' and jsonb_typeof(filters -> 'exclude_brands') <> 'array' then
-        raise exception 'brands and exclude_brands must be arrays of strings' using errcode = '22023';
+    foreach key in array array['brands', 'exclude_brands'] loop
+        v := filters -> key;
+        if v is not null and jsonb_typeof(v) <> 'null' and (jsonb_typeof(v) <> 'array'
+            or exists (select 1 from jsonb_array_elements(v) as e where jsonb_typeof(e) <> 'string')) then
+            raise exception 'filter % must be an array of brands (strings)', key using errcode = '22023';
+        end if;
+    end loop;
+    if jsonb_typeof(filters -> 'brands') = 'array' then
+        f.brands := array(select jsonb_array_elements_text(filters -> 'brands'));
     end if;
-    if filters ? 'exclude' and (jsonb_typeof(filters -> 'exclude') <> 'array'
-        or exists (select 1 from jsonb_array_elements(filters -> 'exclude') e where jsonb_typeof(e) <> 'number')) then
-        raise exception 'exclude must be an array of item ids' using errcode = '22023';
+    if jsonb_typeof(filters -> 'exclude_brands') = 'array' then
+        f.exclude_brands := array(select jsonb_array_elements_text(filters -> 'exclude_brands'));
     end if;
-    return filters;
+
+    foreach key in array array['price_min', 'price_max'] loop
+        v := filters -> key;
+        if v is not null and jsonb_typeof(v) not in ('number', 'null') then
+            raise exception 'filter % must be a number', key using errcode = '22023';
+        end if;
+    end loop;
+    f.price_min := (filters ->> 'price_min')::numeric;
+    f.price_max := (filters ->> 'price_max')::numeric;
+    if f.price_min > f.price_max then
+        raise exception 'filter price_min must not exceed price_max' using errcode = '22023';
+    end if;
+
+    v := filters -> 'in_stock';
+    if v is not null and jsonb_typeof(v) not in ('boolean', 'null') then
+        raise exception 'filter in_stock must be true or false' using errcode = '22023';
+    end if;
+    -- false asks for nothing (not "out of stock only"): null, so no predicate is written
+    f.in_stock := nullif((filters ->> 'in_stock')::boolean, false);
+
+    v := filters -> 'exclude';
+    if v is not null and jsonb_typeof(v) <> 'null' and (jsonb_typeof(v) <> 'array'
+        or exists (select 1 from jsonb_array_elements(v) as e
+                   where case when jsonb_typeof(e) <> 'number' then true
+                              else (e #>> '{}')::numeric not between 1 and 9223372036854775807
+                                   or (e #>> '{}')::numeric <> trunc((e #>> '{}')::numeric) end)) then
+        raise exception 'filter exclude must be an array of internal item ids' using errcode = '22023';
+    end if;
+    if jsonb_typeof(v) = 'array' then
+        f.exclude := array(select (jsonb_array_elements_text(v))::bigint);
+    end if;
+    return f;
 end
 $$;
-comment on function pgrecs.check_filters(jsonb) is
-    'Validates a filters object (known keys, JSON types) and returns it; raises 22023 otherwise.';
+comment on function pgrecs.parse_filters(jsonb) is
+    'The filters object of every recommendation and similarity function as one pgrecs.item_filter: category (a path '
+    'prefix: "A > B", ["A", "B"] or a bare "A"), brand, brands, exclude_brands, price_min, price_max, in_stock (true: '
+    'in stock only), exclude (internal item ids). Null or {} filters nothing; an unknown key or a wrong type raises '
+    '22023 with a one-line message.';
 
 create or replace function pgrecs.item_passes(
-    i pgrecs.items, in_stock boolean, price_min numeric, price_max numeric, category text, brand text,
-    brands jsonb, exclude_brands jsonb, exclude jsonb
+    i pgrecs.items, in_stock boolean, price_min numeric, price_max numeric, category text[], brand text,
+    brands text[], exclude_brands text[], exclude bigint[]
 )
 returns boolean
 language sql
 immutable parallel safe
 as $$
     select i.active
-        and (not in_stock or coalesce(i.stock, 1) > 0)
+        and (in_stock is not true or coalesce(i.stock, 1) > 0)
         and (price_min is null or i.price >= price_min)
         and (price_max is null or i.price <= price_max)
-        and (category is null or category = any(i.category_path))
+        and (category is null or i.category_path[1:cardinality(category)] = category)
         and (brand is null or i.brand = brand)
-        and (brands is null or coalesce(brands ? i.brand, false))
-        and (exclude_brands is null or not coalesce(exclude_brands ? i.brand, false))
-        and (exclude is null or not exclude @> (i.item_id::text)::jsonb)
+        and (brands is null or coalesce(i.brand = any(brands), false))
+        and (exclude_brands is null or not coalesce(i.brand = any(exclude_brands), false))
+        and (exclude is null or i.item_id <> all(exclude))
 $$;
-comment on function pgrecs.item_passes(pgrecs.items, boolean, numeric, numeric, text, text, jsonb, jsonb, jsonb) is
-    'The filter rules, on values taken apart once per call (in_stock, price_min, price_max, category, brand, brands, exclude_brands, exclude): always active; in stock (null stock counts as in stock); price range; category at any level; brand(s); exclusions. Inlined into the scoring queries, it tests scalars per row; pgrecs.item_matches_filters is the same on a filters object.';
+comment on function pgrecs.item_passes(pgrecs.items, boolean, numeric, numeric, text[], text, text[], text[], bigint[]) is
+    'The filter rules on the fields of a pgrecs.item_filter (in_stock, price_min, price_max, category, brand, brands, exclude_brands, exclude): always active; in stock (null stock counts as in stock); price range; category path prefix; brand(s); exclusions. Inlined into the scoring queries, it tests scalars per row; pgrecs.item_matches_filters is the same on a pgrecs.item_filter.';
 
-create or replace function pgrecs.item_matches_filters(i pgrecs.items, filters jsonb)
+create or replace function pgrecs.item_matches_filters(i pgrecs.items, filters pgrecs.item_filter)
 returns boolean
 language sql
 immutable parallel safe
 as $$
-    -- the filter rules live in pgrecs.item_passes; this only unpacks the jsonb
+    -- the filter rules live in pgrecs.item_passes; this only takes the composite apart
     select pgrecs.item_passes(
-        i,
-        coalesce((filters ->> 'in_stock')::boolean, false),
-        (filters ->> 'price_min')::numeric,
-        (filters ->> 'price_max')::numeric,
-        filters ->> 'category',
-        filters ->> 'brand',
-        filters -> 'brands',
-        filters -> 'exclude_brands',
-        filters -> 'exclude')
+        i, filters.in_stock, filters.price_min, filters.price_max, filters.category, filters.brand,
+        filters.brands, filters.exclude_brands, filters.exclude)
 $$;
-comment on function pgrecs.item_matches_filters(pgrecs.items, jsonb) is
-    'Whether an item passes a filters object (the rules are pgrecs.item_passes). Only immutable operators, so the planner inlines it into the scoring queries (to_jsonb, being stable, blocked that and cost ~0.2 ms a row).';
+comment on function pgrecs.item_matches_filters(pgrecs.items, pgrecs.item_filter) is
+    'Whether an item passes a parsed filter (pgrecs.parse_filters; the rules are pgrecs.item_passes). Only immutable operators, so the planner inlines it into the scoring queries.';
 
 create or replace function pgrecs.rule_matches(
     rule_item_id bigint, rule_brand text, rule_category text, rule_min_margin numeric, i pgrecs.items
@@ -132,74 +182,26 @@ comment on function pgrecs.placement_row(text) is
     'The placement row of the current tenant; raises P0002 (no_data_found) for an unknown placement.';
 
 -------------------------------------------------------------------------------------------------
--- Similarity filters
+-- The similarity filter predicate
 -------------------------------------------------------------------------------------------------
-
-create or replace function pgrecs.check_similarity_filters(filters jsonb)
-returns jsonb
-language plpgsql
-immutable parallel safe
-as $$
-declare
-    key text;
-begin
-    if filters is null then
-        return '{}'::jsonb;
-    end if;
-    if jsonb_typeof(filters) <> 'object' then
-        raise exception 'filters must be a JSON object' using errcode = '22023';
-    end if;
-    for key in select jsonb_object_keys(filters) loop
-        if key not in ('category', 'price_min', 'price_max', 'in_stock', 'active') then
-            raise exception 'unknown filter: % (allowed: category, price_min, price_max, in_stock, active)', key
-                using errcode = '22023';
-        end if;
-    end loop;
-    if filters ? 'category' and jsonb_typeof(filters -> 'category') not in ('string', 'array') then
-        raise exception 'filter category must be a string ("A > B") or an array of strings' using errcode = '22023';
-    end if;
-    if (filters ? 'price_min' and jsonb_typeof(filters -> 'price_min') <> 'number')
-        or (filters ? 'price_max' and jsonb_typeof(filters -> 'price_max') <> 'number') then
-        raise exception 'filters price_min and price_max must be numbers' using errcode = '22023';
-    end if;
-    if (filters ? 'in_stock' and jsonb_typeof(filters -> 'in_stock') not in ('boolean', 'null'))
-        or (filters ? 'active' and jsonb_typeof(filters -> 'active') not in ('boolean', 'null')) then
-        raise exception 'filters in_stock and active must be booleans' using errcode = '22023';
-    end if;
-    return filters;
-end
-$$;
-comment on function pgrecs.check_similarity_filters(jsonb) is
-    'Validate a similarity filter object (category, price_min, price_max, in_stock, active); raises 22023 on a bad one.';
-
-create or replace function pgrecs.filter_category(filters jsonb)
-returns text[]
-language sql
-immutable parallel safe
-as $$
-    select case jsonb_typeof(filters -> 'category')
-        when 'string' then
-            (select array_agg(btrim(part) order by ord)
-             from unnest(string_to_array(filters ->> 'category', '>')) with ordinality as p(part, ord))
-        when 'array' then
-            (select array_agg(value order by ord)
-             from jsonb_array_elements_text(filters -> 'category') with ordinality as p(value, ord))
-    end
-$$;
-comment on function pgrecs.filter_category(jsonb) is
-    'The category prefix of a filter object as a text array ("Books > Fiction" or ["Books", "Fiction"]); null when absent.';
 
 -- The filter predicate shared by the strategies and the count, over pgrecs.item_embeddings e (whose
 -- filter columns copy pgrecs.items: migration 0007); $2..$7 are tenant, active, category prefix,
--- price_min, price_max, in_stock. Only the clauses of filters present are written, so the planner
--- sees plain indexable conditions (no "$n is null or ..." branches), and a one-shot plan folds the
--- values in, so a partial HNSW index of a hot category (pgrecs.ensure_filter_index) can match.
+-- price_min, price_max, in_stock, $10..$13 brand, brands, exclude_brands, exclude (the fields of a
+-- pgrecs.item_filter). Only the clauses of filters present are written, so the planner sees plain
+-- indexable conditions (no "$n is null or ..." branches), and a one-shot plan folds the values in,
+-- so a partial HNSW index of a hot category (pgrecs.ensure_filter_index) can match. Brands are not
+-- copied onto the embeddings: they are read from the item row (a pkey lookup per candidate).
 create or replace function pgrecs.similarity_filter_sql(
     active boolean,
     category text[],
     price_min numeric,
     price_max numeric,
-    in_stock boolean
+    in_stock boolean,
+    brand text default null,
+    brands text[] default null,
+    exclude_brands text[] default null,
+    exclude bigint[] default null
 )
 returns text
 language sql
@@ -212,8 +214,16 @@ as $$
             then 'e.category_path @> $4 and e.category_path[1:cardinality($4)] = $4' end,
         case when price_min is not null then 'e.price >= $5' end,
         case when price_max is not null then 'e.price <= $6' end,
-        case when in_stock is not null then 'e.in_stock = $7' end)
+        case when in_stock then 'e.in_stock = $7' end,
+        case when coalesce(brand, brands::text, exclude_brands::text) is not null
+            then 'exists (select from pgrecs.items b where b.item_id = e.item_id'
+                 || case when brand is not null then ' and b.brand = $10' else '' end
+                 || case when brands is not null then ' and b.brand = any($11)' else '' end
+                 || case when exclude_brands is not null then ' and not coalesce(b.brand = any($12), false)' else '' end
+                 || ')' end,
+        case when exclude is not null then 'e.item_id <> all($13)' end)
 $$;
-comment on function pgrecs.similarity_filter_sql(boolean, text[], numeric, numeric, boolean) is
+comment on function pgrecs.similarity_filter_sql(boolean, text[], numeric, numeric, boolean, text, text[], text[], bigint[]) is
     'SQL text of the similarity filter predicate over pgrecs.item_embeddings e (or a relation with the same '
-    'filter columns) for the filters given (non-null), parameters $2..$7; internal to semantic_search.';
+    'filter columns and item_id) for the filters given (non-null; in_stock only when true), parameters $2..$7 '
+    'and $10..$13; internal to semantic_search.';

@@ -7,7 +7,7 @@
 -- per call and tested by the inlinable pgrecs.item_passes.
 
 create or replace function pgrecs.top_signal_candidates(
-    tenant text, signal text, pool integer, filters jsonb, categories text[] default null
+    tenant text, signal text, pool integer, filters pgrecs.item_filter, categories text[] default null
 )
 returns bigint[]
 language plpgsql
@@ -15,14 +15,14 @@ stable parallel safe
 as $$
 #variable_conflict use_column
 declare
-    f_in_stock boolean := coalesce((filters ->> 'in_stock')::boolean, false);
-    f_price_min numeric := (filters ->> 'price_min')::numeric;
-    f_price_max numeric := (filters ->> 'price_max')::numeric;
-    f_category text := filters ->> 'category';
-    f_brand text := filters ->> 'brand';
-    f_brands jsonb := filters -> 'brands';
-    f_exclude_brands jsonb := filters -> 'exclude_brands';
-    f_exclude jsonb := filters -> 'exclude';
+    f_in_stock boolean := coalesce(filters.in_stock, false);
+    f_price_min numeric := filters.price_min;
+    f_price_max numeric := filters.price_max;
+    f_category text[] := filters.category;
+    f_brand text := filters.brand;
+    f_brands text[] := filters.brands;
+    f_exclude_brands text[] := filters.exclude_brands;
+    f_exclude bigint[] := filters.exclude;
     ids bigint[];
 begin
     if pool is null or pool < 1 then
@@ -128,7 +128,7 @@ begin
     return ids;
 end
 $$;
-comment on function pgrecs.top_signal_candidates(text, text, integer, jsonb, text[]) is
+comment on function pgrecs.top_signal_candidates(text, text, integer, pgrecs.item_filter, text[]) is
     'The pool best items of a signal that pass the filters, best first (ties by items.tie_key): popularity, trending (> 0), or category_popularity (the most popular of each of the first 5 of categories, paths joined by chr(31)).';
 
 create or replace function pgrecs.rank_candidates(
@@ -140,7 +140,7 @@ create or replace function pgrecs.rank_candidates(
     signals text[],
     pools integer[],
     kinds text[],
-    filters jsonb,
+    filters pgrecs.item_filter,
     out neighbor_items bigint[],
     out neighbor_signals text[],
     out neighbor_scores double precision[],
@@ -205,5 +205,5 @@ begin
     end if;
 end
 $$;
-comment on function pgrecs.rank_candidates(text, bigint[], real[], integer[], bigint[], text[], integer[], text[], jsonb) is
+comment on function pgrecs.rank_candidates(text, bigint[], real[], integer[], bigint[], text[], integer[], text[], pgrecs.item_filter) is
     'Candidates of rank_items (stage 1) as id arrays: the anchors'' neighbour lists of every neighbors signal (the next-item lists weighted by anchor recency position, halving per step), the anchors'' categories, and every candidate id (neighbours, then pgrecs.top_signal_candidates of the item signals); not yet filtered, excluded or blocked.';

@@ -131,7 +131,7 @@ comment on function pgrecs.rank_diversify(bigint[], double precision[], text[], 
 create or replace function pgrecs.rank_pins(
     tenant text,
     placement_name text,
-    filters jsonb,
+    filters pgrecs.item_filter,
     exclude_ids bigint[],
     k integer,
     out items bigint[],
@@ -143,14 +143,14 @@ stable parallel safe
 as $$
 #variable_conflict use_column
 declare
-    f_in_stock boolean := coalesce((filters ->> 'in_stock')::boolean, false);
-    f_price_min numeric := (filters ->> 'price_min')::numeric;
-    f_price_max numeric := (filters ->> 'price_max')::numeric;
-    f_category text := filters ->> 'category';
-    f_brand text := filters ->> 'brand';
-    f_brands jsonb := filters -> 'brands';
-    f_exclude_brands jsonb := filters -> 'exclude_brands';
-    f_exclude jsonb := filters -> 'exclude';
+    f_in_stock boolean := coalesce(filters.in_stock, false);
+    f_price_min numeric := filters.price_min;
+    f_price_max numeric := filters.price_max;
+    f_category text[] := filters.category;
+    f_brand text := filters.brand;
+    f_brands text[] := filters.brands;
+    f_exclude_brands text[] := filters.exclude_brands;
+    f_exclude bigint[] := filters.exclude;
     r record;
     slot integer;
 begin
@@ -187,5 +187,5 @@ begin
     end loop;
 end
 $$;
-comment on function pgrecs.rank_pins(text, text, jsonb, bigint[], integer) is
+comment on function pgrecs.rank_pins(text, text, pgrecs.item_filter, bigint[], integer) is
     'Pins of rank_items (stage 4): the live pin rules (pgrecs.live_rules) whose item passes the filters and is neither excluded nor blocked, by position then rule id, each at its position or the next free one within k; as arrays (item, position, rule name).';

@@ -19,7 +19,7 @@ create or replace function pgrecs.rank_pool(
     candidates bigint[],
     anchor_categories text[],
     exclude_ids bigint[],
-    filters jsonb,
+    filters pgrecs.item_filter,
     pool integer,
     out ids bigint[],
     out scores double precision[],
@@ -42,14 +42,14 @@ as $$
 -- p is the placement, a pgrecs.placements row; typed record so that no function depends on the
 -- table's row type. pool null keeps every candidate (recs.why_not ranks them all).
 declare
-    f_in_stock boolean := coalesce((filters ->> 'in_stock')::boolean, false);
-    f_price_min numeric := (filters ->> 'price_min')::numeric;
-    f_price_max numeric := (filters ->> 'price_max')::numeric;
-    f_category text := filters ->> 'category';
-    f_brand text := filters ->> 'brand';
-    f_brands jsonb := filters -> 'brands';
-    f_exclude_brands jsonb := filters -> 'exclude_brands';
-    f_exclude jsonb := filters -> 'exclude';
+    f_in_stock boolean := coalesce(filters.in_stock, false);
+    f_price_min numeric := filters.price_min;
+    f_price_max numeric := filters.price_max;
+    f_category text[] := filters.category;
+    f_brand text := filters.brand;
+    f_brands text[] := filters.brands;
+    f_exclude_brands text[] := filters.exclude_brands;
+    f_exclude bigint[] := filters.exclude;
 begin
     with
     live_rules as (
@@ -175,5 +175,5 @@ begin
     from breakdown bd;
 end
 $$;
-comment on function pgrecs.rank_pool(text, record, text[], double precision[], bigint[], text[], double precision[], bigint[], bigint[], text[], bigint[], jsonb, integer) is
+comment on function pgrecs.rank_pool(text, record, text[], double precision[], bigint[], text[], double precision[], bigint[], bigint[], text[], bigint[], pgrecs.item_filter, integer) is
     'Scoring of rank_items (stage 2): the candidates that pass the filters and are neither excluded nor blocked (pgrecs.live_rules), scored per signal (normalised or RRF, fused by weight), boosted, best first (ties by items.tie_key), cut to pool (null: all); as arrays by pool position (id, score, brand, category at the placement''s level, boost rules) and the per-signal breakdown (d_*: position, signal, raw, normalised, signal rank, weight, contribution, anchor).';

@@ -22,7 +22,8 @@
 -- (index-only scans on item_neighbors_ranked, pkey lookups), never as a join the planner has to
 -- guess; every statement's plan is parameter-independent so the stages run on cached generic
 -- plans (no per-call planning; rank_items sets plan_cache_mode for all of them); the filters are
--- taken apart into scalars once per call and tested by an inlinable function (pgrecs.item_passes);
+-- parsed once per call (pgrecs.parse_filters), taken apart into scalars and tested by an inlinable
+-- function (pgrecs.item_passes);
 -- the per-signal breakdown stays in flat arrays and becomes jsonb only for the k items returned;
 -- signals of weight 0 produce no rows; MMR computes k x pool similarities from embeddings read
 -- once; reasons are built for the final k only.
@@ -51,7 +52,7 @@ as $$
 declare
     t text := pgrecs.current_tenant();
     p pgrecs.placements;
-    f jsonb;
+    f pgrecs.item_filter;
     lam double precision;
     v_pool integer;
     v_model smallint;
@@ -70,7 +71,7 @@ begin
         raise exception 'k must be between 1 and 100' using errcode = '22023';
     end if;
     p := pgrecs.placement_row(placement_name);
-    f := p.default_filters || pgrecs.check_filters(filters);
+    f := pgrecs.parse_filters(p.default_filters || coalesce(filters, '{}'));
     lam := p.mmr_lambda;
     v_pool := case when lam < 1 or p.max_per_brand is not null or p.max_per_category is not null
                    then k * p.mmr_pool_factor else k end;

@@ -18,7 +18,7 @@ create or replace function pgrecs.why_not_candidate(
     kinds text[],
     anchor_categories text[],
     candidates bigint[],
-    filters jsonb,
+    filters pgrecs.item_filter,
     model smallint
 )
 returns table (reason text, detail text, facts jsonb)
@@ -99,7 +99,7 @@ begin
     end if;
 end
 $$;
-comment on function pgrecs.why_not_candidate(text, bigint, bigint[], text[], integer[], text[], text[], bigint[], jsonb, smallint) is
+comment on function pgrecs.why_not_candidate(text, bigint, bigint[], text[], integer[], text[], text[], bigint[], pgrecs.item_filter, smallint) is
     'Stage 4 of recs.why_not, for an item that rank_items did not score: no_score (a candidate no weighted signal scores above 0), no_embedding (and why) or not_candidate, with a note per signal on how close it came (its rank in the anchors'' lists, among eligible items, or in its category).';
 
 create or replace function pgrecs.why_not(
@@ -122,15 +122,15 @@ declare
     p pgrecs.placements;
     it pgrecs.items;
     ctx_id bigint;
-    f jsonb;
+    f pgrecs.item_filter;
     f_in_stock boolean;
     f_price_min numeric;
     f_price_max numeric;
-    f_category text;
+    f_category text[];
     f_brand text;
-    f_brands jsonb;
-    f_exclude_brands jsonb;
-    f_exclude jsonb;
+    f_brands text[];
+    f_exclude_brands text[];
+    f_exclude bigint[];
     lam double precision;
     v_pool integer;
     v_model smallint;
@@ -222,15 +222,15 @@ begin
     end if;
 
     -- 2. filters: the placement's default filters and the request's (pgrecs.item_passes, test by test)
-    f := p.default_filters || pgrecs.check_filters(why_not.filters);
-    f_in_stock := coalesce((f ->> 'in_stock')::boolean, false);
-    f_price_min := (f ->> 'price_min')::numeric;
-    f_price_max := (f ->> 'price_max')::numeric;
-    f_category := f ->> 'category';
-    f_brand := f ->> 'brand';
-    f_brands := f -> 'brands';
-    f_exclude_brands := f -> 'exclude_brands';
-    f_exclude := f -> 'exclude';
+    f := pgrecs.parse_filters(p.default_filters || coalesce(why_not.filters, '{}'));
+    f_in_stock := coalesce(f.in_stock, false);
+    f_price_min := f.price_min;
+    f_price_max := f.price_max;
+    f_category := f.category;
+    f_brand := f.brand;
+    f_brands := f.brands;
+    f_exclude_brands := f.exclude_brands;
+    f_exclude := f.exclude;
     if not coalesce(pgrecs.item_passes(it, f_in_stock, f_price_min, f_price_max, f_category, f_brand,
                                        f_brands, f_exclude_brands, f_exclude), false) then
         found_any := true;
@@ -245,17 +245,19 @@ begin
              (f_price_min is not null and not coalesce(it.price >= f_price_min, false))
                  or (f_price_max is not null and not coalesce(it.price <= f_price_max, false)),
              jsonb_build_object('price', it.price, 'price_min', f_price_min, 'price_max', f_price_max)),
-            (4, 'outside_category', format('outside the category filter %L (its category: %s)', f_category,
+            (4, 'outside_category', format('outside the category filter %L (its category: %s)',
+                                           array_to_string(f_category, ' > '),
                                            coalesce(nullif(array_to_string(it.category_path, ' > '), ''), 'none')),
-             f_category is not null and not coalesce(f_category = any(it.category_path), false),
+             f_category is not null and not coalesce(it.category_path[1:cardinality(f_category)] = f_category, false),
              jsonb_build_object('category', f_category, 'category_path', it.category_path)),
             (5, 'brand', format('brand %s is not the brand filter''s', coalesce(it.brand, 'unknown')),
              (f_brand is not null and not coalesce(it.brand = f_brand, false))
-                 or (f_brands is not null and not coalesce(f_brands ? it.brand, false))
-                 or (f_exclude_brands is not null and coalesce(f_exclude_brands ? it.brand, false)),
-             jsonb_build_object('brand', it.brand, 'filter', f - 'category' - 'price_min' - 'price_max' - 'in_stock' - 'exclude')),
+                 or (f_brands is not null and not coalesce(it.brand = any(f_brands), false))
+                 or (f_exclude_brands is not null and coalesce(it.brand = any(f_exclude_brands), false)),
+             jsonb_build_object('brand', it.brand, 'filter', jsonb_strip_nulls(jsonb_build_object(
+                 'brand', f_brand, 'brands', f_brands, 'exclude_brands', f_exclude_brands)))),
             (6, 'excluded', 'the request excludes it (filter exclude)',
-             f_exclude is not null and f_exclude @> (it.item_id::text)::jsonb, '{}'::jsonb)
+             f_exclude is not null and it.item_id = any(f_exclude), '{}'::jsonb)
         ) as x (ord, reason, detail, applies, facts)
         where x.applies
         order by x.ord;

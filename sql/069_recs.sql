@@ -103,7 +103,8 @@ begin
         -- cold start: with no anchors the placement ranks by popularity (within the category
         -- filter when one is given); the first reason says why the list is not personal
         v_cold_reason := 'new visitor: ' || coalesce(
-            'popular in ' || ((p.default_filters || coalesce(recommend_for_user.filters, '{}')) ->> 'category'),
+            'popular in ' || array_to_string((pgrecs.parse_filters(
+                p.default_filters || coalesce(recommend_for_user.filters, '{}'))).category, ' > '),
             'popular with everyone');
     end if;
     return query
@@ -200,8 +201,9 @@ as $$
 $$;
 comment on function recs.search_by_vector(halfvec, integer, jsonb, text) is
     'The k active items nearest (cosine) to a query embedding for a model (default model when null). '
-    'filters: {"category": "A > B" (prefix of category_path), "price_min": n, "price_max": n, '
-    '"in_stock": bool (stock null counts as in stock), "active": bool (default true)}. '
+    'filters: the vocabulary of pgrecs.parse_filters, as for recommendations: {"category": "A > B" (a prefix of '
+    'category_path), "brand", "brands", "exclude_brands", "price_min", "price_max", "in_stock": true (stock null '
+    'counts as in stock), "exclude": [internal item ids]}. '
     'Returns item_id, external_id, score (cosine similarity) and rank (1 = nearest). '
     'Example: select * from recs.search_by_vector(query_embedding => $1, k => 10, filters => ''{"price_max": 20}'').';
 

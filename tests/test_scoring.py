@@ -73,7 +73,7 @@ def test_in_stock_off_and_price_and_category_filters(conn, ids):
     placement(conn, default_filters={})
     assert names(for_item(conn, ids["A"])) == ["B", "H", "C", "N", "E"]  # H back, I (inactive) never
     assert names(for_item(conn, ids["A"], filters={"price_max": 90})) == ["B", "C", "E"]
-    assert names(for_item(conn, ids["A"], filters={"category": "Trail"})) == ["E"]
+    assert names(for_item(conn, ids["A"], filters={"category": "Shoes > Trail"})) == ["E"]
     assert names(for_item(conn, ids["A"], filters={"brands": ["Bolt"]})) == ["C", "N"]
     assert names(for_item(conn, ids["A"], filters={"exclude": [ids["B"]]})) == ["H", "C", "N", "E"]
 
@@ -513,7 +513,7 @@ def test_functions_are_stable_commented_and_read_only(conn):
 
 @pytest.mark.parametrize("filters", [
     {}, {"in_stock": True}, {"in_stock": False}, {"price_min": 10}, {"price_max": 20.5},
-    {"price_min": 5, "price_max": 30, "in_stock": True}, {"category": "Running"}, {"brand": "Acme"},
+    {"price_min": 5, "price_max": 30, "in_stock": True}, {"category": "Shoes > Running"}, {"category": ["Shoes"]}, {"brand": "Acme"},
     {"brands": ["Acme", "Zed"]}, {"exclude_brands": ["Acme"]}, {"in_stock": None, "category": None},
 ])
 def test_item_passes_agrees_with_item_matches_filters(conn, ids, filters):
@@ -524,10 +524,9 @@ def test_item_passes_agrees_with_item_matches_filters(conn, ids, filters):
     rows = conn.execute(
         """
         select i.item_id, pgrecs.item_matches_filters(i, f),
-               pgrecs.item_passes(i, coalesce((f ->> 'in_stock')::boolean, false), (f ->> 'price_min')::numeric,
-                                  (f ->> 'price_max')::numeric, f ->> 'category', f ->> 'brand', f -> 'brands',
-                                  f -> 'exclude_brands', f -> 'exclude')
-        from pgrecs.items i, (select pgrecs.check_filters(%s) as f) x
+               pgrecs.item_passes(i, coalesce(f.in_stock, false), f.price_min, f.price_max, f.category, f.brand,
+                                  f.brands, f.exclude_brands, f.exclude)
+        from pgrecs.items i, (select (pgrecs.parse_filters(%s)).*) f
         """,
         (Jsonb(filters),),
     ).fetchall()

@@ -6,6 +6,8 @@ Synthetic normalised vectors (as in test_semantic_sql.py): the exact answer is k
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from pgvector import HalfVector
@@ -118,6 +120,11 @@ def test_hot_filter_index_is_used_and_exact(conn, catalog):
         "select item_id from recs.similar_items(%s, 10, '{\"category\": \"Toys > Lego\", \"price_max\": 20}')", (q,))]
     prices = dict(conn.execute("select item_id, price from pgrecs.items where item_id = any(%s)", (cheap,)).fetchall())
     assert cheap and all(p <= 20 for p in prices.values())
+    # so do the keys the similarity side took over from recommendations (exclude, brands), still on the index
+    before = _index_scans(conn, name)
+    kept = [r[0] for r in conn.execute(
+        "select item_id from recs.similar_items(%s, 10, %s::jsonb)", (q, json.dumps({"category": "Toys > Lego", "exclude": got[:3]})))]
+    assert _index_scans(conn, name) == before + 1 and len(kept) == 10 and not set(kept) & set(got[:3])
     with pytest.raises(Exception, match="category prefix"):
         conn.execute("select pgrecs.ensure_filter_index(1::smallint, '{}')")
 

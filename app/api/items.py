@@ -10,19 +10,9 @@ from marshmallow import RAISE
 from flask import current_app
 
 from pgrecs.api.database import get_conn, replica_read
-from pgrecs.api.schemas import ItemBody, ItemOut, SemanticQuery, SimilarOut, ok
+from pgrecs.api.schemas import ItemBody, ItemOut, SemanticQuery, SimilarOut, filters_json, ok
 
 bp = APIBlueprint("items", __name__)
-
-
-def parse_filters(data: dict) -> dict:
-    """Loaded SemanticQuery data -> the jsonb filter object of recs.similar_items / recs.search_by_vector."""
-    filters = {name: data[name] for name in ("category", "price_min", "price_max", "in_stock") if name in data}
-    if "category" in filters:
-        filters["category"] = filters["category"].strip()
-        if not filters["category"]:
-            del filters["category"]
-    return filters
 
 
 def model_name() -> str | None:
@@ -76,7 +66,7 @@ def put_item(external_id: str, record: dict):
 def similar(external_id: str, query: dict):
     """The k items most similar to this one (semantic), with optional filters."""
     k = query["k"]
-    filters = parse_filters(query)
+    filters = filters_json(query)
     conn = get_conn()
     row = conn.execute(
         "select item_id from pgrecs.items "

@@ -22,7 +22,7 @@ from marshmallow import RAISE
 from psycopg.types.json import Jsonb
 
 from pgrecs.api.database import PRIMARY, get_conn, on_primary, replica_read, served_by
-from pgrecs.api.schemas import RecommendationQuery, RecommendationsBody, RecommendationsOut, ok, query_filters
+from pgrecs.api.schemas import RecommendationQuery, RecommendationsBody, RecommendationsOut, filters_json, ok
 
 bp = APIBlueprint("recommendations", __name__)
 
@@ -116,7 +116,7 @@ RESPONSES = ok(RecommendationsOut, "The ranked list, logged under its request_id
 @replica_read
 def item_recommendations(external_id: str, query: dict):
     placement = query.get("placement") or "pdp_similar"
-    filters = query_filters(query)
+    filters = filters_json(query)
     item_id = _item_id(external_id)
     return _run(
         "recs.recommend_for_item(item => %(item)s::bigint, k => %(k)s, placement => %(placement)s,"
@@ -137,7 +137,7 @@ def item_recommendations(external_id: str, query: dict):
 @replica_read
 def user_recommendations(external_id: str, query: dict):
     placement = query.get("placement") or "home_for_you"
-    filters = query_filters(query)
+    filters = filters_json(query)
     user_id = _user_id(external_id)
     return _run(
         "recs.recommend_for_user(user_id => %(user)s::bigint, k => %(k)s, placement => %(placement)s,"
@@ -160,7 +160,7 @@ def post_recommendations(body: dict):
     negatives = body.get("negative_examples") or []
     k = body["k"]
     placement = body.get("placement") or "more_like_these"
-    filters = body.get("filters") or {}
+    filters = filters_json(body.get("filters") or {})
     explain = bool(body.get("explain"))
     user_id = None if body.get("user_id") is None else _user_id(body["user_id"])
     pos_ids = [_item_id(x) for x in positives]

@@ -29,7 +29,6 @@ TEXT_MAX = 1000
 Q_MAX = 1000
 PRICE_MAX = 1e12
 PLACEMENT_MAX = 63
-FILTER_KEYS = ("category", "brand", "brands", "exclude_brands", "price_min", "price_max", "in_stock", "exclude")
 
 # Messages are written to follow the field name: "k must be between 1 and 100".
 _INT = {"invalid": "must be an integer", "too_large": "must be between 1 and 100"}
@@ -117,22 +116,47 @@ class JsonBody(Schema):
 
 
 # ----------------------------------------------------------------------------------------------
-# Filters
+# Filters: one vocabulary for similar items, search and recommendations (pgrecs.parse_filters)
 # ----------------------------------------------------------------------------------------------
 
+CATEGORY_DOC = ("Only items under this category path prefix: `Shoes > Running`, or a bare `Shoes` "
+                "(a one-level prefix).")
+
+
+class CategoryPath(fields.Field):
+    """A category path prefix: "A > B" or, in a JSON object, a list of names ["A", "B"]."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            parts = value.split(">")
+        elif isinstance(value, list) and all(isinstance(part, str) for part in value):
+            parts = value
+        else:
+            raise ValidationError('must be a category path: "A > B" or a list of names')
+        if len(value) > (TEXT_MAX if isinstance(value, str) else LIST_MAX) \
+                or any(len(part) > TEXT_MAX for part in parts):
+            raise ValidationError(f"is longer than {TEXT_MAX} characters")
+        if isinstance(value, str) and not value.strip():
+            return ""  # blank: no category filter (filters_json drops it)
+        if not parts or any(not part.strip() for part in parts):
+            raise ValidationError('must be a category path: "A > B" or a list of names')
+        return value
+
+
 class Filters(Schema):
-    """Filters of the recommendation functions (recs.recommend_for_item / _for_user / recommend)."""
+    """The filters of every endpoint that lists items (the jsonb object pgrecs.parse_filters reads)."""
 
     class Meta:
         unknown = RAISE
 
-    category = _text("Only items with this category in their path.", allow_none=True)
+    category = CategoryPath(allow_none=True, metadata={"description": CATEGORY_DOC})
     brand = _text("Only this brand.", allow_none=True)
     brands = _brands("Only these brands.")
     exclude_brands = _brands("Never these brands.")
     price_min = _price("Lowest price.", allow_none=True)
     price_max = _price("Highest price.", allow_none=True)
-    in_stock = fields.Boolean(allow_none=True, error_messages=_BOOL, metadata={"description": "Only items in stock."})
+    in_stock = fields.Boolean(allow_none=True, error_messages=_BOOL,
+                              metadata={"description": "Only items in stock (false: no constraint)."})
     exclude = fields.List(fields.Integer(strict=True, error_messages={"invalid": "must be an internal item id"},
                                          validate=validate.Range(1, 2**63 - 1, error="must be an internal item id")),
                           validate=validate.Length(max=EVENTS_MAX, error=f"holds at most {EVENTS_MAX} ids"),
@@ -152,6 +176,20 @@ class Filters(Schema):
         low, high = data.get("price_min"), data.get("price_max")
         if low is not None and high is not None and low > high:
             raise ValidationError("price_min must not exceed price_max")
+
+
+FILTER_KEYS = tuple(Filters._declared_fields)
+
+
+def filters_json(data: dict) -> dict:
+    """The jsonb filters object from loaded data: a query schema's (its JSON `filters` object, then the
+    plain filter parameters over its keys) or a loaded Filters object. A blank category is no filter."""
+    filters = {**(data.get("filters") or {}), **{name: data[name] for name in FILTER_KEYS if name in data}}
+    if isinstance(filters.get("category"), str):
+        filters["category"] = filters["category"].strip()
+        if not filters["category"]:
+            del filters["category"]
+    return filters
 
 
 class JsonFilters(fields.String):
@@ -187,19 +225,31 @@ class Query(Schema):
                 if value != "" or not isinstance(self.fields.get(key), fields.String)}
 
 
-class SemanticQuery(Query):
-    """k and filters of GET /items/<id>/similar and GET /search."""
+class FilterQuery(Query):
+    """The filters as query parameters: the plain ones, and any key of Filters in the JSON object `filters`."""
 
-    k = _k(strict=False)
-    category = _text("Only items with this category in their path (e.g. `Shoes`).")
+    category = _text(CATEGORY_DOC)
+    brand = _text("Only this brand.")
     price_min = _price("Lowest price.")
     price_max = _price("Highest price.")
     in_stock = fields.Boolean(error_messages=_BOOL, metadata={"description": "Only items in stock."})
+    filters = JsonFilters(metadata={"description": "A JSON object of filters: " + ", ".join(FILTER_KEYS)
+                                                   + "; plain parameters override its keys."})
 
     @validates_schema
-    def _price_range(self, data, **kwargs):
-        if "price_min" in data and "price_max" in data and data["price_min"] > data["price_max"]:
-            raise ValidationError("price_min must not exceed price_max")
+    def _filters(self, data, **kwargs):
+        # the plain parameters and the JSON object together are one Filters object
+        try:
+            Filters().load(filters_json(data))
+        except ValidationError as exc:
+            raise ValidationError(exc.messages.get("_schema", exc.messages)
+                                  if isinstance(exc.messages, dict) else exc.messages) from None
+
+
+class SemanticQuery(FilterQuery):
+    """k and filters of GET /items/<id>/similar and GET /search."""
+
+    k = _k(strict=False)
 
 
 class SearchQuery(SemanticQuery):
@@ -216,36 +266,13 @@ class SearchQuery(SemanticQuery):
         return data
 
 
-class RecommendationQuery(Query):
+class RecommendationQuery(FilterQuery):
     """placement, k, explain and filters of GET /items/<id>/recommendations and /users/<id>/recommendations."""
 
     k = _k(strict=False)
     placement = _text("Placement name (a row of recs.placements).", PLACEMENT_MAX)
     explain = fields.Boolean(load_default=False, error_messages=_BOOL,
                              metadata={"description": "Return the full per-signal breakdown."})
-    category = _text("Only items with this category in their path.")
-    brand = _text("Only this brand.")
-    price_min = _price("Lowest price.")
-    price_max = _price("Highest price.")
-    in_stock = fields.Boolean(error_messages=_BOOL, metadata={"description": "Only items in stock."})
-    filters = JsonFilters(metadata={"description": "A JSON object of filters: " + ", ".join(FILTER_KEYS)
-                                                   + "; plain parameters override its keys."})
-
-    @validates_schema
-    def _price_range(self, data, **kwargs):
-        merged = query_filters(data)
-        low, high = merged.get("price_min"), merged.get("price_max")
-        if low is not None and high is not None and low > high:
-            raise ValidationError("price_min must not exceed price_max")
-
-
-def query_filters(data: dict) -> dict:
-    """The jsonb filter object from loaded RecommendationQuery / SemanticQuery data."""
-    filters = dict(data.get("filters") or {})
-    for name in ("category", "brand", "price_min", "price_max", "in_stock"):
-        if name in data:
-            filters[name] = data[name]
-    return filters
 
 
 # ----------------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from marshmallow import RAISE
 from pgvector import HalfVector
 
 from pgrecs.api.database import get_conn, replica_read
-from pgrecs.api.items import model_name, parse_filters, rows_to_results
-from pgrecs.api.schemas import SearchQuery, SearchOut, ok
+from pgrecs.api.items import model_name, rows_to_results
+from pgrecs.api.schemas import SearchOut, SearchQuery, filters_json, ok
 from pgrecs.errors import PgrecsError
 from pgrecs.embeddings.models import encoder_for, load_spec
 
@@ -32,7 +32,7 @@ bp = APIBlueprint("search", __name__)
 def search(query: dict):
     """Items whose embedding is nearest to the embedded query text."""
     q, k = query["q"], query["k"]
-    filters = parse_filters(query)
+    filters = filters_json(query)
     conn = get_conn()
     try:
         spec = load_spec(conn, model_name())
