@@ -98,7 +98,8 @@ as $$
     from recs.recommend_for_item(recs.item_id(recommend_for_item.item), recommend_for_item.k,
                                  recommend_for_item.placement, recommend_for_item.filters,
                                  recommend_for_item.explain) as r
-    join pgrecs.items as i on i.item_id = r.item_id
+    -- the title by one primary-key probe per row, whatever the row estimate
+    cross join lateral (select i.title from pgrecs.items as i where i.item_id = r.item_id limit 1) as i
     order by r.rank
 $$;
 comment on function recs.recommend_for_item(text, integer, text, jsonb, boolean) is
@@ -181,7 +182,8 @@ as $$
          where u.tenant_id = pgrecs.current_tenant() and u.external_id = recommend_for_user.user_id),
         recommend_for_user.k, recommend_for_user.placement, recommend_for_user.filters,
         recommend_for_user.explain) as r
-    join pgrecs.items as i on i.item_id = r.item_id
+    -- the title by one primary-key probe per row, whatever the row estimate
+    cross join lateral (select i.title from pgrecs.items as i where i.item_id = r.item_id limit 1) as i
     order by r.rank
 $$;
 comment on function recs.recommend_for_user(text, integer, text, jsonb, boolean) is
@@ -250,7 +252,8 @@ begin
     return query
     select r.item_id, r.external_id, i.title, r.score, r.rank, r.contributions, r.reasons
     from recs.recommend(pos, neg, recommend.k, recommend.placement, recommend.filters, recommend.explain) as r
-    join pgrecs.items as i on i.item_id = r.item_id
+    -- the title by one primary-key probe per row, whatever the row estimate
+    cross join lateral (select i.title from pgrecs.items as i where i.item_id = r.item_id limit 1) as i
     order by r.rank;
 end
 $$;
@@ -411,7 +414,8 @@ as $$
     select s.item_id, s.external_id, i.title, s.score, s.rank
     from pgrecs.semantic_search(
         query_embedding, k, filters, (pgrecs.resolve_model(model)).model_id, null) as s
-    join pgrecs.items as i on i.item_id = s.item_id
+    -- the title by one primary-key probe per row, whatever the row estimate
+    cross join lateral (select i.title from pgrecs.items as i where i.item_id = s.item_id limit 1) as i
     order by s.rank
 $$;
 comment on function recs.search_by_vector(halfvec, integer, jsonb, text) is
@@ -488,7 +492,8 @@ as $$
     select s.item_id, s.external_id, i.title, s.score, s.rank
     from recs.similar_items(recs.item_id(similar_items.item), similar_items.k, similar_items.filters,
                             similar_items.model) as s
-    join pgrecs.items as i on i.item_id = s.item_id
+    -- the title by one primary-key probe per row, whatever the row estimate
+    cross join lateral (select i.title from pgrecs.items as i where i.item_id = s.item_id limit 1) as i
     order by s.rank
 $$;
 comment on function recs.similar_items(text, integer, jsonb, text) is
