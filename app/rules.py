@@ -124,9 +124,8 @@ def _lists(conn, contexts, placements: dict[str, str], k: int) -> dict[tuple[str
     for kind, ext in contexts:
         function = "recs.recommend_for_item(item => %s" if kind == "item" else "recs.recommend_for_user(user_id => %s"
         out[(kind, ext)] = cur.execute(
-            f"select r.rank, r.external_id, i.title, r.score, r.reasons"
-            f" from {function}, k => %s, placement => %s) r join pgrecs.items i on i.item_id = r.item_id"
-            f" order by r.rank", (ext, k, placements[kind])).fetchall()
+            f"select r.rank, r.external_id, r.title, r.score, r.reasons"
+            f" from {function}, k => %s, placement => %s) r order by r.rank", (ext, k, placements[kind])).fetchall()
     return out
 
 

@@ -5,6 +5,55 @@
 -- Analysts call them with named arguments: select * from recs.recommend_for_user(user_id => 'u42', k => 20).
 
 -------------------------------------------------------------------------------------------------
+-- External ids (the shop's ids; every function below that takes text ids resolves them here)
+-------------------------------------------------------------------------------------------------
+
+create or replace function recs.item_id(item text)
+returns bigint
+language plpgsql
+stable parallel safe
+as $$
+declare
+    v_id bigint;
+begin
+    select i.item_id into v_id from pgrecs.items as i
+    where i.tenant_id = pgrecs.current_tenant() and i.external_id = item_id.item;
+    if v_id is null then
+        raise exception 'unknown item: %', item_id.item using errcode = 'P0002';
+    end if;
+    return v_id;
+end
+$$;
+comment on function recs.item_id(text) is
+    'The item_id of an item by its external id; an item unknown to the tenant raises P0002 (no_data_found) "unknown item: <id>". Example: select recs.item_id(item => ''22728'').';
+
+create or replace function recs.item_ids(items text[])
+returns bigint[]
+language plpgsql
+stable parallel safe
+as $$
+declare
+    v_ids bigint[];
+    v_unknown boolean;
+    v_first text;
+begin
+    -- one statement for the whole list, in its order
+    select coalesce(array_agg(i.item_id order by x.n), '{}'),
+           coalesce(bool_or(i.item_id is null), false),
+           (array_agg(x.external_id order by x.n) filter (where i.item_id is null))[1]
+    into v_ids, v_unknown, v_first
+    from unnest(item_ids.items) with ordinality as x (external_id, n)
+    left join pgrecs.items as i on i.tenant_id = pgrecs.current_tenant() and i.external_id = x.external_id;
+    if v_unknown then
+        raise exception 'unknown item: %', coalesce(v_first, 'null') using errcode = 'P0002';
+    end if;
+    return v_ids;
+end
+$$;
+comment on function recs.item_ids(text[]) is
+    'The item_ids of items by their external ids, in the same order, in one lookup; the first item unknown to the tenant raises P0002 "unknown item: <id>". Example: select recs.item_ids(items => array[''22728'', ''22727'']).';
+
+-------------------------------------------------------------------------------------------------
 -- Recommendations (pgrecs.rank_items: sql/050_scoring.sql)
 -------------------------------------------------------------------------------------------------
 
@@ -40,24 +89,21 @@ create or replace function recs.recommend_for_item(
     filters jsonb default '{}',
     explain boolean default false
 )
-returns table (item_id bigint, external_id text, score double precision, rank integer,
+returns table (item_id bigint, external_id text, title text, score double precision, rank integer,
                contributions jsonb, reasons text[])
-language plpgsql
+language sql
 stable parallel safe
 as $$
-declare
-    v_id bigint;
-begin
-    select i.item_id into v_id from pgrecs.items i
-    where i.tenant_id = pgrecs.current_tenant() and i.external_id = item;
-    if v_id is null then
-        raise exception 'unknown item: %', item using errcode = 'P0002';
-    end if;
-    return query select * from recs.recommend_for_item(v_id, k, placement, filters, explain);
-end
+    select r.item_id, r.external_id, i.title, r.score, r.rank, r.contributions, r.reasons
+    from recs.recommend_for_item(recs.item_id(recommend_for_item.item), recommend_for_item.k,
+                                 recommend_for_item.placement, recommend_for_item.filters,
+                                 recommend_for_item.explain) as r
+    -- the title by one primary-key probe per row, whatever the row estimate
+    cross join lateral (select i.title from pgrecs.items as i where i.item_id = r.item_id limit 1) as i
+    order by r.rank
 $$;
 comment on function recs.recommend_for_item(text, integer, text, jsonb, boolean) is
-    'recs.recommend_for_item by the item''s external id.';
+    'recs.recommend_for_item by the item''s external id, with each item''s title. An unknown item raises P0002 "unknown item: <id>". Example: select * from recs.recommend_for_item(item => ''22728'', k => 10).';
 
 create or replace function recs.recommend_for_user(
     user_id bigint,
@@ -125,22 +171,24 @@ create or replace function recs.recommend_for_user(
     filters jsonb default '{}',
     explain boolean default false
 )
-returns table (item_id bigint, external_id text, score double precision, rank integer,
+returns table (item_id bigint, external_id text, title text, score double precision, rank integer,
                contributions jsonb, reasons text[])
-language plpgsql
+language sql
 stable parallel safe
 as $$
-declare
-    v_id bigint;
-begin
-    select u.user_id into v_id from pgrecs.users u
-    where u.tenant_id = pgrecs.current_tenant() and u.external_id = recommend_for_user.user_id;
-    -- an external id never seen is a new visitor (v_id null): the cold-start list
-    return query select * from recs.recommend_for_user(v_id, k, placement, filters, explain);
-end
+    -- an external id never seen is a new visitor (a null user_id): the cold-start list
+    select r.item_id, r.external_id, i.title, r.score, r.rank, r.contributions, r.reasons
+    from recs.recommend_for_user(
+        (select u.user_id from pgrecs.users as u
+         where u.tenant_id = pgrecs.current_tenant() and u.external_id = recommend_for_user.user_id),
+        recommend_for_user.k, recommend_for_user.placement, recommend_for_user.filters,
+        recommend_for_user.explain) as r
+    -- the title by one primary-key probe per row, whatever the row estimate
+    cross join lateral (select i.title from pgrecs.items as i where i.item_id = r.item_id limit 1) as i
+    order by r.rank
 $$;
 comment on function recs.recommend_for_user(text, integer, text, jsonb, boolean) is
-    'recs.recommend_for_user by the user''s external id; an id never seen gets the cold-start list.';
+    'recs.recommend_for_user by the user''s external id, with each item''s title; an id never seen gets the cold-start list. Example: select * from recs.recommend_for_user(user_id => ''12583'', k => 10).';
 
 create or replace function recs.recommend(
     examples_positive bigint[],
@@ -181,6 +229,175 @@ $$;
 comment on function recs.recommend(bigint[], bigint[], integer, text, jsonb, boolean) is
     'More like these, less like those: the neighbour lists of the positive examples minus those of the negative ones (weighted by the placement''s negative_weight), popularity as a fallback, with the placement''s rules. Examples themselves are never returned.';
 
+create or replace function recs.recommend(
+    examples text[],
+    negative_examples text[] default '{}',
+    k integer default 10,
+    placement text default 'more_like_these',
+    filters jsonb default '{}',
+    explain boolean default false
+)
+returns table (item_id bigint, external_id text, title text, score double precision, rank integer,
+               contributions jsonb, reasons text[])
+language plpgsql
+stable parallel safe
+as $$
+#variable_conflict use_column
+declare
+    pos bigint[];
+    neg bigint[];
+begin
+    -- every example resolved in one statement, whatever their number; the first unknown one is named
+    pos := recs.item_ids(coalesce(recommend.examples, '{}'));
+    neg := recs.item_ids(coalesce(recommend.negative_examples, '{}'));
+    return query
+    select r.item_id, r.external_id, i.title, r.score, r.rank, r.contributions, r.reasons
+    from recs.recommend(pos, neg, recommend.k, recommend.placement, recommend.filters, recommend.explain) as r
+    -- the title by one primary-key probe per row, whatever the row estimate
+    cross join lateral (select i.title from pgrecs.items as i where i.item_id = r.item_id limit 1) as i
+    order by r.rank;
+end
+$$;
+comment on function recs.recommend(text[], text[], integer, text, jsonb, boolean) is
+    'recs.recommend by the examples'' external ids, with each item''s title. An unknown example raises P0002 "unknown item: <id>". Example: select * from recs.recommend(examples => array[''22728'', ''22727''], negative_examples => array[''21731''], k => 10).';
+
+create or replace function recs.rank_request(
+    endpoint text,
+    k integer default 10,
+    placement text default null,
+    filters jsonb default '{}',
+    explain boolean default false,
+    item text default null,
+    user_id text default null,
+    examples text[] default '{}',
+    negative_examples text[] default '{}'
+)
+returns table (item_id bigint, external_id text, title text, score double precision, rank integer,
+               contributions jsonb, reasons text[])
+language plpgsql
+stable parallel safe
+as $$
+begin
+    -- a null placement is the endpoint's default (the default of the function it calls)
+    if endpoint = 'item' then
+        return query select * from recs.recommend_for_item(
+            item => rank_request.item, k => rank_request.k,
+            placement => coalesce(rank_request.placement, 'pdp_similar'),
+            filters => rank_request.filters, explain => rank_request.explain);
+    elsif endpoint = 'user' then
+        return query select * from recs.recommend_for_user(
+            user_id => rank_request.user_id, k => rank_request.k,
+            placement => coalesce(rank_request.placement, 'home_for_you'),
+            filters => rank_request.filters, explain => rank_request.explain);
+    elsif endpoint = 'examples' then
+        return query select * from recs.recommend(
+            examples => rank_request.examples, negative_examples => rank_request.negative_examples,
+            k => rank_request.k, placement => coalesce(rank_request.placement, 'more_like_these'),
+            filters => rank_request.filters, explain => rank_request.explain);
+    else
+        raise exception 'unknown endpoint: %', endpoint using errcode = '22023';
+    end if;
+end
+$$;
+comment on function recs.rank_request(text, integer, text, jsonb, boolean, text, text, text[], text[]) is
+    'One recommendation request as the HTTP API takes it, by external ids: endpoint ''item'' (recs.recommend_for_item of item), ''user'' (recs.recommend_for_user of user_id) or ''examples'' (recs.recommend of examples and negative_examples); a null placement is the endpoint''s default. Logs nothing: recs.serve_recommendations ranks and logs. Example: select * from recs.rank_request(endpoint => ''item'', item => ''22728'', k => 10).';
+
+create or replace function recs.log_recommendations(
+    request_id uuid,
+    endpoint text,
+    placement text,
+    k integer,
+    filters jsonb,
+    user_id text,
+    anchors text[],
+    item_ids bigint[],
+    scores real[]
+)
+returns void
+language plpgsql
+volatile
+as $$
+begin
+    -- the log row is not worth a synchronous WAL flush (a crash may lose the last fraction of a second
+    -- of log rows, never an event); this applies to the caller's whole transaction, which should write
+    -- nothing else
+    perform set_config('synchronous_commit', 'off', true);
+    insert into pgrecs.recommendation_requests
+        (request_id, tenant_id, endpoint, placement, user_id, anchor_item_ids, k, filters, item_ids, scores)
+    select log_recommendations.request_id, pgrecs.current_tenant(), log_recommendations.endpoint,
+           log_recommendations.placement,
+           -- a new visitor (an id never seen) is logged without a user
+           (select u.user_id from pgrecs.users as u
+            where u.tenant_id = pgrecs.current_tenant() and u.external_id = log_recommendations.user_id),
+           coalesce((select array_agg(i.item_id order by a.n)
+                     from unnest(log_recommendations.anchors) with ordinality as a (external_id, n)
+                     join pgrecs.items as i
+                         on i.tenant_id = pgrecs.current_tenant() and i.external_id = a.external_id), '{}'),
+           log_recommendations.k, coalesce(log_recommendations.filters, '{}'),
+           coalesce(log_recommendations.item_ids, '{}'), coalesce(log_recommendations.scores, '{}');
+end
+$$;
+comment on function recs.log_recommendations(uuid, text, text, integer, jsonb, text, text[], bigint[], real[]) is
+    'Logs one served recommendation list in pgrecs.recommendation_requests under request_id (which later events carry): the user and the anchor items by external id (a user never seen is logged as none), the served item_ids and scores in rank order. Turns synchronous_commit off for the calling transaction: call it in a transaction that writes nothing else. recs.serve_recommendations calls it; a standby ranks with recs.rank_request and logs with this on the primary.';
+
+create or replace function recs.serve_recommendations(
+    request_id uuid,
+    endpoint text,
+    k integer default 10,
+    placement text default null,
+    filters jsonb default '{}',
+    explain boolean default false,
+    item text default null,
+    user_id text default null,
+    examples text[] default '{}',
+    negative_examples text[] default '{}'
+)
+returns table (item_id bigint, external_id text, title text, score double precision, rank integer,
+               contributions jsonb, reasons text[])
+language plpgsql
+volatile
+as $$
+#variable_conflict use_column
+declare
+    r record;
+    v_items bigint[] := '{}';
+    v_scores real[] := '{}';
+    v_placement text := coalesce(serve_recommendations.placement, case serve_recommendations.endpoint
+        when 'item' then 'pdp_similar' when 'user' then 'home_for_you' else 'more_like_these' end);
+begin
+    for r in
+        select * from recs.rank_request(serve_recommendations.endpoint, serve_recommendations.k, v_placement,
+                                        serve_recommendations.filters, serve_recommendations.explain,
+                                        serve_recommendations.item, serve_recommendations.user_id,
+                                        serve_recommendations.examples, serve_recommendations.negative_examples)
+    loop
+        item_id := r.item_id;
+        external_id := r.external_id;
+        title := r.title;
+        score := r.score;
+        rank := r.rank;
+        contributions := r.contributions;
+        reasons := r.reasons;
+        v_items := v_items || r.item_id;
+        v_scores := v_scores || r.score::real;
+        return next;
+    end loop;
+    perform recs.log_recommendations(
+        serve_recommendations.request_id, serve_recommendations.endpoint, v_placement, serve_recommendations.k,
+        serve_recommendations.filters,
+        serve_recommendations.user_id,
+        case serve_recommendations.endpoint
+            when 'item' then array[serve_recommendations.item]
+            when 'examples' then coalesce(serve_recommendations.examples, '{}')
+                                 || coalesce(serve_recommendations.negative_examples, '{}')
+            else '{}'::text[]
+        end,
+        v_items, v_scores);
+end
+$$;
+comment on function recs.serve_recommendations(uuid, text, integer, text, jsonb, boolean, text, text, text[], text[]) is
+    'recs.rank_request, and the served list logged under request_id by recs.log_recommendations, in one call (the HTTP API''s call on the primary; synchronous_commit is off for its transaction). Example: select * from recs.serve_recommendations(request_id => gen_random_uuid(), endpoint => ''user'', user_id => ''12583'', k => 10).';
+
 -------------------------------------------------------------------------------------------------
 -- Semantic search (sql/030_semantic.sql)
 -------------------------------------------------------------------------------------------------
@@ -191,20 +408,23 @@ create or replace function recs.search_by_vector(
     filters jsonb default '{}',
     model text default null
 )
-returns table (item_id bigint, external_id text, score real, rank integer)
+returns table (item_id bigint, external_id text, title text, score real, rank integer)
 language sql
 stable
 as $$
-    select s.item_id, s.external_id, s.score, s.rank
+    select s.item_id, s.external_id, i.title, s.score, s.rank
     from pgrecs.semantic_search(
         query_embedding, k, filters, (pgrecs.resolve_model(model)).model_id, null) as s
+    -- the title by one primary-key probe per row, whatever the row estimate
+    cross join lateral (select i.title from pgrecs.items as i where i.item_id = s.item_id limit 1) as i
+    order by s.rank
 $$;
 comment on function recs.search_by_vector(halfvec, integer, jsonb, text) is
     'The k active items nearest (cosine) to a query embedding for a model (default model when null). '
     'filters: the vocabulary of pgrecs.parse_filters, as for recommendations: {"category": "A > B" (a prefix of '
     'category_path), "brand", "brands", "exclude_brands", "price_min", "price_max", "in_stock": true (stock null '
     'counts as in stock), "exclude": [internal item ids]}. '
-    'Returns item_id, external_id, score (cosine similarity) and rank (1 = nearest). '
+    'Returns item_id, external_id, title, score (cosine similarity) and rank (1 = nearest). '
     'Example: select * from recs.search_by_vector(query_embedding => $1, k => 10, filters => ''{"price_max": 20}'').';
 
 -- The hot path (unfiltered, the default model, k within the maintained list) is plain SQL that the
@@ -260,6 +480,27 @@ comment on function recs.similar_items(bigint, integer, jsonb, text) is
     'tenant raises P0002 (no_data_found) "unknown item: <id>", as recs.recommend_for_item does; a known item without '
     'an embedding for the model (not embedded yet, or its text refused) gives an empty list. Filters as in recs.search_by_vector. '
     'Example: select * from recs.similar_items(item_id => 42, k => 10, filters => ''{"category": "Books", "in_stock": true}'').';
+
+create or replace function recs.similar_items(
+    item text,
+    k integer default 10,
+    filters jsonb default '{}',
+    model text default null
+)
+returns table (item_id bigint, external_id text, title text, score real, rank integer)
+language sql
+stable
+as $$
+    select s.item_id, s.external_id, i.title, s.score, s.rank
+    from recs.similar_items(recs.item_id(similar_items.item), similar_items.k, similar_items.filters,
+                            similar_items.model) as s
+    -- the title by one primary-key probe per row, whatever the row estimate
+    cross join lateral (select i.title from pgrecs.items as i where i.item_id = s.item_id limit 1) as i
+    order by s.rank
+$$;
+comment on function recs.similar_items(text, integer, jsonb, text) is
+    'recs.similar_items by the item''s external id, with each item''s title; an unknown item raises P0002 "unknown item: <id>". '
+    'Example: select * from recs.similar_items(item => ''22728'', k => 10).';
 
 -------------------------------------------------------------------------------------------------
 -- Explanations (pgrecs.why_not: sql/064_why_not.sql)

@@ -72,7 +72,7 @@ def add_traffic(url: str, users: int = TRAFFIC_USERS) -> dict:
             path = (f"/users/{user}/recommendations?placement={placement}&k=10" if anchor is None
                     else f"/items/{anchor}/recommendations?placement={placement}&k=10")
             listed = client.get(path, headers=headers).get_json()
-            items = [x["item_id"] for x in listed["items"]]
+            items = [x["external_id"] for x in listed["items"]]
             events = [{"user_id": user, "item_id": x, "event_type": "impression", "request_id": listed["request_id"]}
                       for x in items]
             if items and _pick(user, placement) < 0.45:

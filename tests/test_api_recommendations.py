@@ -43,7 +43,7 @@ def test_item_recommendations_are_logged_with_a_request_id(client, conn):
     resp = client.get("/items/A/recommendations?placement=t&k=3&explain=true")
     assert resp.status_code == 200, resp.json
     body = resp.json
-    assert [i["item_id"] for i in body["items"]] == ["B", "C", "N"]
+    assert [i["external_id"] for i in body["items"]] == ["B", "C", "N"]
     assert body["items"][0]["reasons"] == ["similar description, same brand (Acme)"]
     assert body["items"][0]["contributions"]["semantic"]["anchor_external_id"] == "A"
     logged = conn.execute(
@@ -55,20 +55,20 @@ def test_item_recommendations_are_logged_with_a_request_id(client, conn):
 
 def test_query_filters(client):
     resp = client.get("/items/A/recommendations?placement=t&price_max=90")
-    assert [i["item_id"] for i in resp.json["items"]] == ["B", "C", "E"]
+    assert [i["external_id"] for i in resp.json["items"]] == ["B", "C", "E"]
     resp = client.get('/items/A/recommendations?placement=t&filters={"brands": ["Bolt"]}')
-    assert [i["item_id"] for i in resp.json["items"]] == ["C", "N"]
+    assert [i["external_id"] for i in resp.json["items"]] == ["C", "N"]
 
 
 def test_next_request_sees_posted_event(client, conn):
     before = client.get("/users/u1/recommendations?placement=t").json
-    assert "B" not in [i["item_id"] for i in before["items"]]
+    assert "B" not in [i["external_id"] for i in before["items"]]
     resp = client.post("/events", json={"user_id": "u1", "item_id": "A", "event_type": "view",
                                         "request_id": before["request_id"]})
     assert resp.status_code == 201, resp.json
     assert resp.json["inserted"] == 1 and resp.json["rejected"] == []
     after = client.get("/users/u1/recommendations?placement=t").json
-    assert after["items"][0]["item_id"] == "B"
+    assert after["items"][0]["external_id"] == "B"
     assert after["items"][0]["reasons"][0] == 'similar to "Alpha runner" you viewed'
     stored = conn.execute("select request_id from pgrecs.events where item_id = %s", (client.ids["A"],)).fetchone()
     assert stored == (before["request_id"],)
@@ -80,14 +80,14 @@ def test_new_visitor_gets_the_cold_start_list(client, conn):
     conn.commit()
     resp = client.get("/users/first-time-visitor/recommendations?placement=t&k=3")
     assert resp.status_code == 200, resp.json
-    assert [i["item_id"] for i in resp.json["items"]] == ["P", "F", "A"]
+    assert [i["external_id"] for i in resp.json["items"]] == ["P", "F", "A"]
     assert all(i["reasons"][0] == "new visitor: popular with everyone" for i in resp.json["items"])
     logged = conn.execute("select endpoint, user_id, item_ids from pgrecs.recommendation_requests"
                           " where request_id = %s", (resp.json["request_id"],)).fetchone()
     assert logged == ("user", None, [client.ids[x] for x in ("P", "F", "A")])
     # a category filter gives the category's popular items
     resp = client.get("/users/first-time-visitor/recommendations?placement=t&k=3&category=Shoes")
-    assert [i["item_id"] for i in resp.json["items"]] == ["A", "B", "C"]
+    assert [i["external_id"] for i in resp.json["items"]] == ["A", "B", "C"]
     assert resp.json["items"][0]["reasons"][0] == "new visitor: popular in Shoes"
     # examples with a new visitor's user_id are served and logged without a user
     resp = client.post("/recommendations", json={"examples": ["A"], "user_id": "first-time-visitor",
@@ -113,7 +113,7 @@ def test_post_recommendations(client):
     resp = client.post("/recommendations", json={"examples": ["A"], "negative_examples": ["D"],
                                                  "placement": "t", "k": 2})
     assert resp.status_code == 200, resp.json
-    assert [i["item_id"] for i in resp.json["items"]] == ["B", "N"]
+    assert [i["external_id"] for i in resp.json["items"]] == ["B", "N"]
     assert resp.json["request_id"]
 
 

@@ -41,7 +41,7 @@ def test_ranked_list_and_log_row_come_from_one_statement(client, conn):
     logged = conn.execute(
         "select item_ids, scores from pgrecs.recommendation_requests where request_id = %s",
         (body["request_id"],)).fetchone()
-    assert logged[0] == [i["internal_id"] for i in body["items"]]
+    assert logged[0] == [i["item_id"] for i in body["items"]]
     assert logged[1] == pytest.approx([i["score"] for i in body["items"]], rel=1e-6)
 
 
@@ -60,3 +60,33 @@ def test_an_empty_list_is_still_logged(client, conn):
     logged = conn.execute("select item_ids from pgrecs.recommendation_requests where request_id = %s",
                           (resp.json["request_id"],)).fetchone()
     assert logged == ([],)
+
+
+def test_examples_cost_the_same_statements_whatever_their_number(client, conn, monkeypatch):
+    import psycopg
+
+    conn.execute("insert into pgrecs.items (external_id, title)"
+                 " select 'many-' || g, 'Many ' || g from generate_series(1, 100) as g")
+    conn.commit()
+    sent: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def counted(self, query, *args, **kwargs):
+        sent.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", counted)
+    counts = []
+    for n in (1, 1, 100):  # the first request also opens the pool
+        sent.clear()
+        resp = client.post("/recommendations", json={"examples": [f"many-{i}" for i in range(1, n + 1)],
+                                                     "placement": "t", "k": 3})
+        assert resp.status_code == 200, resp.json
+        counts.append(len(sent))
+    # the checkout's setup statement and the one that ranks and logs
+    assert counts[1] == counts[2] == 2, counts
+
+
+def test_an_unknown_example_is_a_404_naming_it(client):
+    resp = client.post("/recommendations", json={"examples": ["A", "no-such-sku"], "placement": "t"})
+    assert resp.status_code == 404 and resp.json["detail"] == "unknown item: no-such-sku"

@@ -60,6 +60,8 @@ def test_similar_items(loaded):
     body = loaded.get("/items/run1/similar?k=2").get_json()
     assert [r["external_id"] for r in body["results"]] == ["run2", body["results"][1]["external_id"]]
     assert body["results"][0]["rank"] == 1 and body["results"][0]["score"] > body["results"][1]["score"]
+    assert isinstance(body["item_id"], int) and body["external_id"] == "run1"
+    assert all(isinstance(r["item_id"], int) and r["title"] for r in body["results"])
     body = loaded.get("/items/run1/similar?k=10&category=Kitchen").get_json()
     assert {r["external_id"] for r in body["results"]} == {"pan1", "pan2"}
     body = loaded.get("/items/run1/similar?in_stock=true&price_max=28").get_json()
@@ -68,7 +70,7 @@ def test_similar_items(loaded):
 
 def test_similar_errors(loaded):
     response = loaded.get("/items/nope/similar")
-    assert response.status_code == 404 and "unknown item" in response.get_json()["message"]
+    assert response.status_code == 404 and response.get_json()["detail"] == "unknown item: nope"
     for query in ("k=0", "k=101", "k=abc", "price_min=cheap", "in_stock=maybe", "price_min=5&price_max=1",
                   "price_max=nan", "price_max=", "in_stock=", "k="):
         response = loaded.get(f"/items/run1/similar?{query}")

@@ -129,7 +129,7 @@ def test_reads_go_to_the_replica_writes_to_the_primary(client, app, db_url, repl
     with psycopg.connect(db_url) as primary:
         logged = primary.execute("select endpoint, item_ids from pgrecs.recommendation_requests"
                                  " where request_id = %s", (request_id,)).fetchone()
-    assert logged == ("examples", [item["internal_id"] for item in response.get_json()["items"]])
+    assert logged == ("examples", [item["item_id"] for item in response.get_json()["items"]])
     # writes: primary, with the read-your-writes token
     response = client.post("/events", json={"user_id": "u2", "item_id": "A", "event_type": "view",
                                             "request_id": request_id})
@@ -157,7 +157,7 @@ def test_a_read_with_a_write_token_sees_the_write_while_the_replica_lags(client,
             # every time: the read that carries the token sees the new user and their event
             fresh = _get_raw(app, f"/users/{user}/recommendations?k=5&explain=true", {"X-PgRecs-LSN": token})
             assert fresh.status_code == 200, fresh.get_json()
-            assert "B" in {item["item_id"] for item in fresh.get_json()["items"]}  # A's neighbour, from the event
+            assert "B" in {item["external_id"] for item in fresh.get_json()["items"]}  # A's neighbour, from the event
             served.append(_backend(fresh))
             # without the token the lagging replica answers, and it has not seen the user yet: to it
             # this is a new visitor, served the cold-start list

@@ -504,7 +504,7 @@ def test_functions_are_stable_commented_and_read_only(conn):
         " from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
         " where n.nspname = 'recs' and p.proname like 'recommend%'"
     ).fetchall()
-    assert len(rows) == 5
+    assert len(rows) == 6  # item and user by id and by external id, examples by ids and by external ids
     for name, volatility, parallel, comment in rows:
         assert volatility == "s", name
         assert parallel == "s", name

@@ -159,7 +159,7 @@ def test_unknown_routes_need_a_key_then_404_problem(client):
 
 def _items_of(body) -> set[int]:
     if "items" in body:
-        return {r["internal_id"] for r in body["items"]}
+        return {r["item_id"] for r in body["items"]}
     return {r["item_id"] for r in body["results"]}
 
 

@@ -4,25 +4,14 @@ from __future__ import annotations
 
 import json
 
-import psycopg
 from apiflask import APIBlueprint, abort
 from marshmallow import RAISE
-from flask import current_app
 
+from pgrecs.api.common import RESULT_COLUMNS, model_name, rows_to_results
 from pgrecs.api.database import get_conn, replica_read
 from pgrecs.api.schemas import ItemBody, ItemOut, SemanticQuery, SimilarOut, filters_json, ok
 
 bp = APIBlueprint("items", __name__)
-
-
-def model_name() -> str | None:
-    """The model this process serves (EMBEDDING_MODEL config; the default model when unset)."""
-    return current_app.config.get("EMBEDDING_MODEL")
-
-
-def rows_to_results(rows) -> list[dict]:
-    return [{"item_id": item_id, "external_id": external_id, "title": title, "score": round(float(score), 6),
-             "rank": rank} for item_id, external_id, title, score, rank in rows]
 
 
 @bp.put("/items/<path:external_id>")
@@ -46,13 +35,11 @@ def put_item(external_id: str, record: dict):
         reasons = sorted({r.reason for r in result.rejects})
         abort(400, message=f"item rejected: {', '.join(reasons)}", detail={"reasons": reasons})
     status = "inserted" if result.inserted else "updated" if result.updated else "unchanged"
-    item_id = result.ids.get(1)
-    if item_id is None:
-        item_id = conn.execute(
-            "select item_id from pgrecs.items where tenant_id = pgrecs.current_tenant() and external_id = %s",
-            (external_id,)).fetchone()[0]
-    queued = conn.execute("select count(*) > 0 from pgrecs.embedding_queue where item_id = %s",
-                          (item_id,)).fetchone()[0]
+    # an unchanged item has no id in the result: its id by external id
+    item_id, queued = conn.execute(
+        "select a.item_id, exists (select 1 from pgrecs.embedding_queue as q where q.item_id = a.item_id)"
+        " from (select coalesce(%s::bigint, recs.item_id(item => %s)) as item_id) as a",
+        (result.ids.get(1), external_id)).fetchone()
     warnings = [{"field": w.field, "reason": w.reason} for w in result.warnings]
     return {"item_id": item_id, "external_id": external_id, "status": status, "embedding_queued": queued,
             "warnings": warnings}, (
@@ -67,24 +54,15 @@ def similar(external_id: str, query: dict):
     """The k items most similar to this one (semantic), with optional filters."""
     k = query["k"]
     filters = filters_json(query)
-    conn = get_conn()
-    row = conn.execute(
-        "select item_id from pgrecs.items "
-        "where tenant_id = pgrecs.current_tenant() and external_id = %s",
-        (external_id,)).fetchone()
-    if row is None:
-        abort(404, message=f"unknown item: {external_id}")
-    try:
-        rows = conn.execute(
-            """
-            select s.item_id, s.external_id, i.title, s.score, s.rank
-            from recs.similar_items(item_id => %s, k => %s, filters => %s::jsonb, model => %s) as s
-            join pgrecs.items as i on i.item_id = s.item_id
-            order by s.rank
-            """,
-            (row[0], k, json.dumps(filters), model_name())).fetchall()
-    except (psycopg.errors.InvalidParameterValue, psycopg.errors.NoDataFound) as exc:
-        conn.rollback()
-        abort(400, message=str(exc.diag.message_primary))
-    return {"item_id": row[0], "external_id": external_id, "k": k, "filters": filters,
-            "results": rows_to_results(rows)}
+    # one statement: the item's own id (P0002 "unknown item: X" when unknown, a 404) and its neighbours
+    rows = get_conn().execute(
+        f"""
+        select a.item_id, {RESULT_COLUMNS}
+        from recs.item_id(item => %(item)s) as a (item_id)
+        left join lateral recs.similar_items(item => %(item)s, k => %(k)s, filters => %(filters)s::jsonb,
+                                             model => %(model)s) as s on true
+        order by s.rank
+        """,
+        {"item": external_id, "k": k, "filters": json.dumps(filters), "model": model_name()}).fetchall()
+    return {"item_id": rows[0][0], "external_id": external_id, "k": k, "filters": filters,
+            "results": rows_to_results(row[1:] for row in rows if row[1] is not None)}

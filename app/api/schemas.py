@@ -270,7 +270,7 @@ class RecommendationQuery(FilterQuery):
     """placement, k, explain and filters of GET /items/<id>/recommendations and /users/<id>/recommendations."""
 
     k = _k(strict=False)
-    placement = _text("Placement name (a row of recs.placements).", PLACEMENT_MAX)
+    placement = _text("Placement name (a row of pgrecs.placements).", PLACEMENT_MAX)
     explain = fields.Boolean(load_default=False, error_messages=_BOOL,
                              metadata={"description": "Return the full per-signal breakdown."})
 
@@ -367,16 +367,16 @@ class EventsBody(JsonBody):
 # ----------------------------------------------------------------------------------------------
 
 class Neighbour(Schema):
-    item_id = fields.Integer(metadata={"description": "Internal item id."})
-    external_id = fields.String()
+    item_id = fields.Integer(metadata={"description": "Internal item id (pgrecs's own, stable)."})
+    external_id = fields.String(metadata={"description": "The shop's item id (the id in PUT /items/<external_id>)."})
     title = fields.String(allow_none=True)
     score = fields.Float()
     rank = fields.Integer()
 
 
 class SimilarOut(Schema):
-    item_id = fields.Integer()
-    external_id = fields.String()
+    item_id = fields.Integer(metadata={"description": "Internal item id (pgrecs's own, stable)."})
+    external_id = fields.String(metadata={"description": "The shop's item id (the id in PUT /items/<external_id>)."})
     k = fields.Integer()
     filters = fields.Dict()
     results = fields.List(fields.Nested(Neighbour))
@@ -391,8 +391,8 @@ class SearchOut(Schema):
 
 
 class Recommended(Schema):
-    item_id = fields.String(metadata={"description": "External item id."})
-    internal_id = fields.Integer()
+    item_id = fields.Integer(metadata={"description": "Internal item id (pgrecs's own, stable)."})
+    external_id = fields.String(metadata={"description": "The shop's item id (the id in PUT /items/<external_id>)."})
     title = fields.String(allow_none=True)
     score = fields.Float()
     rank = fields.Integer()
@@ -415,8 +415,8 @@ class FieldWarning(Schema):
 
 
 class ItemOut(Schema):
-    item_id = fields.Integer()
-    external_id = fields.String()
+    item_id = fields.Integer(metadata={"description": "Internal item id (pgrecs's own, stable)."})
+    external_id = fields.String(metadata={"description": "The shop's item id (the id in PUT /items/<external_id>)."})
     status = fields.String(validate=validate.OneOf(["inserted", "updated", "unchanged"]))
     embedding_queued = fields.Boolean()
     warnings = fields.List(fields.Nested(FieldWarning), metadata={

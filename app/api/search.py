@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 
-import psycopg
 from apiflask import APIBlueprint, abort
 from marshmallow import RAISE
 from pgvector import HalfVector
 
 from pgrecs.api.database import get_conn, replica_read
-from pgrecs.api.items import model_name, rows_to_results
+from pgrecs.api.common import RESULT_COLUMNS, model_name, rows_to_results
 from pgrecs.api.schemas import SearchOut, SearchQuery, filters_json, ok
 from pgrecs.errors import PgrecsError
 from pgrecs.embeddings.models import encoder_for, load_spec
@@ -39,16 +38,8 @@ def search(query: dict):
         vector = encoder_for(spec).encode([q])[0]
     except PgrecsError as exc:
         abort(503, message=str(exc))
-    try:
-        rows = conn.execute(
-            """
-            select s.item_id, s.external_id, i.title, s.score, s.rank
-            from recs.search_by_vector(query_embedding => %s, k => %s, filters => %s::jsonb, model => %s) as s
-            join pgrecs.items as i on i.item_id = s.item_id
-            order by s.rank
-            """,
-            (HalfVector(vector), k, json.dumps(filters), spec.name)).fetchall()
-    except (psycopg.errors.InvalidParameterValue, psycopg.errors.NoDataFound) as exc:
-        conn.rollback()
-        abort(400, message=str(exc.diag.message_primary))
+    rows = conn.execute(
+        f"select {RESULT_COLUMNS} from recs.search_by_vector(query_embedding => %s, k => %s, filters => %s::jsonb,"
+        " model => %s) as s order by s.rank",
+        (HalfVector(vector), k, json.dumps(filters), spec.name)).fetchall()
     return {"q": q, "k": k, "model": spec.name, "filters": filters, "results": rows_to_results(rows)}

@@ -260,7 +260,7 @@ def _recommendations(kind: str, external_id: str, placements: list[dict], defaul
     function = "recs.recommend_for_item(item => %s" if kind == "item" else "recs.recommend_for_user(user_id => %s"
     try:
         with _conn().transaction():
-            rows = _rows(f"select r.*, i.title, i.brand from {function}, k => %s, placement => %s, explain => true) r"
+            rows = _rows(f"select r.*, i.brand from {function}, k => %s, placement => %s, explain => true) r"
                          " join pgrecs.items i on i.item_id = r.item_id order by r.rank",
                          (external_id, k, placement["placement"]))
     except psycopg.errors.NoDataFound as exc:
