@@ -6,15 +6,15 @@ the old signatures are dropped here and sql/069_recs.sql creates the new ones (w
 recs.recommend(text[], ...), recs.similar_items(text, ...), recs.rank_request,
 recs.serve_recommendations and recs.log_recommendations) in the same transaction.
 
-Revision ID: 0036_recs_titles
-Revises: 0035_signal_registry
+Revision ID: 0037_recs_titles
+Revises: 0036_item_filter
 Create Date: 2026-12-03
 """
 
 from alembic import op
 
-revision = "0036_recs_titles"
-down_revision = "0035_signal_registry"
+revision = "0037_recs_titles"
+down_revision = "0036_item_filter"
 branch_labels = None
 depends_on = None
 
