@@ -122,7 +122,7 @@ def both(client, query: str) -> tuple[list[str], list[str]]:
     assert similar.status_code == 200, similar.get_json()
     assert recommended.status_code == 200, recommended.get_json()
     return ([r["external_id"] for r in similar.get_json()["results"]],
-            [r["item_id"] for r in recommended.get_json()["items"]])
+            [r["external_id"] for r in recommended.get_json()["items"]])
 
 
 @pytest.mark.parametrize("filters", [
