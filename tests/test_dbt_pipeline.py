@@ -253,6 +253,32 @@ def _node_names(report):
     return {n.name for n in report.nodes}
 
 
+# fct_item_sequence by its definition, one numeric weight 1 / (|group| x |next group|) per step
+# (var sequence_shrinkage 5, cooc_top_n 50): the mart must match it row for row
+SEQUENCE_BY_STEP = """
+    with tie_groups as (
+        select tenant_id, user_id, occurred_at, array_agg(distinct item_id order by item_id) as items
+        from recs_staging.stg_pgrecs__events where weight > 0
+        group by tenant_id, user_id, occurred_at
+    ), consecutive as (
+        select tenant_id, items, lead(items) over (partition by tenant_id, user_id order by occurred_at) as next_items
+        from tie_groups
+    ), counted as (
+        select c.tenant_id, a.item_id, b.item_id as neighbor_item_id,
+            sum(1.0::numeric / (cardinality(c.items) * cardinality(c.next_items))) as steps
+        from consecutive as c, unnest(c.items) as a (item_id), unnest(c.next_items) as b (item_id)
+        where c.next_items is not null and a.item_id <> b.item_id
+        group by 1, 2, 3
+    ), scored as (
+        select c.tenant_id, c.item_id, c.neighbor_item_id, c.steps::double precision as steps,
+            (c.steps / (sum(c.steps) over w + 5.0))::double precision as score,
+            row_number() over (w order by c.steps desc, i.tie_key) as rank
+        from counted as c join recs_staging.stg_pgrecs__items as i on i.item_id = c.neighbor_item_id
+        window w as (partition by c.tenant_id, c.item_id)
+    )
+    select tenant_id, item_id, neighbor_item_id, steps, score, rank from scored where rank <= 50"""
+
+
 def test_incremental_refresh_equals_full_refresh(dirty_url, built):
     """Incremental refreshes (new events on the same day, then on later days across a trending
     window boundary) leave every event-level model, the published lists and the item signals
@@ -306,6 +332,12 @@ def test_incremental_refresh_equals_full_refresh(dirty_url, built):
     assert sequence[("a1", "a2")] == (pytest.approx(1 / (11 / 6 + 5), rel=1e-6), 1)
     assert sequence[("a1", "a4")] == (pytest.approx((5 / 6) / (11 / 6 + 5), rel=1e-6), 2)
     assert sequence[("a7", "a6")] == (pytest.approx(0.5 / 5.5, rel=1e-6), 1)
+    # the mart equals the per-step definition exactly (one numeric weight per step, summed), rows
+    # and values both ways
+    assert query(dirty_url, f"select count(*) as n from (({SEQUENCE_BY_STEP}) except"
+                            " (select * from recs_marts.fct_item_sequence)) as d")[0]["n"] == 0
+    assert query(dirty_url, f"select count(*) as n from ((select * from recs_marts.fct_item_sequence)"
+                            f" except ({SEQUENCE_BY_STEP})) as d")[0]["n"] == 0
     full = query(dirty_url, sql)
     for name, q in EVENT_LEVEL_TABLES.items():
         # the incremental models (only the new events' users and days rebuilt) match a rebuild

@@ -9,12 +9,18 @@
 {%- endmacro %}
 
 {#- One row per tenant with events, with its reference time (var as_of or the tenant's latest
-    event). Grouped from the events rather than joined from pgrecs.tenants: the planner then
-    knows there are few rows and hashes them instead of walking the event log in tenant order. -#}
+    event). The latest event is one lookup per tenant in the (tenant_id, occurred_at) index
+    (events_tenant_time), not a scan of the event log: every model and test reading
+    stg_pgrecs__events computes it. -#}
 {% macro reference_times_sql() -%}
     select
-        e.tenant_id,
-        {{ as_of_expr('max(e.occurred_at)') }} as as_of
-    from {{ source('pgrecs', 'events') }} as e
-    group by e.tenant_id
+        tenants.tenant_id,
+        {{ as_of_expr('latest.occurred_at') }} as as_of
+    from {{ source('pgrecs', 'tenants') }} as tenants
+    cross join lateral (
+        select max(e.occurred_at) as occurred_at
+        from {{ source('pgrecs', 'events') }} as e
+        where e.tenant_id = tenants.tenant_id
+    ) as latest
+    where latest.occurred_at is not null
 {%- endmacro %}

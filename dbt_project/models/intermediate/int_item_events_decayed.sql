@@ -139,9 +139,10 @@ month_totals as (
     select
         monthly.tenant_id,
         monthly.item_id,
+        -- in month order, so the float sum is the same on every run
         sum(monthly.decayed_at_month_end * power(0.5, least(
             extract(epoch from reference.as_of - monthly.month_end)::double precision / 86400.0 / {{ hl }},
-            100))) as popularity,
+            100)) order by monthly.month) as popularity,
         sum(monthly.events) as events,
         max(monthly.last_event_at) as last_event_at
     from monthly

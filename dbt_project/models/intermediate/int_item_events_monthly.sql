@@ -65,8 +65,11 @@ final as (
         item_id,
         month,
         min(month_end) as month_end,
+        -- summed in day order: a float sum depends on the order of its terms, and a parallel
+        -- plan would otherwise split the days between workers differently on every run
         sum(decayed_at_day_end * power(0.5, least(
-            extract(epoch from month_end - day_end)::double precision / 86400.0 / {{ hl }}, 100))) as decayed_at_month_end,
+            extract(epoch from month_end - day_end)::double precision / 86400.0 / {{ hl }}, 100))
+            order by day) as decayed_at_month_end,
         sum(events) as events,
         max(last_event_at) as last_event_at,
         max(last_event_id) as last_event_id

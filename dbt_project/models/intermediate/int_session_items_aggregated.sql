@@ -2,7 +2,9 @@
     materialized='incremental' if events_incremental_ok() else 'table',
     incremental_strategy='delete+insert',
     unique_key=['tenant_id', 'basket_id', 'item_id'],
+    pre_hook=["set work_mem = '256MB'"],
     post_hook=[
+        "reset work_mem",
         "{{ index_once('tenant_id, basket_id, item_id') }}",
         "{{ index_once('tenant_id, last_event_id') }}",
         "{% if not is_incremental() %}analyze {{ this }}{% endif %}",

@@ -31,21 +31,15 @@ items as (
 
 ),
 
-group_items as (
-
-    select distinct tenant_id, user_id, occurred_at, item_id
-    from events
-
-),
-
 tie_groups as (
 
+    -- one sort of the events serves both the distinct items and their order
     select
         tenant_id,
         user_id,
         occurred_at,
-        array_agg(item_id order by item_id) as items
-    from group_items
+        array_agg(distinct item_id order by item_id) as items
+    from events
     group by tenant_id, user_id, occurred_at
 
 ),
@@ -66,8 +60,7 @@ steps as (
         c.tenant_id,
         a.item_id,
         b.item_id as neighbor_item_id,
-        -- numeric: its sums are exact, so they do not depend on the order rows are added in
-        1.0::numeric / (cardinality(c.items) * cardinality(c.next_items)) as weight
+        cardinality(c.items) * cardinality(c.next_items) as group_product
     from consecutive as c
     cross join lateral unnest(c.items) as a (item_id)
     cross join lateral unnest(c.next_items) as b (item_id)
@@ -76,10 +69,25 @@ steps as (
 
 ),
 
+steps_per_product as (
+
+    -- steps counted in bigint per group product: integer sums, cheap and order-independent
+    select tenant_id, item_id, neighbor_item_id, group_product, count(*) as steps
+    from steps
+    group by tenant_id, item_id, neighbor_item_id, group_product
+
+),
+
 counted as (
 
-    select tenant_id, item_id, neighbor_item_id, sum(weight) as steps
-    from steps
+    -- each step weighs 1 / group_product; numeric keeps the sum exact (the same value and
+    -- scale as a sum of one such weight per step, since n x (1 / p) is exact in numeric)
+    select
+        tenant_id,
+        item_id,
+        neighbor_item_id,
+        sum(steps * (1.0::numeric / group_product)) as steps
+    from steps_per_product
     group by tenant_id, item_id, neighbor_item_id
 
 ),
