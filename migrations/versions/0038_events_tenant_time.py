@@ -5,15 +5,15 @@ stg_pgrecs__events joins every event to its tenant's reference time, and every d
 that reads the view computed it by scanning all events (once per model, once per test, on full
 and incremental refreshes alike).
 
-Revision ID: 0036_events_tenant_time
-Revises: 0035_signal_registry
+Revision ID: 0038_events_tenant_time
+Revises: 0037_recs_titles
 Create Date: 2026-12-03
 """
 
 from alembic import op
 
-revision = "0036_events_tenant_time"
-down_revision = "0035_signal_registry"
+revision = "0038_events_tenant_time"
+down_revision = "0037_recs_titles"
 branch_labels = None
 depends_on = None
 
