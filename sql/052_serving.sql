@@ -3,7 +3,7 @@
 -- one round trip on the primary). The bodies of the recs.* functions of the same names
 -- (sql/069_recs.sql); they call the recs.recommend_* functions, which plpgsql resolves when run.
 
-create or replace function pgpgrecs.rank_request(
+create or replace function pgrecs.rank_request(
     endpoint text,
     k integer default 10,
     placement text default null,
