@@ -292,7 +292,7 @@ def get_conn():
     return g.db_conn
 
 
-def on_primary(statements: list[tuple[str, dict]]) -> None:
+def on_primary(statements: list[tuple[str, dict | tuple]]) -> None:
     """Run writes on the primary for a request served by a replica (its tenant, one round trip)."""
     with get_pool().connection() as conn, conn.pipeline():
         conn.execute("select set_config('pgrecs.tenant', %s, false), set_config('statement_timeout', %s, false)",
