@@ -99,7 +99,7 @@ def _choice(dataset: str, record: dict) -> str:
     lo, hi = chosen["ndcg_ci_vs_base"]
     cold, base_cold = chosen["cold_hit_rate@10"], chosen["base_cold_hit_rate@10"]
     where = (f"on validation of {dataset}" if chosen["dataset"] == dataset else
-             f"on validation of {chosen['dataset']}, another retail-like set (never on {dataset}'s test)")
+             f"on validation of {chosen['dataset']}, another dataset (never on {dataset}'s test)")
     rule = ("best NDCG@10 ratio among the runs and mixes that kept cold-start HR@10" if chosen["keeps_cold_start"] else
             "no run kept cold-start HR@10 on validation, so the best NDCG@10 ratio of all")
     cold_text = "–" if cold is None else f"{cold:.3f} vs {base_cold:.3f}"
