@@ -52,7 +52,7 @@ def test_the_gate_table_shows_each_comparison_the_verdict_and_the_choice_of_reci
     assert by_label["gate"].endswith("not run |")  # movielens has no record
     assert "refused: cold-start HR@10 0.0400 is lower than 0.0500" in by_label["gate"]
     assert "ease 1, cooccurrence 0.1" in by_label["tuned hybrid's weights"]
-    assert "on validation of retail, another retail-like set (never on magazine's test)" in table
+    assert "on validation of retail, another dataset (never on magazine's test)" in table
     assert "- retail: chosen on validation of retail, run `retail-2k` at mix 0.2" in table
 
 
