@@ -3,6 +3,18 @@
 -- one round trip on the primary). The bodies of the recs.* functions of the same names
 -- (sql/069_recs.sql); they call the recs.recommend_* functions, which plpgsql resolves when run.
 
+create or replace function pgrecs.endpoint_placement(endpoint text, placement text default null)
+returns text
+language sql
+immutable parallel safe
+as $$
+    select coalesce(placement, case endpoint
+        when 'item' then 'pdp_similar' when 'user' then 'home_for_you' when 'examples' then 'more_like_these' end)
+$$;
+comment on function pgrecs.endpoint_placement(text, text) is
+    'The placement a request is ranked and logged under: the one asked for, else the endpoint''s default '
+    '(item: pdp_similar, user: home_for_you, examples: more_like_these).';
+
 create or replace function pgrecs.rank_request(
     endpoint text,
     k integer default 10,
@@ -18,22 +30,23 @@ returns table (item_id bigint, external_id text, title text, score double precis
     contributions jsonb, reasons text[])
 language plpgsql stable parallel safe
 as $$
+declare
+    v_placement text := pgrecs.endpoint_placement(rank_request.endpoint, rank_request.placement);
 begin
-    -- a null placement is the endpoint's default (the default of the function it calls)
     if endpoint = 'item' then
         return query select * from recs.recommend_for_item(
             item => rank_request.item, k => rank_request.k,
-            placement => coalesce(rank_request.placement, 'pdp_similar'),
+            placement => v_placement,
             filters => rank_request.filters, explain => rank_request.explain);
     elsif endpoint = 'user' then
         return query select * from recs.recommend_for_user(
             user_id => rank_request.user_id, k => rank_request.k,
-            placement => coalesce(rank_request.placement, 'home_for_you'),
+            placement => v_placement,
             filters => rank_request.filters, explain => rank_request.explain);
     elsif endpoint = 'examples' then
         return query select * from recs.recommend(
             examples => rank_request.examples, negative_examples => rank_request.negative_examples,
-            k => rank_request.k, placement => coalesce(rank_request.placement, 'more_like_these'),
+            k => rank_request.k, placement => v_placement,
             filters => rank_request.filters, explain => rank_request.explain);
     else
         raise exception 'unknown endpoint: %', endpoint using errcode = '22023';
@@ -101,8 +114,7 @@ declare
     r record;
     v_items bigint[] := '{}';
     v_scores real[] := '{}';
-    v_placement text := coalesce(serve_recommendations.placement, case serve_recommendations.endpoint
-        when 'item' then 'pdp_similar' when 'user' then 'home_for_you' else 'more_like_these' end);
+    v_placement text := pgrecs.endpoint_placement(serve_recommendations.endpoint, serve_recommendations.placement);
 begin
     for r in
         select * from pgrecs.rank_request(serve_recommendations.endpoint, serve_recommendations.k, v_placement,
