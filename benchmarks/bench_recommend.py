@@ -20,9 +20,9 @@ BENCH_BASELINE_REF=<git ref> measures that commit first, in the same run, on the
 the same queries and load: its files are exported (`git archive REF | tar -x`, no network) into a
 temporary directory, the populated database is copied (`create database ... template ...`) and
 the commit's own sql/ files are applied to the copy in file-name order (its functions over the
-current tables: the schema only grows), then the SQL timings run there and gunicorn serves the
-commit's own pgrecs package (the directory its pyproject.toml maps the package to) against the
-copy. The result gains baseline_ref, the baseline_* numbers and `ratios`: p99 current / baseline
+current tables, after dropping the current functions nothing depends on), then the SQL timings
+run there and gunicorn serves the commit's own pgrecs package (the directory its pyproject.toml
+maps the package to) against the copy. The result gains baseline_ref, the baseline_* numbers and `ratios`: p99 current / baseline
 for item and user SQL, requests/s current / baseline for HTTP item and user. Within noise means
 every p99 ratio <= 1.10 and every requests/s ratio >= 0.90.
 """
@@ -465,10 +465,34 @@ def _database(server: str):
     yield url, ready
 
 
+# The baseline's files define their own functions over the current tables, and `create or replace`
+# cannot change a function's result type: every current function nothing depends on is dropped
+# first. The ones a trigger, policy, view or index uses stay, and the baseline's files replace them.
+_DROP_REPLACEABLE_FUNCTIONS = """
+do $$
+declare
+    f regprocedure;
+begin
+    for f in
+        select p.oid::regprocedure from pg_catalog.pg_proc as p
+        join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
+        where n.nspname in ('pgrecs', 'recs') and p.prokind in ('f', 'p')
+    loop
+        begin
+            execute format('drop routine %s', f);
+        exception when dependent_objects_still_exist then
+            null;
+        end;
+    end loop;
+end
+$$"""
+
+
 @contextlib.contextmanager
 def _baseline_database(server: str, url: str, tree: Path, ref: str):
     """A copy of the populated database at `url` with the baseline commit's sql/ files applied in
-    file-name order (over the current schema); dropped afterwards. A file that fails exits with one line."""
+    file-name order (over the current tables, the current functions dropped where nothing depends
+    on them); dropped afterwards. A file that fails exits with one line."""
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict
 
@@ -483,6 +507,7 @@ def _baseline_database(server: str, url: str, tree: Path, ref: str):
     base_url = _with_database(server, name)
     try:
         with psycopg.connect(base_url, autocommit=True) as conn:
+            conn.execute(_DROP_REPLACEABLE_FUNCTIONS)
             for path in sorted((tree / "sql").glob("*.sql")):
                 try:
                     with conn.transaction():
