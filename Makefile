@@ -23,7 +23,7 @@ demo: install
 test: install lint
 	$(BIN)/pytest -q
 
-# everything that needs neither dbt, nor the embedding model, nor fuzzing
+# everything that needs neither dbt, nor the embedding model, nor fuzzing, nor seconds of waiting
 test-fast: install
 	$(BIN)/pytest -q -m "not slow and not stress"
 

@@ -1,7 +1,8 @@
 """Test fixtures: one real embedded PostgreSQL per test session, one fresh database per test.
 
 The schema is migrated once into a template database; each test gets `CREATE DATABASE ...
-TEMPLATE` (tens of milliseconds), so tests are isolated without re-running migrations.
+TEMPLATE` (tens of milliseconds, with the server's files in memory), so tests are isolated
+without re-running migrations.
 """
 
 from __future__ import annotations
@@ -33,6 +34,22 @@ def with_database(url: str, dbname: str) -> str:
     return make_conninfo(**params)
 
 
+# memory-backed scratch space for the test server when it has room for the whole suite's databases
+SHM = Path("/dev/shm")
+SHM_MIN_FREE = 8 * 2**30
+
+
+def _server_home() -> Path:
+    """A new directory for the session's server: in memory (/dev/shm) when it has room, since every
+    test creates and drops a database of ~450 relations, and on a disk mounted with `discard` the
+    kernel's file work costs ~0.4 s per database instead of ~0.03 s; else the temporary directory."""
+    try:
+        in_memory = SHM.is_dir() and shutil.disk_usage(SHM).free >= SHM_MIN_FREE
+    except OSError:
+        in_memory = False
+    return Path(tempfile.mkdtemp(prefix="pgrecs-test-", dir=SHM if in_memory else None))
+
+
 @pytest.fixture(scope="session")
 def server_url() -> str:
     """The embedded server for the whole session (or $PGRECS_TEST_DATABASE_URL's server).
@@ -43,7 +60,7 @@ def server_url() -> str:
     if external:
         yield external
         return
-    home = Path(tempfile.mkdtemp(prefix="pgrecs-test-"))
+    home = _server_home()
     data_dir = home / "pgdata"
     url = embedded.start(data_dir)
     # a throwaway server: no flush to disk, so CREATE/DROP DATABASE (a checkpoint each) and commits

@@ -21,6 +21,7 @@ from replica_support import (embedded_home, on_replica, replica_app, replica_ser
 
 # --- pgrecs db replica add | list | remove -------------------------------------------------------
 
+@pytest.mark.slow  # starts and stops standbys of its own
 def test_replica_commands_are_safe_to_rerun(server_url, monkeypatch):
     from pgrecs.cli import main
 
@@ -205,6 +206,7 @@ def _load(app, stop: threading.Event, results: list, paths: list[str]) -> None:
             n += 1
 
 
+@pytest.mark.slow  # seconds of load while a standby stops
 @pytest.mark.parametrize("fault", ["stopped", "killed"])
 def test_reads_survive_a_replica_failing_under_load_and_return_to_it(app, db_url, replica_server, fault):
     name = replicas.display_url(app.config["REPLICA_URLS"][0])
@@ -274,6 +276,7 @@ def test_keys_hold_on_the_replica(client, app, db_url):
 
 # --- discovery ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # starts and stops standbys of its own
 def test_the_api_takes_up_and_drops_embedded_replicas_without_a_restart(server_url, db_url, shop, monkeypatch):
     home = embedded_home(server_url)
     monkeypatch.setenv("PGRECS_HOME", str(home))

@@ -324,6 +324,7 @@ def test_metrics(client, db_url):
     assert 'pgrecs_embedding_queue_depth{tenant="default"} 0.0' in text
 
 
+@pytest.mark.slow  # /readyz loads the query model
 def test_readyz(client, db_url):
     body = client.get("/readyz", headers={"X-API-Key": ""}).get_json()
     from pgrecs.migrate import head_revision

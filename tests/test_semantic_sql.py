@@ -347,6 +347,7 @@ def test_equal_distances_are_cut_by_tie_key(conn, catalog, filters, max_rows):
     assert got == by_tie_key[:2]
 
 
+@pytest.mark.slow  # seconds of two writers racing
 @pytest.mark.commits
 def test_two_list_writers_at_once_leave_every_list_whole(conn, catalog):
     """Two embed workers write lists at the same time (each its own batches, propagating into the
