@@ -78,8 +78,14 @@ begin
     get diagnostics written = row_count;
     -- a bulk rewrite leaves the statistics describing the old lists (or none, on a first build):
     -- with them the planner picks scans of every list per candidate in the steps below, and later
-    -- single-item updates (the watcher's) take seconds. Analyzed before the steps that read them
-    if cardinality(item_ids) >= 100 then
+    -- single-item updates (the watcher's) take seconds. Analyzed before the steps that read them,
+    -- after a bulk batch or once the lists outgrew their statistics by autovacuum's own measure (a
+    -- catalog embedded in small batches would otherwise build its lists in quadratic time until
+    -- autovacuum came by)
+    if cardinality(item_ids) >= 100
+        or (select coalesce(pg_catalog.pg_stat_get_mod_since_analyze(c.oid), 0) + written
+                > 50 + 0.2 * greatest(c.reltuples, 0)
+            from pg_catalog.pg_class as c where c.oid = target.relation::regclass) then
         execute format('analyze %s', target.relation);
     end if;
 

@@ -347,7 +347,23 @@ def test_equal_distances_are_cut_by_tie_key(conn, catalog, filters, max_rows):
     assert got == by_tie_key[:2]
 
 
-@pytest.mark.slow  # seconds of two writers racing
+@pytest.mark.commits
+def test_lists_built_in_small_batches_keep_statistics_of_their_size(conn, catalog):
+    """Batches too small for the bulk analyze (40 items): the writer analyzes the lists once they
+    outgrow their statistics. With an empty table's statistics the re-ranking steps nested-loop
+    every list against every candidate, and each batch took seconds more than the one before."""
+    conn.execute("alter table pgrecs.item_neighbors set (autovacuum_enabled = false)")
+    conn.commit()
+    ids = [int(i) for i in catalog["ids"]]
+    for start in range(0, len(ids), 40):
+        conn.execute("select pgrecs.refresh_semantic_neighbors(%s, 20, true)", (ids[start:start + 40],))
+        conn.commit()
+    estimated = conn.execute(
+        "select reltuples from pg_catalog.pg_class where oid = 'pgrecs.item_neighbors'::regclass").fetchone()[0]
+    actual = conn.execute("select count(*) from pgrecs.item_neighbors").fetchone()[0]
+    assert actual >= 20 * 500 and estimated >= 0.5 * actual, (estimated, actual)
+
+
 @pytest.mark.commits
 def test_two_list_writers_at_once_leave_every_list_whole(conn, catalog):
     """Two embed workers write lists at the same time (each its own batches, propagating into the
