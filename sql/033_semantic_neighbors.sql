@@ -79,12 +79,13 @@ begin
     -- a bulk rewrite leaves the statistics describing the old lists (or none, on a first build):
     -- with them the planner picks scans of every list per candidate in the steps below, and later
     -- single-item updates (the watcher's) take seconds. Analyzed before the steps that read them,
-    -- after a bulk batch or once the lists outgrew their statistics by autovacuum's own measure (a
+    -- after a bulk batch or once the table outgrew the size its statistics describe by a fifth (a
     -- catalog embedded in small batches would otherwise build its lists in quadratic time until
-    -- autovacuum came by)
+    -- autovacuum came by). Measured by the table's pages, which grow at once, rather than by the
+    -- cumulative statistics' counters, which reach shared memory up to a second late
     if cardinality(item_ids) >= 100
-        or (select coalesce(pg_catalog.pg_stat_get_mod_since_analyze(c.oid), 0) + written
-                > 50 + 0.2 * greatest(c.reltuples, 0)
+        or (select pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::integer
+                > 8 + 1.2 * c.relpages
             from pg_catalog.pg_class as c where c.oid = target.relation::regclass) then
         execute format('analyze %s', target.relation);
     end if;
