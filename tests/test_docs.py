@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -31,12 +32,26 @@ def test_readme_is_a_front_page_linking_pages_that_exist():
             assert (REPO / target).exists(), target
 
 
+TRACKER_TALK = (r"\bissue \d", r"\bthe issue'?s?\b", r"\(issue\)", r"\bthis session\b", r"\bsession \d",
+                r"\bREFERENCE_NDCG", r"\btracker\b")
+PRODUCT_FILES = [REPO / p for p in subprocess.run(
+    ["git", "ls-files", "app", "sql", "dbt_project", "benchmarks", "migrations", "scripts", "Makefile", "pyproject.toml"],
+    cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    if not p.startswith("benchmarks/results/") and p.endswith((".py", ".sql", ".yml", ".md", ".toml", ".sh", "Makefile"))]
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_docs_speak_of_the_product_only(page):
     text = page.read_text()
-    for pattern in (r"\bissue \d", r"\bthe issue'?s?\b", r"\(issue\)", r"\bthis session\b", r"\bsession \d",
-                    r"\bearlier runs?\b", r"^History:", r"\bwas (?:the )?previous run\b"):
+    for pattern in (*TRACKER_TALK, r"\bearlier runs?\b", r"^History:", r"\bwas (?:the )?previous run\b"):
         assert not re.search(pattern, text, re.I | re.M), (page.name, pattern)
+
+
+def test_product_code_speaks_of_the_product_only():
+    assert len(PRODUCT_FILES) > 100
+    found = [(str(path.relative_to(REPO)), pattern) for path in PRODUCT_FILES for pattern in TRACKER_TALK
+             if re.search(pattern, path.read_text(), re.I | re.M)]
+    assert not found, found
 
 
 def examples() -> list[tuple[str, str, str]]:
