@@ -27,8 +27,20 @@ def _add_test_routes(app) -> None:
     def broken():
         raise RuntimeError("secret internals")
 
+    def lost():
+        """An answer built, then the server ends the request's session before its commit."""
+        from flask import current_app
+
+        from pgrecs.api.database import get_conn
+
+        pid = get_conn().execute("select pg_backend_pid()").fetchone()[0]
+        with psycopg.connect(current_app.config["DATABASE_URL"], autocommit=True) as admin:
+            admin.execute("select pg_terminate_backend(%s, 5000)", (pid,))
+        return {"answered": True}
+
     app.add_url_rule("/test/slow", view_func=slow)
     app.add_url_rule("/test/broken", view_func=broken)
+    app.add_url_rule("/test/lost", view_func=lost)
 
 
 @pytest.fixture
@@ -203,6 +215,16 @@ def test_statement_timeout_per_request(app, client):
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     assert "statement timeout" in response.get_json()["detail"]
     # the pool's connection is usable again afterwards
+    assert client.get("/items/A/recommendations?placement=nope").status_code == 404
+
+
+def test_an_answer_survives_its_connection_ending_before_the_commit(client, caplog):
+    """A standby stopping or a primary failing over after the response was built: the client gets
+    the answer, the warning names the lost connection, and the pool serves the next request."""
+    with caplog.at_level("WARNING", logger="pgrecs.api"):
+        response = client.get("/test/lost")
+    assert response.status_code == 200 and response.get_json() == {"answered": True}
+    assert any("lost before the request's commit" in r.getMessage() for r in caplog.records), caplog.records
     assert client.get("/items/A/recommendations?placement=nope").status_code == 404
 
 

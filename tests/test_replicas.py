@@ -201,8 +201,12 @@ def _load(app, stop: threading.Event, results: list, paths: list[str]) -> None:
     with KeyedClient(app) as c:
         n = 0
         while not stop.is_set():
-            response = c.get(paths[n % len(paths)])
-            results.append((time.monotonic(), response.status_code, response.headers.get("X-PgRecs-Backend")))
+            try:
+                response = c.get(paths[n % len(paths)])
+            except Exception as exc:  # a request that raised never answered its client: a failure below
+                results.append((time.monotonic(), repr(exc), None))
+            else:
+                results.append((time.monotonic(), response.status_code, response.headers.get("X-PgRecs-Backend")))
             n += 1
 
 

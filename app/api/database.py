@@ -26,6 +26,7 @@ server that answered.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 
 import psycopg
@@ -33,6 +34,8 @@ from flask import Flask, current_app, g, has_request_context, request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pgrecs.db import configure, database_url
+
+log = logging.getLogger("pgrecs.api")
 
 API_ROLE = "pgrecs_api"
 _ATTEMPTS = 3
@@ -319,10 +322,18 @@ def _mark_response(response):
 
 def _release(exc) -> None:
     cm = g.pop("db_conn_cm", None)
+    backend = g.get("db_backend")
     g.pop("db_conn", None)
     if cm is None:
         return
-    cm.__exit__(type(exc) if exc else None, exc, None)
+    try:
+        cm.__exit__(type(exc) if exc else None, exc, None)
+    except psycopg.OperationalError as lost:
+        # the server went away after the response was built (a standby stopped, a primary failing
+        # over): the pool discards the broken connection; the answer still reaches the client, and
+        # what is lost (a GET's request-log rows) is logged here rather than turned into an error
+        log.warning("connection to %s lost before the request's commit: %s",
+                    backend or "the database", str(lost).splitlines()[0])
 
 
 def init_app(app: Flask) -> None:
