@@ -9,7 +9,7 @@ import psycopg
 
 from pgrecs import embedded
 from pgrecs.config import Settings, settings
-from pgrecs.errors import PgrecsError
+from pgrecs.errors import PgrecsError, first_line
 
 
 def database_url(config: Settings | None = None) -> str:
@@ -41,8 +41,7 @@ def connect(url: str | None = None, *, tenant: str | None = None, autocommit: bo
     try:
         conn = psycopg.connect(url, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise PgrecsError(f"cannot reach the database: {first_line}") from exc
+        raise PgrecsError(f"cannot reach the database: {first_line(exc)}") from exc
     with conn:
         configure(conn, tenant)
         conn.autocommit = autocommit

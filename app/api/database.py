@@ -34,6 +34,7 @@ from flask import Flask, current_app, g, has_request_context, request
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pgrecs.db import configure, database_url
+from pgrecs.errors import first_line
 
 log = logging.getLogger("pgrecs.api")
 
@@ -333,7 +334,7 @@ def _release(exc) -> None:
         # over): the pool discards the broken connection; the answer still reaches the client, and
         # what is lost (a GET's request-log rows) is logged here rather than turned into an error
         log.warning("connection to %s lost before the request's commit: %s",
-                    backend or "the database", str(lost).splitlines()[0])
+                    backend or "the database", first_line(lost))
 
 
 def init_app(app: Flask) -> None:

@@ -26,6 +26,8 @@ from flask import g, has_request_context, request
 from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from pgrecs.errors import first_line
+
 log = logging.getLogger("pgrecs.api")
 
 PROBLEM_JSON = "application/problem+json"
@@ -158,7 +160,7 @@ def _exception(error: Exception):
         return problem(503, "the query ran longer than the statement timeout; try again or narrow it",
                        headers={"Retry-After": "1"})
     if isinstance(error, (PoolTimeout, psycopg.OperationalError)):
-        log.error("database unavailable: %s", str(error).strip().splitlines()[0] if str(error).strip() else error)
+        log.error("database unavailable: %s", first_line(error))
         return problem(503, "the database is unavailable", headers={"Retry-After": "1"})
     if isinstance(error, psycopg.errors.NoDataFound):
         return problem(404, error.diag.message_primary or "not found")

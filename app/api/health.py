@@ -8,7 +8,7 @@ from flask import current_app
 
 from pgrecs.api.database import get_conn
 from pgrecs.api.schemas import HealthOut, ReadyOut, ok
-from pgrecs.errors import PgrecsError
+from pgrecs.errors import PgrecsError, first_line
 
 bp = APIBlueprint("health", __name__)
 
@@ -43,7 +43,7 @@ def readyz():
         conn.execute("select 1")
         checks["database"] = "ok"
     except psycopg.Error as exc:
-        abort(503, message="database unreachable", detail={"database": str(exc).strip().splitlines()[0]})
+        abort(503, message="database unreachable", detail={"database": first_line(exc)})
     revision = conn.execute("select version_num from public.alembic_version").fetchone()
     head = _head(head_revision)
     if revision is None or revision[0] != head:

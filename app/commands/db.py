@@ -8,7 +8,7 @@ import subprocess
 import click
 
 from pgrecs import embedded, migrate as schema
-from pgrecs.errors import PgrecsError
+from pgrecs.errors import PgrecsError, first_line
 
 
 @click.group()
@@ -110,7 +110,7 @@ def migrate(ctx: click.Context, revision: str) -> None:
     except PgrecsError:
         raise
     except Exception as exc:
-        raise PgrecsError(f"migration failed: {str(exc).splitlines()[0]}") from exc
+        raise PgrecsError(f"migration failed: {first_line(exc)}") from exc
     click.echo(f"schema at {schema.current_revision(url)}")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from pgrecs.cli import tenant_from, url_from
-from pgrecs.errors import PgrecsError
+from pgrecs.errors import PgrecsError, first_line
 
 
 @click.group()
@@ -55,7 +55,7 @@ def embeddable(ctx, item, decision):
             else:
                 row = conn.execute("select * from recs.embed_decision(item => %s)", (item,)).fetchone()
         except errors.NoDataFound as exc:
-            raise PgrecsError(str(exc).strip().splitlines()[0]) from exc
+            raise PgrecsError(first_line(exc)) from exc
         if row is None:
             raise PgrecsError(f"unknown item: {item}")
         _echo(row)

@@ -10,14 +10,13 @@ from pgrecs.cli import url_from
 def _connect(ctx):
     import psycopg
 
-    from pgrecs.errors import PgrecsError
+    from pgrecs.errors import PgrecsError, first_line
 
     try:
         # the operator's role, no tenant set: keys of every tenant are managed here
         return psycopg.connect(url_from(ctx), autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise PgrecsError(f"cannot reach the database: {first}") from exc
+        raise PgrecsError(f"cannot reach the database: {first_line(exc)}") from exc
 
 
 @click.group()

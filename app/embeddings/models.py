@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pgrecs.errors import PgrecsError
+from pgrecs.errors import PgrecsError, first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -154,7 +154,7 @@ class Encoder:
                 # chunk in its writer thread while the model tokenizes the next)
                 self.tokenizer = copy.deepcopy(self.model.tokenizer)
         except (OSError, ValueError) as exc:
-            raise PgrecsError(f"cannot load the model in {path}: {str(exc).splitlines()[0]}") from exc
+            raise PgrecsError(f"cannot load the model in {path}: {first_line(exc)}") from exc
 
     def truncated(self, texts: list[str]) -> list[bool]:
         """Which texts exceed the model's token limit (the model truncates them at max_tokens, deterministically)."""

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pgrecs.errors import PgrecsError
+from pgrecs.errors import PgrecsError, first_line
 from pgrecs.evaluation.data import Catalog, Interactions
 from pgrecs.signals.refresh import REFRESHED_SIGNALS
 
@@ -55,7 +55,7 @@ def scratch_database(source_url: str, label: str = "eval", keep: bool = False) -
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     except psycopg.Error as exc:
-        raise PgrecsError(f"cannot create the scratch database for evaluation: {str(exc).strip().splitlines()[0]}") from exc
+        raise PgrecsError(f"cannot create the scratch database for evaluation: {first_line(exc)}") from exc
     url = _with_db(source_url, name)
     try:
         migrate.upgrade(url)
